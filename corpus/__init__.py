@@ -1,0 +1,23 @@
+"""Corpus stage: raw chat logs (WildChat-1M parquet, ShareGPT JSON) → filtered turn-pairs → a sample."""
+
+from ._build import TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, build_corpus
+from ._errors import CorpusError
+from ._filters import CorpusConfig, transactional_reason
+from ._funnel import Funnel
+from ._sample import SAMPLE_FILE, SampleConfig, draw_sample
+from ._sources import SOURCES, Source, read_source
+from ._tables import (
+    OPTIONAL_TURN_PAIR_COLUMNS,
+    SAMPLE_COLUMNS,
+    TURN_PAIR_COLUMNS,
+    read_table,
+    validate_turn_pairs,
+)
+from ._wildchat import resolve_inputs
+
+__all__ = [
+    "CorpusConfig", "CorpusError", "Funnel", "OPTIONAL_TURN_PAIR_COLUMNS", "SAMPLE_COLUMNS",
+    "SAMPLE_FILE", "SOURCES", "SampleConfig", "Source", "TERMINAL_PAIRS_FILE", "TURN_PAIRS_FILE", "TURN_PAIR_COLUMNS",
+    "build_corpus", "draw_sample", "read_source", "read_table", 
+    "resolve_inputs", "transactional_reason", "validate_turn_pairs",
+]

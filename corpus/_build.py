@@ -1,0 +1,181 @@
+"""Conversations in, `turn_pairs.parquet` + `terminal_pairs.parquet` + the funnel out.
+
+Streaming: rows are written in chunks as they pass, so memory stays flat whatever the corpus
+size. De-duplication needs to see every pair before choosing which copy to keep, so pairs go to a
+temporary file first and a second pass keeps, for each duplicate group, the copy with the
+smallest `pair_id` — a choice that does not depend on the order the shards were read in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._conversation import Conversation
+from ._filters import CorpusConfig, detect_language, is_english, length_reason, transactional_reason
+from ._funnel import Funnel
+from ._pairs import TurnPair, cut_pairs, normalise_roles
+from ._tables import TERMINAL_PAIR_SCHEMA, TURN_PAIR_SCHEMA
+
+TURN_PAIRS_FILE = "turn_pairs.parquet"
+TERMINAL_PAIRS_FILE = "terminal_pairs.parquet"
+_CHUNK_ROWS = 5_000
+_KEY = "_duplicate_key"
+
+CONVERSATION_STAGES = ("english", "non_toxic", "not_redacted", "well_formed", "multi_turn")
+PAIR_STAGES = ("turn_pairs", "non_empty", "non_transactional", "length_bounds", "deduplicated")
+
+
+def _duplicate_key(pair: TurnPair) -> bytes:
+    """Two pairs are the same event logged twice when their whole visible exchange is identical
+    (previous assistant turn, prompt, response, reply), compared after collapsing whitespace."""
+    texts = (pair.prev_response, pair.prompt, pair.response, pair.reply or "")
+    normalised = "\x1f".join(" ".join(t.split()).casefold() for t in texts)
+    return hashlib.blake2b(normalised.encode(), digest_size=16).digest()
+
+
+class _PairSink:
+    """Chunked writer of one pair table to a temporary file, remembering duplicate groups."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path = path
+        self.schema = schema.append(pa.field(_KEY, pa.binary(16)))
+        self.rows: list[dict] = []
+        self.writer = pq.ParquetWriter(path, self.schema)
+        self.winners: dict[bytes, str] = {}  # duplicate key -> smallest pair_id seen
+
+    def add(self, pair: TurnPair) -> None:
+        row = asdict(pair)
+        key = _duplicate_key(pair)
+        row[_KEY] = key
+        if key not in self.winners or pair.pair_id < self.winners[key]:
+            self.winners[key] = pair.pair_id
+        self.rows.append(row)
+        if len(self.rows) >= _CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows = []
+
+    def finish(self, destination: Path) -> tuple[int, int]:
+        """Keep one copy per duplicate group; return (rows in, rows kept)."""
+        self.flush()
+        self.writer.close()
+        final_schema = self.schema.remove(self.schema.get_field_index(_KEY))
+        staged = destination.with_name(f".{destination.name}.partial")
+        rows_in = kept = 0
+        with pq.ParquetWriter(staged, final_schema) as writer:
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=_CHUNK_ROWS):
+                keys = batch.column(_KEY).to_pylist()
+                ids = batch.column("pair_id").to_pylist()
+                mask = pa.array([self.winners[k] == i for k, i in zip(keys, ids)])
+                table = pa.Table.from_batches([batch]).filter(mask).drop_columns([_KEY])
+                rows_in += batch.num_rows
+                kept += table.num_rows
+                writer.write_table(table)
+        os.replace(staged, destination)
+        self.path.unlink()
+        return rows_in, kept
+
+
+def _pair_reason(pair: TurnPair, config: CorpusConfig) -> tuple[str, str] | None:
+    """(stage, reason) of the first pair-level filter that rejects the pair, or None."""
+    texts = [pair.prompt, pair.response] + ([] if pair.reply is None else [pair.reply])
+    if any(not t.strip() for t in texts):
+        return "non_empty", "empty_message"
+    if not config.keep_transactional:
+        reason = transactional_reason(pair.prompt, pair.response, pair.reply)
+        if reason:
+            return "non_transactional", reason
+    reason = length_reason(pair, config)
+    if reason:
+        return "length_bounds", reason
+    return None
+
+
+def build_corpus(
+    conversations: Iterable[Conversation], out_dir: Path, config: CorpusConfig, funnel: Funnel
+) -> Funnel:
+    """Filter conversations, cut and filter turn-pairs, write both tables; the funnel counts it all."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stage in CONVERSATION_STAGES:
+        funnel.declare(stage, "conversations")
+    for stage in PAIR_STAGES:
+        funnel.declare(stage, "turn_pairs")
+    repairs: Counter = Counter()
+    terminal_rejected: Counter = Counter()
+    terminal_cut = 0
+    pairs = _PairSink(out_dir / f".{TURN_PAIRS_FILE}.tmp", TURN_PAIR_SCHEMA)
+    terminals = _PairSink(out_dir / f".{TERMINAL_PAIRS_FILE}.tmp", TERMINAL_PAIR_SCHEMA)
+
+    for conversation in conversations:
+        repairs.update(conversation.notes)
+        language = conversation.language
+        if language is None:
+            language = detect_language([m.content or "" for m in conversation.messages if m.role == "user"])
+        if not is_english(language):
+            funnel.reject("not_english")
+            continue
+        funnel.passed("english")
+        if conversation.toxic:
+            funnel.reject("toxic")
+            continue
+        funnel.passed("non_toxic")
+        if conversation.redacted:
+            funnel.reject("redacted")
+            continue
+        funnel.passed("not_redacted")
+        messages, repaired, problem = normalise_roles(conversation.messages)
+        if problem:
+            funnel.reject(problem)
+            continue
+        repairs.update(repaired)
+        funnel.passed("well_formed")
+
+        cut = cut_pairs(conversation, messages, language)
+        replied = [p for p in cut if p.reply is not None]
+        if replied:
+            funnel.passed("multi_turn")
+        else:
+            funnel.reject("single_turn")
+        for pair in cut:
+            if pair.reply is None:  # the user never replied: a terminal pair
+                terminal_cut += 1
+                verdict = _pair_reason(pair, config)
+                if verdict:
+                    terminal_rejected[verdict[1]] += 1
+                else:
+                    terminals.add(pair)
+                continue
+            funnel.passed("turn_pairs")
+            verdict = _pair_reason(pair, config)
+            if verdict is None:
+                for stage in PAIR_STAGES[1:-1]:
+                    funnel.passed(stage)
+                pairs.add(pair)
+                continue
+            failed_stage, reason = verdict
+            for stage in PAIR_STAGES[1:PAIR_STAGES.index(failed_stage)]:
+                funnel.passed(stage)
+            funnel.reject(reason)
+
+    rows_in, kept = pairs.finish(out_dir / TURN_PAIRS_FILE)
+    funnel.passed("deduplicated", kept)
+    funnel.reject("duplicate_pair", rows_in - kept)
+    terminal_in, terminal_kept = terminals.finish(out_dir / TERMINAL_PAIRS_FILE)
+    terminal_rejected["duplicate_pair"] += terminal_in - terminal_kept
+    funnel.notes["terminal_pairs"] = {
+        "cut": terminal_cut, "kept": terminal_kept, "rejected": dict(sorted(terminal_rejected.items()))
+    }
+    funnel.notes["repairs"] = dict(sorted(repairs.items()))
+    funnel.notes["config"] = config.model_dump()
+    return funnel

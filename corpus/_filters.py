@@ -1,0 +1,157 @@
+"""Which conversations and turn-pairs enter the study, each decision with a named reason.
+
+The non-transactional rule is deliberately plain (patterns a reader can audit); its precision and
+recall on 300 hand-labelled pairs are measured in `tests/corpus/test_socioemotional_filter.py`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+import py3langid
+
+from ._pairs import TurnPair
+
+
+class CorpusConfig(BaseModel):
+    """Filter settings (the `[corpus]` table of `study.toml`). Lengths are in characters."""
+
+    min_prompt_chars: int = Field(5, ge=0, description="shorter prompts carry too little context")
+    max_prompt_chars: int = Field(2_000, ge=1, description="longer prompts are mostly pasted documents")
+    min_response_chars: int = Field(10, ge=0)
+    max_response_chars: int = Field(4_000, ge=1, description="also bounds what a judge must read")
+    min_reply_chars: int = Field(2, ge=0)
+    max_reply_chars: int = Field(2_000, ge=1)
+    keep_transactional: bool = Field(False, description="true keeps code and task pairs (no topic filter)")
+
+
+# --- code -------------------------------------------------------------------------------------
+_CODE = re.compile(
+    r"```"
+    r"|^\s*(def|class|import|from \S+ import|#include|public|private|function|const|let|var)\b"
+    r"|\b(def|function)\s+\w+\s*\("
+    r"|\bSELECT\b.+\bFROM\b|\bCREATE TABLE\b"
+    r"|</?(div|span|html|body|script|table|p|a|button|input)\b[^>]*>"
+    r"|Traceback \(most recent call last\)|\b\w+(Error|Exception):"
+    r"|[;{}]\s*$"
+    r"|\w+\.\w+\([^)]*\)\s*;?\s*$"
+    r"|=>|::|\$\w+|==",
+    re.MULTILINE,
+)
+
+# --- task requests ----------------------------------------------------------------------------
+_TASK_VERBS = (
+    r"write|rewrite|re-write|create|generate|make|produce|compose|draft|give me|list|name \d+|"
+    r"explain|summari[sz]e|translate|rephrase|paraphrase|continue|describe|design|build|implement|"
+    r"fix|debug|convert|calculate|compute|solve|provide|suggest|analy[sz]e|compare|add|remove|"
+    r"change|update|modify|show me|tell me about|define|expand|shorten|improve|correct|proofread|"
+    r"edit|outline|elaborate|evaluate|review|extract|format|organi[sz]e|plan|recommend|find|"
+    r"act as (?!my)|pretend to be (?!my)|play the role|you are an? (?!friend)|i want you to act as (?!my)|"
+    r"what (is|are|was|were|does|do) (?!you)|who (is|was|are)|when (is|was|did)|where (is|are|can)|"
+    r"how (do|does|can|to|would|should|many|much|long) (?!you feel)|why (is|are|does|do) (?!you)|"
+    r"is there|are there|does|do i need"
+)
+_TASK_START = re.compile(
+    rf"^\W*(ok(ay)?|great|thanks?( you)?|good|now|so|and|also|hi|hello|hey)?[\s,.!]*(please\s+)?"
+    rf"((can|could|would|will) you (please )?|i (want|need|would like) (you )?to |help me (to )?)?"
+    rf"({_TASK_VERBS})\b",
+    re.IGNORECASE,
+)
+# "please <verb>" anywhere near the start is a request even after a preamble.
+_PLEASE_VERB = re.compile(rf"\bplease,? ({_TASK_VERBS}|remember|perform|take|use)\b", re.IGNORECASE)
+_CONTINUATION = re.compile(r"^\W*(continue|more|go on|next|keep going|again|regenerate)\W*$", re.IGNORECASE)
+
+# --- personal, emotional or social cues -------------------------------------------------------
+_FEELINGS = (
+    r"sad|happy|lonely|alone|depressed|anxious|scared|afraid|worried|tired|exhausted|stressed|"
+    r"overwhelmed|hurt|angry|mad|upset|lost|confused|excited|grateful|glad|nervous|bored|sick|"
+    r"heartbroken|miserable|hopeless|ashamed|guilty|jealous|insecure|proud|in love"
+)
+_SELF_FEELING = (
+    rf"\bi('m| am| feel| felt| was| have been|'ve been| get| got)( so| very| really| a bit| kind of)? ({_FEELINGS})\b"
+    r"|\bi (struggle|am struggling|can'?t cope|need someone|feel like)\b"
+)
+_SELF_FEELING_RE = re.compile(_SELF_FEELING, re.IGNORECASE)
+_PERSONAL = re.compile(
+    _SELF_FEELING + r"|\b(i|we) (love|miss|hate|hug|kiss) (you|him|her|them|my)\b"
+    r"|\b(i|i'm|i am|me|my)\b[^.!?]{0,30}\b(lonely|loneliness|heartbreak|depression|anxiety|grief|therapy|"
+    r"therapist|self-esteem|crying|cried|tears)\b"
+    r"|\bmy (wife|husband|partner|girlfriend|boyfriend|gf|bf|best friend|mom|mum|dad|mother|"
+    r"father|parents|family|son|daughter|sister|brother|ex|crush|kids?|children|life|feelings|heart)\b"
+    r"|\b(are|were|aren'?t) you (really |technically |actually )?(a |an )?(human|real|robot|alive|conscious|"
+    r"sentient|happy|ok|okay|there|lonely|my)\b"
+    r"|\b(do|don'?t|does) you (really |actually )?(feel|love|like me|remember me|have (feelings|emotions|a name|"
+    r"friends|personal|opinions|beliefs)|believe in)\b"
+    r"|\byour (feelings|opinions?|beliefs?|personal|life|day|favou?rite)\b"
+    r"|\byou('re| are) (my|a good|the best|(so |very |such |truly |really )?(an? )?(amazing|kind|sweet|funny|"
+    r"cute|smart|dumb|stupid|wonderful|awesome|beautiful|adorable|dummy|genius|friend|life assistant))\b"
+    r"|\b(dating|my date|relationship|break ?up|boyfriend|girlfriend)\b"
+    r"|\b(thank you so much|thanks so much|i appreciate you|how are you|how('s| is) your day|"
+    r"good (morning|night)|nice to (meet|talk)|talk to me|can we talk|chat with me|be my|"
+    r"(act|pretend|roleplay) as my|my (dear|love|darling)|you dummy|have a conversation|get to know (me|you)|"
+    r"how (are you|i am|i'm|am i) feeling|my personality)\b"
+    r"|\*\s*(smiles?|hugs?|laughs?|cries|sighs?|blushes?|giggles?|kisses?|nods?)\b",
+    re.IGNORECASE,
+)
+
+
+def code_present(*texts: str) -> bool:
+    return any(_CODE.search(text) for text in texts)
+
+
+# Only the user's own opening words count as personal cues: a pasted essay or story may be full of
+# feelings while the user's request about it is a task.
+_OWN_WORDS = 400
+
+
+def task_request(text: str) -> bool:
+    head = text[:_OWN_WORDS]
+    return bool(_TASK_START.search(head) or _PLEASE_VERB.search(head) or _CONTINUATION.search(head))
+
+
+def personal_cue(*texts: str) -> bool:
+    return any(_PERSONAL.search(text[:_OWN_WORDS]) for text in texts)
+
+
+def transactional_reason(prompt: str, response: str, reply: str | None) -> str | None:
+    """Why a pair is transactional (code, a task, or nothing personal in it), or None if it is not.
+
+    The user's own words decide (prompt and reply); the response only counts for code.
+    """
+    user_texts = (prompt,) if reply is None else (prompt, reply)
+    if code_present(response, *user_texts):
+        return "transactional_code"
+    if task_request(prompt) and not _SELF_FEELING_RE.search(prompt[:_OWN_WORDS]):
+        return "transactional_task"
+    if not personal_cue(*user_texts):
+        return "transactional_impersonal"
+    return None
+
+
+def length_reason(pair: TurnPair, config: CorpusConfig) -> str | None:
+    checks = [("prompt", pair.prompt, config.min_prompt_chars, config.max_prompt_chars),
+              ("response", pair.response, config.min_response_chars, config.max_response_chars)]
+    if pair.reply is not None:
+        checks.append(("reply", pair.reply, config.min_reply_chars, config.max_reply_chars))
+    for name, text, low, high in checks:
+        length = len(text.strip())
+        if length < low:
+            return f"{name}_too_short"
+        if length > high:
+            return f"{name}_too_long"
+    return None
+
+
+def detect_language(texts: list[str], max_chars: int = 2_000) -> str | None:
+    """ISO 639-1 code of the user's text by py3langid (ships its model; no download)."""
+    sample = " ".join(t[:500] for t in texts if t)[:max_chars]
+    if not sample.strip():
+        return None
+    return py3langid.classify(sample)[0]
+
+
+def is_english(language: str | None) -> bool:
+    """WildChat names languages ("English"); py3langid gives codes ("en")."""
+    return language is not None and language.strip().lower() in ("english", "en")

@@ -1,0 +1,38 @@
+"""`empathy` — the top-level app, `init` and `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from study.cli import corpus as corpus_cli
+from study.cli._common import StudyDir, console, user_errors, workspace
+
+app = typer.Typer(
+    help="Does empathetic language from an LLM cause users to become emotionally attached? "
+    "From raw chat logs to judge-validated causal estimates.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(corpus_cli.app, name="corpus")
+
+
+@app.command()
+@user_errors
+def init(study_dir: StudyDir) -> None:
+    """Create a study directory with a commented study.toml holding every default."""
+    path = workspace(study_dir, must_exist=False).init()
+    console.print(f"created {path}")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo study is written.", file_okay=False, resolve_path=True)] = Path("demo-study"),
+) -> None:
+    """Run the whole flow on the embedded defaults: the bundled real corpus, and on from there."""
+    from study.demo import run_demo
+
+    run_demo(out)

@@ -1,0 +1,93 @@
+"""A study directory: where each stage's table lives, and its `study.toml`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
+
+CONFIG_FILE = "study.toml"
+
+
+class StudyError(Exception):
+    """A study directory or its configuration is not usable as given."""
+
+
+class StudySection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("empathy-study", description="names the Label Studio project and reports")
+
+
+class StudyConfig(BaseModel):
+    """The whole of `study.toml`; each stage reads its own table."""
+
+    model_config = ConfigDict(extra="forbid")
+    study: StudySection = Field(default_factory=StudySection)
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+
+
+def default_config_text() -> str:
+    return resources.files("study").joinpath("study.toml").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def turn_pairs(self) -> Path:
+        return self.root / TURN_PAIRS_FILE
+
+    @property
+    def terminal_pairs(self) -> Path:
+        return self.root / TERMINAL_PAIRS_FILE
+
+    @property
+    def funnel(self) -> Path:
+        return self.root / "funnel.json"
+
+    @property
+    def sample(self) -> Path:
+        return self.root / SAMPLE_FILE
+
+    @property
+    def sample_design(self) -> Path:
+        return self.root / "sample.json"
+
+    def require(self, path: Path, made_by: str) -> Path:
+        """The path of a stage's input, or a clear error naming the command that makes it."""
+        if not path.exists():
+            raise StudyError(f"{path} does not exist yet: run `{made_by}` first")
+        return path
+
+    def config(self) -> StudyConfig:
+        """The study's configuration; built-in defaults when the directory has no study.toml."""
+        if not self.config_path.exists():
+            return StudyConfig()
+        try:
+            raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise StudyError(f"{self.config_path} is not valid TOML: {exc}") from exc
+        try:
+            return StudyConfig.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StudyError(f"{self.config_path}: {where}: {first['msg']}") from exc
+
+    def init(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.config_path.exists():
+            raise StudyError(f"{self.config_path} already exists; edit it or choose another directory")
+        self.config_path.write_text(default_config_text(), encoding="utf-8")
+        return self.config_path
