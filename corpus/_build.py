@@ -12,7 +12,6 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,7 +51,7 @@ class _PairSink:
         self.winners: dict[bytes, str] = {}  # duplicate key -> smallest pair_id seen
 
     def add(self, pair: TurnPair) -> None:
-        row = asdict(pair)
+        row = {name: getattr(pair, name) for name in self.schema.names if name != _KEY}
         key = _duplicate_key(pair)
         row[_KEY] = key
         if key not in self.winners or pair.pair_id < self.winners[key]:

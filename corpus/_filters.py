@@ -30,14 +30,14 @@ class CorpusConfig(BaseModel):
 # --- code -------------------------------------------------------------------------------------
 _CODE = re.compile(
     r"```"
-    r"|^\s*(def|class|import|from \S+ import|#include|public|private|function|const|let|var)\b"
-    r"|\b(def|function)\s+\w+\s*\("
-    r"|\bSELECT\b.+\bFROM\b|\bCREATE TABLE\b"
-    r"|</?(div|span|html|body|script|table|p|a|button|input)\b[^>]*>"
-    r"|Traceback \(most recent call last\)|\b\w+(Error|Exception):"
-    r"|[;{}]\s*$"
-    r"|\w+\.\w+\([^)]*\)\s*;?\s*$"
-    r"|=>|::|\$\w+|==",
+    r"|^[ \t]*(?:def|class|import|from \S+ import|#include|public|private|function|const|let|var)\b"
+    r"|(?:def|function)[ \t]+\w+[ \t]*\("
+    r"|SELECT\b[^;]*?\bFROM\b|CREATE TABLE\b"
+    r"|</?(?:div|span|html|body|script|table|p|a|button|input)\b[^>]*>"
+    r"|Traceback \(most recent call last\)|(?:Error|Exception):"
+    r"|[;{}][ \t]*$"
+    r"|\.\w+\([^)\n]*\)[ \t]*;?[ \t]*$"
+    r"|=>|::|\$[A-Za-z_]\w*|==",
     re.MULTILINE,
 )
 
@@ -67,7 +67,8 @@ _CONTINUATION = re.compile(r"^\W*(continue|more|go on|next|keep going|again|rege
 _FEELINGS = (
     r"sad|happy|lonely|alone|depressed|anxious|scared|afraid|worried|tired|exhausted|stressed|"
     r"overwhelmed|hurt|angry|mad|upset|lost|confused|excited|grateful|glad|nervous|bored|sick|"
-    r"heartbroken|miserable|hopeless|ashamed|guilty|jealous|insecure|proud|in love"
+    r"heartbroken|miserable|hopeless|ashamed|guilty|jealous|insecure|proud|in love|stupid|useless|worthless|"
+    r"frustrated|disappointed|unloved|unwanted"
 )
 _SELF_FEELING = (
     rf"\bi('m| am| feel| felt| was| have been|'ve been| get| got)( so| very| really| a bit| kind of)? ({_FEELINGS})\b"
@@ -116,17 +117,19 @@ def personal_cue(*texts: str) -> bool:
 
 
 def transactional_reason(prompt: str, response: str, reply: str | None) -> str | None:
-    """Why a pair is transactional (code, a task, or nothing personal in it), or None if it is not.
+    """Why a pair is transactional (a task, nothing personal in it, or code), or None if it is not.
 
-    The user's own words decide (prompt and reply); the response only counts for code.
+    The user's own words decide (prompt and reply); the response only counts for code. The cheap
+    checks on the user's opening words run first: most pairs of a real corpus fail them, and the
+    code scan of a long response is then never needed.
     """
     user_texts = (prompt,) if reply is None else (prompt, reply)
-    if code_present(response, *user_texts):
-        return "transactional_code"
     if task_request(prompt) and not _SELF_FEELING_RE.search(prompt[:_OWN_WORDS]):
         return "transactional_task"
     if not personal_cue(*user_texts):
         return "transactional_impersonal"
+    if code_present(*user_texts, response):
+        return "transactional_code"
     return None
 
 

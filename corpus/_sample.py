@@ -15,8 +15,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
-from sklearn.cluster import MiniBatchKMeans
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ._errors import CorpusError
 
@@ -45,6 +43,9 @@ def topic_model(prompts: pd.Series, k: int, seed: int) -> tuple[np.ndarray, list
 
     Returns the topic label of every prompt, labels naming each cluster by its top terms.
     """
+    from sklearn.cluster import MiniBatchKMeans  # imported here: it costs seconds at every CLI start
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     k = min(k, len(prompts))
     vectorizer = TfidfVectorizer(
         max_features=20_000, stop_words="english", min_df=2 if len(prompts) >= 50 else 1, sublinear_tf=True
