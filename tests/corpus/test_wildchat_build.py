@@ -48,7 +48,7 @@ def fixture_rows() -> dict[str, dict]:
             "It's normal to feel anxious before an exam. You've prepared for this.",
         ]),
         "code": conversation_row([
-            "Why does this fail?\n```python\nprint(x)\n```",
+            "I feel so stupid, my code keeps failing:\n```python\nprint(x)\n```",
             "You need to define x before printing it.",
             "Thanks, and how do I loop over a list?",
             "Use a for loop over the list.",
