@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+from rich.table import Table
+
+import causal
+import corpus
 from study.cli import corpus as corpus_cli
 from study.cli._common import console
+from study.cli.estimate import run_estimate, results_table
 from study.workspace import Workspace
 
 DEMO_SAMPLE = 24  # small enough for the local judge to finish in a few minutes
 DEMO_SEED = 0
+PLANTED_PAIRS = 3_000
+MIN_ARM = 20  # treated and control pairs needed before the demo estimates on judged scores
 
 
 def run_demo(out: Path) -> None:
@@ -20,4 +28,60 @@ def run_demo(out: Path) -> None:
     corpus_cli.build(source="sharegpt", out=out, input=None)
     console.rule(f"2 · a stratified sample of {DEMO_SAMPLE} pairs")
     corpus_cli.sample(study_dir=out, n=DEMO_SAMPLE, seed=DEMO_SEED)
+    console.rule("3 · causal estimates on the judged sample")
+    estimate_judged(study)
+    console.rule("4 · causal estimates on a semi-synthetic study (real text, planted effect)")
+    planted_study(out / "semisynthetic")
     console.print(f"\nThe demo study is in {out}")
+
+
+def estimate_judged(study: Workspace) -> None:
+    scored = study.root / "scored_pairs.parquet"
+    if not scored.exists():
+        console.print("no scored_pairs.parquet yet (the judge has not scored the sample): skipping")
+        return
+    frame = pd.read_parquet(scored)
+    rule = causal.TreatmentRule(study.config().causal.treat_high, study.config().causal.treat_low)
+    arms = rule.assign(frame["empathy"]).value_counts()
+    treated, control = int(arms.get(1.0, 0)), int(arms.get(0.0, 0))
+    if min(treated, control) < MIN_ARM:
+        console.print(f"not estimating on the judged sample: {treated} treated and {control} control pairs "
+                      f"under the rule ({rule.describe()}); each arm needs at least {MIN_ARM}. "
+                      "A larger sample (`empathy corpus sample --n`) and judge run would give them.")
+        return
+    result = run_estimate(scored, study.root / "estimates", study.config().causal)
+    console.print(results_table(result))
+    console.print(f"report: {study.root / 'estimates' / 'report.html'}")
+
+
+def planted_study(out: Path) -> None:
+    """Real turn-pairs (topic filter off, for enough text), simulated scores, a known effect."""
+    out.mkdir(parents=True, exist_ok=True)
+    funnel = corpus.Funnel("sharegpt")
+    with console.status("reading every English turn-pair of the bundled corpus"):
+        corpus.build_corpus(corpus.read_source("sharegpt", [], funnel), out,
+                            corpus.CorpusConfig(keep_transactional=True), funnel)
+    pairs = pd.read_parquet(out / corpus.TURN_PAIRS_FILE)
+    embedder = causal.Embedder()
+    with console.status(f"embedding {PLANTED_PAIRS:,} prompts and simulating scores"):
+        scored, truth = causal.semisynthetic_study(pairs, PLANTED_PAIRS, DEMO_SEED, embedder)
+    scored.to_parquet(out / "scored_pairs.parquet")
+    truth.to_parquet(out / "truth.parquet")
+    result = run_estimate(out / "scored_pairs.parquet", out / "estimates", causal.CausalConfig(seed=DEMO_SEED))
+    used = scored.loc[causal.TreatmentRule().assign(scored["empathy"]).notna(), "pair_id"]
+    table = Table(title="Planted truth vs estimates (semi-synthetic: not a finding)", title_justify="left")
+    for column in ("estimator", "estimate", "95 % CI", "truth it should hit"):
+        table.add_column(column)
+    for r in result.rows:
+        if r.weighted:
+            continue
+        if r.method.startswith("matching"):
+            kept = result.matched_pairs.loc[result.matched_pairs["method"] == r.method, "treated_pair_id"]
+            target = f"{causal.true_effects(truth, kept):.3f} (ATT of the {len(kept)} treated kept)"
+        elif r.estimand == "ATE_trimmed":
+            continue
+        else:
+            target = f"{causal.true_effects(truth, used):.3f} (ATE)"
+        table.add_row(f"{r.method} · {r.estimand}", f"{r.estimate:+.3f}", f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", target)
+    console.print(table)
+    console.print(f"report: {out / 'estimates' / 'report.html'}")

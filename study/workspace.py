@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from causal import CausalConfig
 from corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
 
 CONFIG_FILE = "study.toml"
@@ -30,6 +31,7 @@ class StudyConfig(BaseModel):
     study: StudySection = Field(default_factory=StudySection)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
+    causal: CausalConfig = Field(default_factory=CausalConfig)
 
 
 def default_config_text() -> str:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from causal import CausalError
 from corpus import CorpusError
 from study.workspace import StudyError, Workspace
 
@@ -21,7 +22,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 # Errors a user can fix from the message alone: one line, exit code 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (CorpusError, StudyError)
+USER_ERRORS: tuple[type[Exception], ...] = (CorpusError, CausalError, StudyError)
 
 StudyDir = Annotated[
     Path,
@@ -59,6 +60,29 @@ def progress(description: str, total: float | None = None) -> Iterator[Callable[
             bar.update(task, completed=done, total=new_total if new_total is not None else bar.tasks[0].total)
 
         yield update
+
+
+@contextmanager
+def step_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars for a multi-step job: one bar per step name, `update(step, done, total)`."""
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+        tasks: dict[str, int] = {}
+        totals: dict[str, int] = {}
+
+        def finish_all() -> None:
+            for name, task in tasks.items():
+                bar.update(task, completed=totals[name])
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                finish_all()  # a new step means the earlier ones are done
+                tasks[step] = bar.add_task(step, total=total)
+            totals[step] = total
+            bar.update(tasks[step], completed=done, total=total)
+
+        yield update
+        finish_all()
 
 
 def write_json(path: Path, payload: dict) -> None:

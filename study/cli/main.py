@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from study.cli import corpus as corpus_cli
+from study.cli.estimate import estimate
 from study.cli._common import StudyDir, console, user_errors, workspace
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(corpus_cli.app, name="corpus")
+app.command()(estimate)
 
 
 @app.command()

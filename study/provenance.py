@@ -1,0 +1,56 @@
+"""How a result was made: package versions, the toolkit's git commit, input hashes, seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+_PACKAGES = ("empathy-study", "numpy", "pandas", "scipy", "scikit-learn", "econml", "sentence-transformers",
+             "torch", "litellm", "instructor", "krippendorff", "label-studio-sdk", "pyarrow")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_state() -> dict[str, str | bool] | None:
+    """Commit and dirty flag of the toolkit's own checkout (None when installed without one)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(inputs: dict[str, Path] | None = None, seeds: dict[str, int] | None = None, **extra) -> dict:
+    record = {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "git": git_state(),
+        "seeds": seeds or {},
+        "inputs": {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in (inputs or {}).items()},
+    }
+    record.update(extra)
+    return record
