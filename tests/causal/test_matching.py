@@ -52,9 +52,11 @@ def test_optimal_never_worse_than_greedy_and_sparse_equals_dense(seed):
     g = greedy(edges)
     dense = optimal(edges, caliper, dense=True)
     sparse = optimal(edges, caliper, dense=False)
+    by_component = optimal(edges, caliper)
     objective = lambda rows, cols, dist: dist.sum() + caliper * (25 - len(rows))  # noqa: E731
     assert objective(*dense) <= objective(*g) + 1e-9
     assert objective(*sparse) == pytest.approx(objective(*dense), abs=1e-6)
+    assert objective(*by_component) == pytest.approx(objective(*dense), abs=1e-6)
     # and both agree with a brute-force Hungarian on the caliper-priced cost matrix
     cost = np.full((25, 40 + 25), 1e6)
     d = 1 - treated @ control.T
@@ -74,3 +76,17 @@ def test_greedy_takes_closest_pairs_first():
 def test_scalar_edges_nearest_on_a_line():
     edges = scalar_edges(np.array([0.0, 1.0]), np.array([0.1, 0.95, 5.0]), caliper=0.2, k=2)
     assert sorted(zip(edges.rows, edges.cols)) == [(0, 0), (1, 1)]
+
+
+def test_components_are_solved_independently_and_exactly():
+    """Two far-apart clusters: the component split must give the same optimum as one dense solve."""
+    rng = np.random.default_rng(7)
+    centres = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    points = centres[rng.integers(0, 2, 120)] + 0.2 * rng.normal(size=(120, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    treated, control = points[:50], points[50:]
+    edges = cosine_edges(treated, control, caliper=0.3, k=70)
+    dense = optimal(edges, 0.3, dense=True)
+    split = optimal(edges, 0.3)
+    assert split[2].sum() + 0.3 * (50 - len(split[0])) == pytest.approx(dense[2].sum() + 0.3 * (50 - len(dense[0])))
+    assert len(set(split[1])) == len(split[1])  # no control used twice
