@@ -9,7 +9,6 @@ deleted afterwards. Usage: python bench/corpus_scale.py [--sizes 100000 300000] 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, Field
-
 import py3langid
+from pydantic import BaseModel, Field
 
 from ._pairs import TurnPair
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

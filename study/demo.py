@@ -11,7 +11,7 @@ import causal
 import corpus
 from study.cli import corpus as corpus_cli
 from study.cli._common import console
-from study.cli.estimate import run_estimate, results_table
+from study.cli.estimate import results_table, run_estimate
 from study.workspace import Workspace
 
 DEMO_SAMPLE = 24  # small enough for the local judge to finish in a few minutes

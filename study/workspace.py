@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from causal import CausalConfig
 from corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
+from judge import LOG_FILE, JudgeConfig, JudgeSettings, default_panel
 
 CONFIG_FILE = "study.toml"
 
@@ -31,7 +32,19 @@ class StudyConfig(BaseModel):
     study: StudySection = Field(default_factory=StudySection)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    judges: list[JudgeConfig] = Field(default_factory=default_panel)
     causal: CausalConfig = Field(default_factory=CausalConfig)
+
+    @field_validator("judges")
+    @classmethod
+    def _unique_names(cls, judges: list[JudgeConfig]) -> list[JudgeConfig]:
+        names = [j.name for j in judges]
+        if len(set(names)) != len(names):
+            raise ValueError("two [[judges]] tables share a name")
+        if not judges:
+            raise ValueError("the panel needs at least one [[judges]] table")
+        return judges
 
 
 def default_config_text() -> str:
@@ -65,6 +78,22 @@ class Workspace:
     @property
     def sample_design(self) -> Path:
         return self.root / "sample.json"
+
+    @property
+    def judgments(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores.parquet"
+
+    @property
+    def scored_pairs(self) -> Path:
+        return self.root / "scored_pairs.parquet"
+
+    @property
+    def judge_report(self) -> Path:
+        return self.root / "judge_report.json"
 
     def require(self, path: Path, made_by: str) -> Path:
         """The path of a stage's input, or a clear error naming the command that makes it."""

@@ -16,13 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from causal import CausalError
 from corpus import CorpusError
+from judge import JudgeError
 from study.workspace import StudyError, Workspace
 
 console = Console()
 err_console = Console(stderr=True)
 
 # Errors a user can fix from the message alone: one line, exit code 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (CorpusError, CausalError, StudyError)
+USER_ERRORS: tuple[type[Exception], ...] = (CorpusError, CausalError, JudgeError, StudyError)
 
 StudyDir = Annotated[
     Path,

@@ -13,10 +13,9 @@ from rich.table import Table
 
 import causal
 from study.cli._common import console, step_progress, user_errors, write_json
+from study.export import TABLE_METADATA_KEY
 from study.provenance import file_sha256, provenance
 from study.workspace import StudyError, Workspace
-
-TABLE_METADATA_KEY = b"empathy_study"  # JSON provenance that `empathy export` stores in scored_pairs.parquet
 
 
 def read_scored_pairs(path: Path) -> tuple[pd.DataFrame, dict]:

@@ -49,7 +49,6 @@ def test_weighted_mean_matches_wls(clustered):
     w = np.random.default_rng(0).uniform(0.5, 3, len(y))
     mean, se = weighted_mean_with_se(y, clusters, w)
     fit = sm.WLS(y, np.ones((len(y), 1)), weights=w).fit(cov_type="cluster", cov_kwds={"groups": clusters})
-    n = len(y)
     assert mean == pytest.approx(fit.params[0])
     assert se == pytest.approx(fit.bse[0], rel=1e-6)  # one regressor: the corrections agree
 

@@ -164,8 +164,9 @@ def test_existing_study_files_are_left_alone(tmp_path):
     [("toxic", "missing column 'toxic'"), ("conversation_hash", "missing column 'conversation_hash'")],
 )
 def test_missing_column_names_column_and_file(tmp_path, drop, message):
-    import pyarrow.parquet as pq
     import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from tests.support.wildchat import SCHEMA
 
     table = pa.Table.from_pylist([fixture_rows()["kept_lonely"]], schema=SCHEMA).drop_columns([drop])

@@ -1,0 +1,122 @@
+"""Agreement between raters — humans, judges, the panel — on the 1..7 scales. One implementation for every report.
+
+Krippendorff's α (package `krippendorff`) at ordinal and interval level with the value domain
+1..7 given explicitly; quadratic-weighted κ, Spearman ρ, MAE and mean signed bias per pair of
+raters; a unit bootstrap for α's interval. Pairwise figures are comparable across kinds:
+human–human is the mean of pairwise α over annotator pairs (the ceiling a judge is measured
+against), judge–human the mean of pairwise α between the judge and each annotator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import krippendorff
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import cohen_kappa_score
+
+VALUE_DOMAIN = list(range(1, 8))
+RELIABLE, TENTATIVE = 0.8, 0.667  # Krippendorff's conventional thresholds
+
+
+class AgreementError(ValueError):
+    """The ratings cannot give an agreement figure (one rater, no overlap): say why, do not return NaN."""
+
+
+def alpha(matrix: np.ndarray, level: str, value_domain=VALUE_DOMAIN) -> float | None:
+    """α of a raters × units matrix (NaN = missing). None when undefined (no variation at all)."""
+    pairable = np.sum(~np.isnan(matrix), axis=0) >= 2
+    if pairable.sum() == 0:
+        return None
+    values = matrix[:, pairable]
+    finite = values[~np.isnan(values)]
+    if np.unique(finite).size < 2:
+        return None  # every rating identical: expected disagreement is 0, α is undefined
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(krippendorff.alpha(reliability_data=values, level_of_measurement=level,
+                                        value_domain=value_domain))
+
+
+def verdict(value: float | None) -> str:
+    if value is None:
+        return "undefined"
+    return "reliable" if value >= RELIABLE else "tentative" if value >= TENTATIVE else "unreliable"
+
+
+def pair_agreement(a: pd.Series, b: pd.Series, *, boot: int = 1_000, seed: int = 0) -> dict:
+    """Every figure for two raters over the units both rated. `bias` = mean(b − a)."""
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna()
+    n = len(both)
+    if n < 2:
+        raise AgreementError(f"{a.name} and {b.name} rated {n} common unit{'s' if n != 1 else ''}: need at least 2")
+    x, y = both["a"].to_numpy(dtype=float), both["b"].to_numpy(dtype=float)
+    matrix = np.vstack([x, y])
+    ordinal, interval = alpha(matrix, "ordinal"), alpha(matrix, "interval")
+    ci = None
+    if ordinal is not None and boot:
+        rng = np.random.default_rng(seed)
+        draws = [alpha(matrix[:, rng.integers(0, n, n)], "ordinal") for _ in range(boot)]
+        draws = np.array([d for d in draws if d is not None])
+        if len(draws) >= boot // 2:
+            ci = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    constant = np.unique(x).size < 2 or np.unique(y).size < 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kappa = None if np.unique(np.concatenate([x, y])).size < 2 else float(
+            cohen_kappa_score(np.rint(x).astype(int), np.rint(y).astype(int), weights="quadratic", labels=VALUE_DOMAIN))
+        rho = None if constant else float(stats.spearmanr(x, y).statistic)
+    return {"a": str(a.name), "b": str(b.name), "alpha_ordinal": ordinal, "alpha_interval": interval, "ci": ci,
+            "n": n, "kappa_qw": kappa, "spearman": rho, "mae": float(np.mean(np.abs(x - y))),
+            "bias": float(np.mean(y - x)), "verdict": verdict(ordinal)}
+
+
+def agreement(ratings: pd.DataFrame, humans: list[str], judges: list[str], *, panel: str | None = "panel",
+              boot: int = 1_000, seed: int = 0) -> dict:
+    """All pairwise figures for one construct. `ratings`: units (index) × raters (columns), integer scores.
+
+    Kinds: human–human, judge–human, panel–human (panel = the rounded mean of the judges),
+    judge–judge. Summaries: `human_ceiling` (mean human–human α) and `judge_human[judge]`
+    (mean α of the judge with each annotator).
+    """
+    raters = [r for r in humans + judges if r in ratings.columns and ratings[r].notna().any()]
+    if len(raters) < 2:
+        raise AgreementError(f"agreement needs at least two raters with scores; found {len(raters)} "
+                             f"({', '.join(raters) or 'none'})")
+    table = ratings[raters].astype(float)
+    present_judges = [j for j in judges if j in raters]
+    if panel and len(present_judges) > 1:
+        table = table.assign(**{panel: np.floor(table[present_judges].mean(axis=1) + 0.5)})
+    kinds = []
+    present_humans = [h for h in humans if h in raters]
+    kinds += [("human-human", a, b) for a, b in itertools.combinations(present_humans, 2)]
+    kinds += [("judge-human", j, h) for j in present_judges for h in present_humans]
+    if panel in table.columns:
+        kinds += [("panel-human", panel, h) for h in present_humans]
+    kinds += [("judge-judge", a, b) for a, b in itertools.combinations(present_judges, 2)]
+    pairs, skipped = [], []
+    for kind, a, b in kinds:
+        try:
+            pairs.append({"kind": kind, **pair_agreement(table[a], table[b], boot=boot, seed=seed)})
+        except AgreementError as exc:
+            skipped.append({"kind": kind, "a": a, "b": b, "reason": str(exc)})
+    if not pairs:
+        raise AgreementError("no two raters share two rated units: " + "; ".join(s["reason"] for s in skipped))
+
+    def mean_alpha(selected: list[dict]) -> float | None:
+        values = [p["alpha_ordinal"] for p in selected if p["alpha_ordinal"] is not None]
+        return float(np.mean(values)) if values else None
+
+    ceiling = mean_alpha([p for p in pairs if p["kind"] == "human-human"])
+    return {
+        "raters": raters,
+        "pairs": pairs,
+        "skipped": skipped,
+        "human_ceiling": ceiling,
+        "judge_human": {j: mean_alpha([p for p in pairs if p["kind"] == "judge-human" and p["a"] == j])
+                        for j in present_judges},
+        "thresholds": {"reliable": RELIABLE, "tentative": TENTATIVE},
+    }

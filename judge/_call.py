@@ -1,0 +1,220 @@
+"""One judgment through instructor + LiteLLM, whatever the provider: retries, fallbacks, logprobs, cost.
+
+Every call ends as a `JudgmentRecord`: a validated score, or a failure with its reason. Nothing
+raises out of here except a connection failure to a configured server, which stops the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from ._config import JudgeConfig
+from ._schema import Judgment, JudgmentRecord
+
+SCHEMA = Judgment.model_json_schema()
+TOP_LOGPROBS = 10
+
+
+def _libraries():
+    """instructor and LiteLLM, imported on first use: LiteLLM alone takes seconds to import."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download at start-up
+    import instructor
+    import litellm
+
+    litellm.suppress_debug_info = True
+    # Failures are recorded on the judgment's row; the libraries' own error logging would only repeat them.
+    logging.getLogger("instructor").setLevel(logging.CRITICAL)
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    return instructor, litellm
+
+
+def _transient() -> tuple[type[BaseException], ...]:
+    _, litellm = _libraries()
+    return (litellm.RateLimitError, litellm.InternalServerError, litellm.ServiceUnavailableError,
+            litellm.BadGatewayError, litellm.Timeout, litellm.APIConnectionError)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How this run reaches a judge's model (resolved from its config; the key comes from env)."""
+
+    model: str  # the LiteLLM model string called
+    api_base: str | None
+    api_key: str | None
+    schema_in_response_format: bool
+    price_in: float  # USD per input token
+    price_out: float
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    pair_id: str
+    construct: str
+    sample_index: int
+    prompt_version: str
+    messages: list[dict]
+
+    def estimated_tokens_in(self) -> int:
+        return sum(len(m["content"]) for m in self.messages) // 4 + 8
+
+
+class ServerUnreachable(Exception):
+    """A configured server could not be reached at all: stop, do not burn the retry budget."""
+
+
+_CLIENT = None
+
+
+def _client():
+    global _CLIENT
+    if _CLIENT is None:
+        instructor, litellm = _libraries()
+        # One path for every provider. MD_JSON puts the schema in the prompt and parses the JSON
+        # out of the text; `response_format` travels as a plain kwarg, so a server that supports
+        # grammar-constrained JSON (llama.cpp) can receive the schema inside it.
+        _CLIENT = instructor.from_litellm(litellm.acompletion, mode=instructor.Mode.MD_JSON)
+    return _CLIENT
+
+
+def expected_score(logprobs) -> float | None:
+    """Σ p(s)·s over the tokens 1..7 offered at the position where the score was written."""
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not content:
+        return None
+    text = ""
+    for token in content:
+        piece = _get(token, "token") or ""
+        seen_key = '"score"' in text and text.rstrip().endswith(":")
+        if seen_key and piece.strip()[:1].isdigit():
+            weights = {}
+            for alternative in _get(token, "top_logprobs") or []:
+                value = (_get(alternative, "token") or "").strip()
+                if value in {"1", "2", "3", "4", "5", "6", "7"}:
+                    weights[int(value)] = weights.get(int(value), 0.0) + math.exp(_get(alternative, "logprob"))
+            total = sum(weights.values())
+            return sum(s * p for s, p in weights.items()) / total if total > 0 else None
+        text += piece
+    return None
+
+
+def _get(obj, name):
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _reason(error: BaseException, secret: str | None) -> str:
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")
+    if secret:
+        text = text.replace(secret, "***")
+    return text[:500]
+
+
+def _cannot_connect(error: BaseException) -> bool:
+    """LiteLLM reports a refused connection as APIConnectionError or as a 500 saying "Connection error"."""
+    _, litellm = _libraries()
+    seen = error
+    while seen is not None:
+        if isinstance(seen, (litellm.APIConnectionError, ConnectionError)) or "Connection error" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _backoff(attempt: int, error: BaseException) -> float:
+    retry_after = getattr(getattr(error, "response", None), "headers", {}) or {}
+    try:
+        return min(60.0, float(retry_after.get("retry-after")))
+    except (TypeError, ValueError, AttributeError):
+        return min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
+
+
+async def judge_once(judge: JudgeConfig, endpoints: list[Endpoint], item: WorkItem,
+                     validation_retries: int, limiter=None) -> JudgmentRecord:
+    """Call the judge's model (then its fallbacks) until a valid judgment or a final failure."""
+    from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
+
+    transient = _transient()
+    started = time.perf_counter()
+    failure: str = "no attempt made"
+    spent = None  # (endpoint, last completion, usage) of answers that arrived but broke the schema
+    for endpoint in endpoints:
+        for attempt in range(judge.retries + 1):
+            if limiter is not None:
+                await limiter.wait()
+            try:
+                parsed, raw = await _client().chat.completions.create_with_completion(**_request(judge, endpoint, item),
+                                                                                       response_model=Judgment,
+                                                                                       max_retries=validation_retries)
+            except InstructorRetryException as wrapped:
+                cause = wrapped.__cause__ or wrapped
+                if isinstance(cause, transient):
+                    failure = _reason(cause, endpoint.api_key)
+                    if attempt == judge.retries and endpoint.api_base and _cannot_connect(cause):
+                        if endpoint is endpoints[-1]:
+                            raise ServerUnreachable(f"judge {judge.name}: cannot reach {endpoint.api_base} ({failure})")
+                        break  # this server is down: try the fallback
+                    await asyncio.sleep(_backoff(attempt, cause))
+                    continue
+                if isinstance(cause, (ValidationError, json.JSONDecodeError, ValueError)):
+                    failure = "invalid output: " + _reason(cause, endpoint.api_key)
+                    spent = (endpoint, wrapped.last_completion, wrapped.total_usage)
+                else:
+                    failure = _reason(cause, endpoint.api_key)
+                break  # not transient: retrying the same request will not help; try a fallback
+            except IncompleteOutputException:
+                failure = f"answer cut off at max_tokens={judge.max_tokens}"
+                break
+            return _record(judge, endpoint, item, started, parsed=parsed, raw=raw)
+    if spent is not None:  # the tokens of rejected answers were paid for: record them
+        endpoint, last, usage = spent
+        return _record(judge, endpoint, item, started, raw=last, usage=usage, error=failure)
+    return _record(judge, None, item, started, error=failure)
+
+
+def _request(judge: JudgeConfig, endpoint: Endpoint, item: WorkItem) -> dict:
+    response_format = {"type": "json_object"}
+    if endpoint.schema_in_response_format:
+        response_format["schema"] = SCHEMA
+    request = {
+        "model": endpoint.model, "messages": item.messages, "temperature": judge.temperature,
+        "max_tokens": judge.max_tokens, "timeout": judge.timeout, "response_format": response_format,
+        "num_retries": 0, "drop_params": True,
+    }
+    if endpoint.api_base:
+        request["api_base"] = endpoint.api_base
+    if endpoint.api_key:
+        request["api_key"] = endpoint.api_key
+    if judge.logprobs:
+        request["logprobs"] = True
+        request["top_logprobs"] = TOP_LOGPROBS
+    return request
+
+
+def _record(judge: JudgeConfig, endpoint: Endpoint | None, item: WorkItem, started: float, *,
+            parsed: Judgment | None = None, raw=None, usage=None, error: str | None = None) -> JudgmentRecord:
+    usage = usage if usage is not None else getattr(raw, "usage", None)
+    tokens_in = getattr(usage, "prompt_tokens", None)
+    tokens_out = getattr(usage, "completion_tokens", None)
+    cost = None
+    if endpoint is not None and tokens_in is not None and tokens_out is not None:
+        cost = tokens_in * endpoint.price_in + tokens_out * endpoint.price_out
+    choice = raw.choices[0] if raw is not None and getattr(raw, "choices", None) else None
+    return JudgmentRecord(
+        pair_id=item.pair_id, construct=item.construct, judge=judge.name, model=judge.model,
+        model_returned=getattr(raw, "model", None), prompt_version=item.prompt_version,
+        sample_index=item.sample_index, temperature=judge.temperature,
+        score=parsed.score if parsed else None,
+        expected_score=expected_score(getattr(choice, "logprobs", None)) if parsed and judge.logprobs else None,
+        rationale=parsed.rationale if parsed else None, tokens_in=tokens_in, tokens_out=tokens_out,
+        cost_usd=cost, latency_ms=round(1000 * (time.perf_counter() - started), 1), error=error,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    )

@@ -1,0 +1,150 @@
+"""Judge diagnostics from the log: failures, distributions, test–retest, judge–judge, length bias,
+response leakage into attachment, tokens and cost. Pure functions over the records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from annotation import AgreementError, agreement, pair_agreement
+
+from ._scores import records_frame
+
+
+def _current(frame: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
+    return frame[frame["prompt_version"] == frame["construct"].map(versions)]
+
+
+def failure_rates(frame: pd.DataFrame) -> list[dict]:
+    """Per judge × construct: items with no valid score after every attempt, and the reasons."""
+    rows = []
+    for (judge, construct), group in frame.groupby(["judge", "construct"]):
+        items = group.groupby(["pair_id", "sample_index"])["score"].apply(lambda s: s.notna().any())
+        reasons = group.loc[group["score"].isna(), "error"].fillna("").str.split(":").str[0].value_counts()
+        rows.append({"judge": judge, "construct": construct, "items": int(len(items)),
+                     "failed_items": int((~items).sum()), "failure_rate": float((~items).mean()),
+                     "failed_calls": int(group["score"].isna().sum()), "reasons": reasons.to_dict()})
+    return rows
+
+
+def distributions(frame: pd.DataFrame) -> list[dict]:
+    ok = frame[frame["score"].notna()]
+    rows = []
+    for (judge, construct), group in ok.groupby(["judge", "construct"]):
+        counts = group["score"].astype(int).value_counts().reindex(range(1, 8), fill_value=0)
+        rows.append({"judge": judge, "construct": construct, "counts": {int(k): int(v) for k, v in counts.items()},
+                     "mean": float(group["score"].mean())})
+    return rows
+
+
+def _scores_by(frame: pd.DataFrame, construct: str, column: str = "judge", sample_index: int | None = 0) -> pd.DataFrame:
+    ok = frame[(frame["construct"] == construct) & frame["score"].notna()]
+    if sample_index is not None:
+        ok = ok[ok["sample_index"] == sample_index]
+    return ok.drop_duplicates(["pair_id", column], keep="last").pivot(index="pair_id", columns=column, values="score")
+
+
+def test_retest(frame: pd.DataFrame) -> list[dict]:
+    """Sample 0 vs sample 1 of the same judge (judges configured with samples ≥ 2)."""
+    rows = []
+    for (judge, construct), group in frame[frame["score"].notna()].groupby(["judge", "construct"]):
+        wide = group.drop_duplicates(["pair_id", "sample_index"], keep="last").pivot(
+            index="pair_id", columns="sample_index", values="score")
+        if {0, 1} <= set(wide.columns):
+            try:
+                figures = pair_agreement(wide[0].rename("sample 0"), wide[1].rename("sample 1"), boot=200)
+                rows.append({"judge": judge, "construct": construct, **figures})
+            except AgreementError as exc:
+                rows.append({"judge": judge, "construct": construct, "note": str(exc)})
+    return rows
+
+
+def judge_agreement(frame: pd.DataFrame, constructs: list[str]) -> dict:
+    result = {}
+    for construct in constructs:
+        wide = _scores_by(frame, construct)
+        try:
+            result[construct] = agreement(wide, humans=[], judges=list(wide.columns), panel=None, boot=200)
+        except AgreementError as exc:
+            result[construct] = {"note": str(exc)}
+    return result
+
+
+def length_bias(frame: pd.DataFrame, texts: pd.DataFrame) -> list[dict]:
+    """Rank correlation of each judge's score with the length of the text it rates."""
+    lengths = {"empathy": texts.set_index("pair_id")["response"].fillna("").str.len(),
+               "attachment": texts.set_index("pair_id")["reply"].fillna("").str.len()}
+    rows = []
+    for construct, length in lengths.items():
+        wide = _scores_by(frame, construct)
+        for judge in wide.columns:
+            both = pd.concat([wide[judge], length], axis=1, join="inner").dropna()
+            if len(both) >= 5 and both.iloc[:, 0].nunique() > 1:
+                rho = stats.spearmanr(both.iloc[:, 0], both.iloc[:, 1])
+                rows.append({"judge": judge, "construct": construct, "spearman": float(rho.statistic),
+                             "p_value": float(rho.pvalue), "n": int(len(both))})
+    return rows
+
+
+def response_leakage(frame: pd.DataFrame, default_version: str, shown_version: str, swapped_version: str,
+                     empathy: pd.Series) -> list[dict]:
+    """How much attachment ratings move when the rater also sees the assistant's response.
+
+    shown − hidden: the leak of the response into the outcome; its rank correlation with the
+    pair's empathy score says whether warmer responses inflate attachment. shown − swapped: how
+    much depends on *this* response rather than on seeing any response at all.
+    """
+    attachment = frame[(frame["construct"] == "attachment") & frame["score"].notna() & (frame["sample_index"] == 0)]
+    rows = []
+    for judge, group in attachment.groupby("judge"):
+        by_version = group.drop_duplicates(["pair_id", "prompt_version"], keep="last").pivot(
+            index="pair_id", columns="prompt_version", values="score")
+        if not {default_version, shown_version} <= set(by_version.columns):
+            continue
+        paired = by_version[[default_version, shown_version]].dropna()
+        change = paired[shown_version] - paired[default_version]
+        row = {"judge": judge, "n": int(len(paired)), "mean_change_when_shown": float(change.mean()) if len(paired) else None}
+        linked = pd.concat([change.rename("change"), empathy.rename("empathy")], axis=1, join="inner").dropna()
+        if len(linked) >= 5 and linked["change"].nunique() > 1 and linked["empathy"].nunique() > 1:
+            row["spearman_change_vs_empathy"] = float(stats.spearmanr(linked["change"], linked["empathy"]).statistic)
+        if swapped_version in by_version.columns:
+            swap = by_version[[shown_version, swapped_version]].dropna()
+            row["mean_shown_minus_swapped"] = float((swap[shown_version] - swap[swapped_version]).mean()) if len(swap) else None
+        rows.append(row)
+    return rows
+
+
+def usage(frame: pd.DataFrame) -> list[dict]:
+    rows = []
+    for judge, group in frame.groupby("judge"):
+        latency = group["latency_ms"].dropna()
+        rows.append({"judge": judge, "calls": int(len(group)), "tokens_in": int(group["tokens_in"].fillna(0).sum()),
+                     "tokens_out": int(group["tokens_out"].fillna(0).sum()),
+                     "cost_usd": float(group["cost_usd"].fillna(0).sum()),
+                     "median_latency_ms": float(np.median(latency)) if len(latency) else None,
+                     "expected_score_share": float(group["expected_score"].notna().mean())})
+    return rows
+
+
+def judge_report(records, texts: pd.DataFrame, versions: dict[str, str], swap_versions: tuple[str, str] | None) -> dict:
+    """Every diagnostic, as plain data for the CLI table and report.json."""
+    frame = records_frame(records)
+    if frame.empty:
+        return {"note": "the judgment log is empty: run `empathy judge run` first"}
+    current = _current(frame, versions)
+    constructs = sorted(current["construct"].unique())
+    panel_empathy = _scores_by(current, "empathy").mean(axis=1) if "empathy" in constructs else pd.Series(dtype=float)
+    leakage = []
+    if swap_versions and "attachment" in versions:
+        leakage = response_leakage(frame, versions["attachment"], *swap_versions, panel_empathy)
+    return {
+        "prompt_versions": versions,
+        "failures": failure_rates(current),
+        "distributions": distributions(current),
+        "test_retest": test_retest(current),
+        "judge_judge": judge_agreement(current, constructs),
+        "length_bias": length_bias(current, texts),
+        "response_leakage": leakage,
+        "usage": usage(frame),
+    }

@@ -1,0 +1,2 @@
+class JudgeError(Exception):
+    """A judge run cannot start or continue as configured: one line, no traceback."""

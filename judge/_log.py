@@ -1,0 +1,88 @@
+"""The append-only judgment log: JSON lines after a versioned header; one line per call.
+
+Each record is written with a single `write` on a file opened for appending, so a crash leaves
+at most one torn last line. Reading tolerates torn lines (counted, never fatal); appending after
+one starts on a fresh line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ._errors import JudgeError
+from ._schema import JudgmentRecord
+
+LOG_FILE = "judgments.jsonl"
+SCHEMA_VERSION = 1
+HEADER = {"log": "empathy-study judgments", "schema_version": SCHEMA_VERSION}
+
+
+@dataclass
+class LogState:
+    records: list[JudgmentRecord] = field(default_factory=list)
+    torn: int = 0  # lines that could not be read (a crash mid-write)
+
+    def finished(self) -> set[tuple]:
+        return {r.cache_key() for r in self.records if r.score is not None}
+
+    def failures(self) -> Counter:
+        return Counter(r.cache_key() for r in self.records if r.score is None)
+
+
+class JudgmentLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self._line_start_known = False  # after our own first write, the file ends with a newline
+
+    def read(self) -> LogState:
+        state = LogState()
+        if not self.path.exists():
+            return state
+        with self.path.open("r", encoding="utf-8", errors="replace") as handle:
+            first = handle.readline()
+            try:
+                header = json.loads(first)
+            except json.JSONDecodeError:
+                header = None
+            if not isinstance(header, dict) or header.get("log") != HEADER["log"]:
+                raise JudgeError(f"{self.path} is not an empathy-study judgment log")
+            if header.get("schema_version") != SCHEMA_VERSION:
+                raise JudgeError(f"{self.path} has log schema {header.get('schema_version')}, "
+                                 f"this version reads {SCHEMA_VERSION}")
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    state.records.append(JudgmentRecord.model_validate_json(line))
+                except ValidationError:
+                    state.torn += 1
+        return state
+
+    def append(self, records: list[JudgmentRecord]) -> None:
+        if not records:
+            return
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        prefix = ""
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            prefix = json.dumps(HEADER) + "\n"
+        elif not self._line_start_known and not self._ends_with_newline():
+            prefix = "\n"  # the previous run died mid-line: do not glue a record onto its fragment
+        payload = prefix + "".join(r.model_dump_json() + "\n" for r in records)
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, payload.encode("utf-8"))
+        finally:
+            os.close(descriptor)
+        self._line_start_known = True
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"

@@ -1,0 +1,301 @@
+"""Running the panel: plan what is not yet judged, call concurrently under rate limits and a budget, log.
+
+A finished item (a record with a score) is never requested again. A failed one is retried by a
+later run until it has failed `max_attempts` times. After a crash the next run redoes only what
+was in flight: everything finished was already appended to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ._call import Endpoint, ServerUnreachable, WorkItem, _libraries, judge_once
+from ._config import JudgeConfig, JudgeSettings
+from ._errors import JudgeError
+from ._local import LocalServer, is_local, local_alias, start_local_server
+from ._log import JudgmentLog, LogState
+from ._rubric import Rubric, load_rubric, render_messages
+from ._schema import JudgmentRecord, cache_key
+
+
+@dataclass
+class JudgePlan:
+    judge: JudgeConfig
+    items: list[WorkItem] = field(default_factory=list)
+    cached: int = 0  # already finished in the log
+    gave_up: int = 0  # failed max_attempts times already
+
+
+@dataclass(frozen=True)
+class Task:
+    """One construct to judge over a set of pairs, with the rubric (and its version) to use."""
+
+    construct: str
+    rubric: Rubric
+    rows: list[dict]  # pair_id, prompt, response, reply
+
+
+def main_tasks(sample: pd.DataFrame, rubrics: dict[str, Rubric]) -> list[Task]:
+    rows = sample[["pair_id", "prompt", "response", "reply"]].fillna("").to_dict("records")
+    return [Task(construct, rubric, rows) for construct, rubric in rubrics.items()]
+
+
+def swap_tasks(sample: pd.DataFrame, attachment: Rubric, n: int, seed: int = 0) -> list[Task]:
+    """The response-swap check: n pairs' attachment judged again with the response shown, and with
+    another pair's response shown instead. The rubric versions differ, so these never mix with
+    the study's attachment scores."""
+    if n <= 0 or len(sample) < 2:
+        return []
+    chosen = sample.sort_values("pair_id").sample(n=min(n, len(sample)), random_state=seed).sort_values("pair_id")
+    rows = chosen[["pair_id", "prompt", "response", "reply"]].fillna("").to_dict("records")
+    shown = load_rubric("attachment", context=["prompt", "response", "reply"])
+    swapped_rubric = shown.model_copy(update={"version": shown.version + "+swapped"})
+    swapped = [{**row, "response": rows[(i + 1) % len(rows)]["response"]} for i, row in enumerate(rows)]
+    return [Task("attachment", shown, rows), Task("attachment", swapped_rubric, swapped)]
+
+
+def plan_panel(tasks: list[Task], judges: list[JudgeConfig], state: LogState, settings: JudgeSettings) -> list[JudgePlan]:
+    """What each judge still has to do for every task's pair × sample index."""
+    finished, failures = state.finished(), state.failures()
+    plans = []
+    for judge in judges:
+        plan = JudgePlan(judge)
+        for task in tasks:
+            for row in task.rows:
+                messages = None
+                for index in range(judge.samples):
+                    key = cache_key(row["pair_id"], task.construct, judge.name, judge.model, task.rubric.version,
+                                    index, judge.temperature)
+                    if key in finished:
+                        plan.cached += 1
+                    elif failures[key] >= settings.max_attempts:
+                        plan.gave_up += 1
+                    else:
+                        messages = messages or render_messages(task.rubric, row)
+                        plan.items.append(WorkItem(row["pair_id"], task.construct, index, task.rubric.version,
+                                                   messages))
+        plans.append(plan)
+    return plans
+
+
+def price_per_token(judge: JudgeConfig, model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token: the judge's own prices, 0 for local models, else LiteLLM's list."""
+    if judge.input_cost_per_million is not None and judge.output_cost_per_million is not None:
+        return judge.input_cost_per_million / 1e6, judge.output_cost_per_million / 1e6
+    if is_local(judge.model):
+        return 0.0, 0.0
+    _, litellm = _libraries()
+
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(model=model, prompt_tokens=1_000_000,
+                                                              completion_tokens=1_000_000)
+    except Exception:  # LiteLLM raises a bare Exception for unmapped models
+        return None
+    return prompt_cost / 1e6, completion_cost / 1e6
+
+
+def check_model(judge: JudgeConfig) -> None:
+    """Unknown model strings and missing keys fail before any call, naming what to fix."""
+    if is_local(judge.model):
+        local_alias(judge.model)
+        return
+    _, litellm = _libraries()
+
+    try:
+        litellm.get_llm_provider(judge.model, api_base=judge.api_base)
+    except Exception as exc:
+        raise JudgeError(f"judge {judge.name}: LiteLLM does not know the model {judge.model!r} "
+                         "(use provider/model, e.g. openai/gpt-4o-mini)") from exc
+    if judge.api_key_env and not os.environ.get(judge.api_key_env):
+        raise JudgeError(f"judge {judge.name}: the environment variable {judge.api_key_env} (its API key) is not set")
+    if not judge.api_key_env and not judge.api_base:
+        missing = litellm.validate_environment(model=judge.model).get("missing_keys") or []
+        if missing:
+            raise JudgeError(f"judge {judge.name}: {judge.model} needs the environment variable {missing[0]} "
+                             f"(or set api_key_env in its [[judges]] table)")
+
+
+@contextmanager
+def open_endpoints(judges: list[JudgeConfig]) -> Iterator[dict[str, list[Endpoint]]]:
+    """Resolve each judge to its endpoints (model, then fallbacks); start local servers; stop them after."""
+    for judge in judges:
+        check_model(judge)
+    servers: dict[str, LocalServer] = {}
+    try:
+        resolved = {}
+        for judge in judges:
+            endpoints = []
+            for model in [judge.model, *judge.fallbacks]:
+                if is_local(model):
+                    alias = local_alias(model)
+                    if alias not in servers:
+                        servers[alias] = start_local_server(model)
+                    call_model, api_base, api_key = f"openai/{alias}", servers[alias].api_base, "local-no-key"
+                else:
+                    call_model, api_base = model, judge.api_base
+                    api_key = os.environ.get(judge.api_key_env) if judge.api_key_env else None
+                price = price_per_token(judge, call_model)
+                schema = judge.schema_in_response_format
+                endpoints.append(Endpoint(call_model, api_base, api_key,
+                                          is_local(model) if schema is None else schema,
+                                          *(price or (float("nan"), float("nan")))))
+            resolved[judge.name] = endpoints
+        _register_prices(resolved)
+        yield resolved
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def _register_prices(resolved: dict[str, list[Endpoint]]) -> None:
+    """Tell LiteLLM the prices it does not know: its per-call cost lookup is otherwise slow."""
+    _, litellm = _libraries()
+
+    entries = {}
+    for endpoints in resolved.values():
+        for e in endpoints:
+            if e.model not in litellm.model_cost and e.price_in == e.price_in:  # not NaN
+                entries[e.model] = {"input_cost_per_token": e.price_in, "output_cost_per_token": e.price_out,
+                                    "litellm_provider": e.model.split("/")[0], "mode": "chat"}
+    if entries:
+        litellm.register_model(entries)
+
+
+class RateLimiter:
+    """At most `rpm` call starts per minute, evenly spaced."""
+
+    def __init__(self, rpm: float | None):
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self.next_start = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_start)
+            self.next_start = start + self.interval
+        await asyncio.sleep(start - now)
+
+
+@dataclass
+class Budget:
+    """Stops new calls before the spend (settled + reserved for calls in flight) would pass the cap."""
+
+    cap: float | None
+    spent: float = 0.0
+    reserved: float = 0.0
+    exhausted: bool = False
+
+    def reserve(self, estimate: float) -> bool:
+        if self.cap is not None and self.spent + self.reserved + estimate > self.cap:
+            self.exhausted = True
+            return False
+        self.reserved += estimate
+        return True
+
+    def settle(self, estimate: float, actual: float | None) -> None:
+        self.reserved -= estimate
+        self.spent += actual if actual is not None else estimate
+
+
+@dataclass
+class JudgeTally:
+    called: int = 0
+    ok: int = 0
+    failed: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    tallies: dict[str, JudgeTally]
+    stopped_by_budget: bool
+    seconds: float
+
+
+def call_estimate(item: WorkItem, judge: JudgeConfig, endpoint: Endpoint) -> float:
+    return item.estimated_tokens_in() * endpoint.price_in + judge.max_tokens * endpoint.price_out
+
+
+async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]], log: JudgmentLog,
+                    settings: JudgeSettings, max_cost: float | None = None,
+                    on_record: Callable[[JudgmentRecord], None] | None = None) -> RunSummary:
+    if max_cost is not None:
+        unpriced = [p.judge.name for p in plans if p.items and endpoints[p.judge.name][0].price_in != endpoints[p.judge.name][0].price_in]
+        if unpriced:
+            raise JudgeError(f"--max-cost needs prices for judge {unpriced[0]}: LiteLLM does not list its model; "
+                             "set input_cost_per_million and output_cost_per_million in its [[judges]] table")
+    budget = Budget(max_cost)
+    tallies = {p.judge.name: JudgeTally() for p in plans}
+    started = time.perf_counter()
+
+    async def work(plan: JudgePlan, queue: asyncio.Queue, limiter: RateLimiter) -> None:
+        judge, chain = plan.judge, endpoints[plan.judge.name]
+        tally = tallies[judge.name]
+        while not queue.empty() and not budget.exhausted:
+            item = queue.get_nowait()
+            estimate = call_estimate(item, judge, chain[0]) if max_cost is not None else 0.0
+            if not budget.reserve(estimate):
+                return
+            record = await judge_once(judge, chain, item, settings.validation_retries, limiter)
+            budget.settle(estimate, record.cost_usd)
+            log.append([record])
+            tally.called += 1
+            tally.ok += record.score is not None
+            tally.failed += record.score is None
+            tally.tokens_in += record.tokens_in or 0
+            tally.tokens_out += record.tokens_out or 0
+            tally.cost_usd += record.cost_usd or 0.0
+            if on_record:
+                on_record(record)
+
+    tasks = []
+    for plan in plans:
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in plan.items:
+            queue.put_nowait(item)
+        limiter = RateLimiter(plan.judge.rpm)
+        tasks += [work(plan, queue, limiter) for _ in range(min(plan.judge.concurrency, len(plan.items)))]
+    try:
+        await asyncio.gather(*tasks)
+    except ServerUnreachable as exc:
+        raise JudgeError(str(exc)) from None
+    return RunSummary(tallies, budget.exhausted, time.perf_counter() - started)
+
+
+@dataclass
+class DryRunLine:
+    judge: str
+    model: str
+    calls: int
+    cached: int
+    gave_up: int
+    tokens_in: int
+    tokens_out_max: int
+    cost_usd_max: float | None  # None: LiteLLM has no price for the model
+
+
+def dry_run(plans: list[JudgePlan]) -> list[DryRunLine]:
+    """What a run would do, without starting a server or calling anything."""
+    lines = []
+    for plan in plans:
+        judge = plan.judge
+        model = f"openai/{local_alias(judge.model)}" if is_local(judge.model) else judge.model
+        price = price_per_token(judge, model)
+        tokens_in = sum(item.estimated_tokens_in() for item in plan.items)
+        tokens_out = judge.max_tokens * len(plan.items)
+        cost = None if price is None else tokens_in * price[0] + tokens_out * price[1]
+        lines.append(DryRunLine(judge.name, judge.model, len(plan.items), plan.cached, plan.gave_up,
+                                tokens_in, tokens_out, cost))
+    return lines

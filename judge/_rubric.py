@@ -1,0 +1,99 @@
+"""Rubrics as versioned data: one TOML file per construct renders the judge prompt and the annotator view."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+import warnings
+from importlib import resources
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from ._errors import JudgeError
+
+Construct = Literal["empathy", "attachment"]
+CONSTRUCTS: tuple[Construct, ...] = ("empathy", "attachment")
+Text = Literal["prompt", "response", "reply"]
+LABELS = {"prompt": "User's message", "response": "Assistant's response", "reply": "User's reply"}
+MAX_CHARS = 1_500  # per text in a judge prompt: small local models have short contexts
+
+
+class Example(BaseModel):
+    level: int = Field(ge=1, le=7)
+    prompt: str
+    response: str | None = None
+    reply: str | None = None
+
+
+# `construct` is the contract's column name; it shadows pydantic's deprecated BaseModel.construct.
+warnings.filterwarnings("ignore", message='Field name "construct"', category=UserWarning)
+
+
+class Rubric(BaseModel):
+    construct: Construct
+    instruction: str
+    context: list[Text]
+    levels: dict[int, str]
+    examples: list[Example]
+    version: str  # sha256 of the file's bytes (+ the context, when a study overrides it)
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _integer_levels(cls, value: dict) -> dict[int, str]:
+        levels = {int(k): v for k, v in value.items()}
+        if sorted(levels) != list(range(1, 8)):
+            raise ValueError("levels must be exactly 1..7")
+        return levels
+
+
+def load_rubric(construct: str, context: list[str] | None = None) -> Rubric:
+    """The packaged rubric of a construct; `context` overrides which texts the rater sees."""
+    if construct not in CONSTRUCTS:
+        raise JudgeError(f"unknown construct {construct!r}: choose one of {', '.join(CONSTRUCTS)}")
+    data = resources.files("prompts").joinpath(f"{construct}.toml").read_bytes()
+    raw = tomllib.loads(data.decode("utf-8"))
+    version = hashlib.sha256(data).hexdigest()[:16]
+    if context is not None and list(context) != raw["context"]:
+        raw["context"] = list(context)
+        version = f"{version}+{'-'.join(context)}"
+    rubric = Rubric(version=version, **raw)
+    for example in rubric.examples:
+        missing = [t for t in rubric.context if getattr(example, t) is None]
+        if missing and context is None:
+            raise JudgeError(f"rubric {construct}: an example lacks {', '.join(missing)}")
+    return rubric
+
+
+def _clip(text: str) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + " […]"
+
+
+def render_texts(rubric: Rubric, texts: dict[str, str]) -> str:
+    return "\n\n".join(f"{LABELS[name]}:\n\"\"\"\n{_clip(texts.get(name, ''))}\n\"\"\"" for name in rubric.context)
+
+
+def scale_text(rubric: Rubric) -> str:
+    return "\n".join(f"{level} = {text}" for level, text in sorted(rubric.levels.items()))
+
+
+def render_messages(rubric: Rubric, texts: dict[str, str]) -> list[dict[str, str]]:
+    """Chat messages for one judgment: instruction, scale, one example per level, then the pair."""
+    examples = "\n\n".join(
+        f"Example at level {e.level}:\n" + render_texts(rubric, e.model_dump()) for e in rubric.examples
+        if all(getattr(e, t) is not None for t in rubric.context)
+    )
+    system = (
+        f"{rubric.instruction.strip()}\n\nScale:\n{scale_text(rubric)}\n\n{examples}\n\n"
+        "Answer with a JSON object: a one-sentence \"rationale\", then the integer \"score\" (1-7)."
+    )
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": render_texts(rubric, texts) + "\n\nRate it."},
+    ]
+
+
+def study_rubrics(attachment_context: list[str]) -> dict[str, Rubric]:
+    """The rubric of each construct as a study uses it (attachment's context may be overridden)."""
+    return {"empathy": load_rubric("empathy"), "attachment": load_rubric("attachment", attachment_context)}

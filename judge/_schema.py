@@ -1,0 +1,51 @@
+"""What a judge must answer, and what the log records about every call."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# An enum, not an int with bounds: grammar-constrained decoders honour enums but ignore min/max.
+Score = Literal[1, 2, 3, 4, 5, 6, 7]
+
+
+class Judgment(BaseModel):
+    rationale: str = Field(description="one sentence: why this level")
+    score: Score
+
+
+# `construct` is the contract's column name; it shadows pydantic's deprecated BaseModel.construct.
+warnings.filterwarnings("ignore", message='Field name "construct"', category=UserWarning)
+
+
+class JudgmentRecord(BaseModel):
+    """One line of the append-only judgment log: one call (or one failed attempt)."""
+
+    pair_id: str
+    construct: str
+    judge: str
+    model: str  # as configured
+    model_returned: str | None  # as the provider reports it
+    prompt_version: str
+    sample_index: int
+    temperature: float
+    score: Score | None
+    expected_score: float | None  # Σ p(s)·s over the 1–7 tokens, where logprobs were returned
+    rationale: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    latency_ms: float | None
+    error: str | None
+    created_at: str
+
+    def cache_key(self) -> tuple:
+        return cache_key(self.pair_id, self.construct, self.judge, self.model, self.prompt_version,
+                         self.sample_index, self.temperature)
+
+
+def cache_key(pair_id, construct, judge, model, prompt_version, sample_index, temperature) -> tuple:
+    """What makes two calls the same call — not api_base, ports or timeouts."""
+    return (pair_id, construct, judge, model, prompt_version, int(sample_index), float(temperature))

@@ -1,0 +1,137 @@
+"""Fault injection against a fake OpenAI-compatible endpoint: every item ends as a valid judgment or a
+recorded failure — none lost, none duplicated — and the key never reaches a file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import judge
+from study.cli import app
+from study.workspace import Workspace
+from tests.judge.conftest import fake_stats, sample_frame, write_study
+
+SECRET = "sk-test-SECRET-0123456789"
+FAULTS = ["FAULT:429x2", "FAULT:500x1", "FAULT:brokenx1", "FAULT:score9", "FAULT:timeoutx1", "plain", "FAULT:429x1",
+          "also plain"]
+
+
+def judges_toml(url: str, extra: str = "") -> str:
+    return f"""
+[[judges]]
+name = "fake"
+model = "openai/fake"
+api_base = "{url}/v1"
+api_key_env = "FAKE_JUDGE_KEY"
+concurrency = 8
+retries = 3
+timeout = 2
+logprobs = true
+input_cost_per_million = 1.0
+output_cost_per_million = 2.0
+{extra}"""
+
+
+def run_study(root):
+    study = Workspace(root)
+    config = study.config()
+    sample = pd.read_parquet(study.sample)
+    rubrics = judge.study_rubrics(config.judge.attachment_context)
+    log = judge.JudgmentLog(study.judgments)
+    plans = judge.plan_panel(judge.main_tasks(sample, rubrics), config.judges, log.read(), config.judge)
+    with judge.open_endpoints(config.judges) as endpoints:
+        summary = asyncio.run(judge.run_panel(plans, endpoints, log, config.judge))
+    return summary, log.read()
+
+
+def test_every_item_ends_valid_or_recorded(tmp_path, fake_endpoint, monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+    root = write_study(tmp_path / "study", sample_frame([f"I feel {f} today" for f in FAULTS]), judges_toml(fake_endpoint))
+    summary, state = run_study(root)
+    items = {(p, c) for p in sample_frame(FAULTS)["pair_id"] for c in ("empathy", "attachment")}
+    successes = Counter((r.pair_id, r.construct) for r in state.records if r.score is not None)
+    failures = {(r.pair_id, r.construct): r.error for r in state.records if r.score is None}
+    assert set(successes) | set(failures) == items  # none lost
+    assert all(n == 1 for n in successes.values())  # none duplicated
+    score9 = {k: v for k, v in failures.items() if k[0] == "p003"}
+    assert len(score9) == 2 and all("invalid output" in v for v in score9.values())
+    assert set(failures) == set(score9)  # transient faults were retried to success
+    ok = [r for r in state.records if r.score is not None]
+    assert all(1 <= r.score <= 7 and r.model_returned == "fake-model-v1" for r in ok)
+    assert all(r.expected_score == pytest.approx(4.332, abs=0.01) for r in ok)
+    # Re-asked answers cost every completion that was made: usage accumulates over attempts.
+    assert all(r.tokens_in % 100 == 0 and r.cost_usd == pytest.approx(r.tokens_in * 1e-6 + r.tokens_out * 2e-6)
+               for r in state.records if r.tokens_in)
+    assert all(r.cost_usd and r.tokens_in == 200 for r in state.records if r.score is None)  # score 9 twice
+    assert summary.tallies["fake"].ok == len(ok)
+    for path in root.iterdir():
+        assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_second_run_requests_only_what_failed(tmp_path, fake_endpoint, monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+    root = write_study(tmp_path / "study", sample_frame(FAULTS), judges_toml(fake_endpoint),
+                       judge_toml="swap_check_pairs = 0\nmax_attempts = 2\n")
+    run_study(root)
+    before = fake_stats(fake_endpoint)["started"]
+    summary, _ = run_study(root)
+    after = fake_stats(fake_endpoint)["started"]
+    # Only the two score9 items are retried (max_attempts 2), each with one re-ask: 2 × 2 calls.
+    assert summary.tallies["fake"].called == 2 and after - before == 4
+    summary, _ = run_study(root)
+    assert summary.tallies["fake"].called == 0 and fake_stats(fake_endpoint)["started"] == after
+
+
+def test_fallback_model_answers_when_the_primary_keeps_failing(tmp_path, fake_endpoint, monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+    toml = judges_toml(fake_endpoint).replace('model = "openai/fake"', 'model = "openai/always500"')
+    toml += 'fallbacks = ["openai/fake"]\n'
+    root = write_study(tmp_path / "study", sample_frame(["plain one", "plain two"]), toml.replace("retries = 3", "retries = 1"))
+    _, state = run_study(root)
+    assert all(r.score is not None and r.model_returned == "fake-model-v1" for r in state.records)
+    assert all(r.model == "openai/always500" for r in state.records)  # the judge keeps its identity
+
+
+def test_dry_run_calls_nothing_and_max_cost_stops_cleanly(tmp_path, fake_endpoint, monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+    root = write_study(tmp_path / "study", sample_frame([f"plain {i}" for i in range(20)]), judges_toml(fake_endpoint))
+    runner = CliRunner()
+    dry = runner.invoke(app, ["judge", "run", str(root), "--dry-run"], catch_exceptions=False)
+    assert dry.exit_code == 0 and "40" in dry.output and fake_stats(fake_endpoint)["started"] == 0
+    # One call is estimated at ~(prompt/4 + 256) tokens: about 0.0008 USD; a cap of 0.004 allows a few.
+    capped = runner.invoke(app, ["judge", "run", str(root), "--max-cost", "0.004"], catch_exceptions=False)
+    assert capped.exit_code == 0 and "stopped before exceeding --max-cost" in capped.output
+    state = judge.JudgmentLog(root / "judgments.jsonl").read()
+    assert 0 < len(state.records) < 40
+    assert sum(r.cost_usd for r in state.records) <= 0.004
+
+
+def test_cli_errors_name_what_to_fix(tmp_path, fake_endpoint, monkeypatch):
+    monkeypatch.delenv("FAKE_JUDGE_KEY", raising=False)
+    root = write_study(tmp_path / "study", sample_frame(["plain"]), judges_toml(fake_endpoint))
+    runner = CliRunner()
+    missing_key = runner.invoke(app, ["judge", "run", str(root)])
+    assert missing_key.exit_code == 1 and "FAKE_JUDGE_KEY" in missing_key.output
+    (root / "study.toml").write_text('[[judges]]\nname = "x"\nmodel = "nosuchprovider/model-x"\n')
+    unknown = runner.invoke(app, ["judge", "run", str(root)])
+    assert unknown.exit_code == 1 and "does not know the model" in unknown.output
+    (root / "study.toml").write_text('[[judges]]\nname = "x"\nmodel = "openai/fake"\napi_key_env = "sk-abc def"\n')
+    bad_env = runner.invoke(app, ["judge", "run", str(root)])
+    assert bad_env.exit_code == 1 and "api_key_env" in bad_env.output
+    (root / "sample.parquet").unlink()
+    (root / "study.toml").write_text("")
+    no_sample = runner.invoke(app, ["judge", "run", str(root)])
+    assert no_sample.exit_code == 1 and "empathy corpus sample" in no_sample.output
+
+
+def test_unreachable_api_base_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+    root = write_study(tmp_path / "study", sample_frame(["plain"]),
+                       judges_toml("http://127.0.0.1:9").replace("retries = 3", "retries = 1"))
+    result = CliRunner().invoke(app, ["judge", "run", str(root)])
+    assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9/v1" in result.output
+    assert SECRET not in result.output

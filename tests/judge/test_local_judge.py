@@ -1,0 +1,64 @@
+"""The real embedded judge — SmolLM2-135M served by llama.cpp — end to end on a handful of pairs.
+
+Capped at 6 calls (about 2–5 s each on 2 cores): 2 pairs × 2 constructs + the response-swap check on 1 pair.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+from typer.testing import CliRunner
+
+import judge
+from study.cli import app
+from tests.judge.conftest import sample_frame, write_study
+
+PANEL = """
+[[judges]]
+name = "smollm2"
+model = "local/smollm2"
+concurrency = 1
+logprobs = true
+"""
+
+
+def test_local_judge_end_to_end(tmp_path):
+    sample = sample_frame(["I've been so lonely since my divorce.", "Can you help me plan my sister's birthday?"])
+    sample["response"] = ["I'm really sorry — a divorce can leave a big empty space. How are you coping?",
+                          "Sure! Here are five ideas for a birthday party."]
+    sample["reply"] = ["Thank you, talking to you helps more than you know.", "ok, give me a shopping list"]
+    root = write_study(tmp_path / "study", sample, PANEL, judge_toml="swap_check_pairs = 1\n")
+    runner = CliRunner()
+    started = time.perf_counter()
+    result = runner.invoke(app, ["judge", "run", str(root)], catch_exceptions=False)
+    seconds = time.perf_counter() - started
+    assert result.exit_code == 0, result.output
+    records = judge.JudgmentLog(root / "judgments.jsonl").read().records
+    print(f"\nlocal judge: {len(records)} calls in {seconds:.1f} s (server start included); "
+          f"median latency {pd.Series([r.latency_ms for r in records]).median():.0f} ms")
+    assert len(records) == 6
+    for r in records:
+        assert r.model_returned == "smollm2" and r.tokens_in and r.prompt_version
+        assert (r.score in range(1, 8) and r.error is None) or (r.score is None and r.error)
+    scored = [r for r in records if r.score is not None]
+    assert len(scored) >= 4, [r.error for r in records if r.error]
+    assert all(r.expected_score is not None and 1 <= r.expected_score <= 7 for r in scored)
+
+    assert runner.invoke(app, ["judge", "export", str(root)]).exit_code == 0
+    scores = pd.read_parquet(root / "scores.parquet")
+    assert set(scores["construct"]) == {"empathy", "attachment"} and len(scores) == 4  # swap check excluded
+    assert runner.invoke(app, ["export", str(root)]).exit_code == 0
+    pairs = pd.read_parquet(root / "scored_pairs.parquet")
+    assert {"empathy", "attachment", "inclusion_prob"} <= set(pairs.columns) and len(pairs) == 2
+
+    report = runner.invoke(app, ["judge", "report", str(root)], catch_exceptions=False)
+    assert report.exit_code == 0, report.output
+    diagnostics = json.loads((root / "judge_report.json").read_text())
+    assert diagnostics["usage"][0]["calls"] == 6
+    assert diagnostics["response_leakage"][0]["n"] in (0, 1)
+
+    again = runner.invoke(app, ["judge", "run", str(root)], catch_exceptions=False)
+    assert "nothing to do" in again.output or "0" in again.output  # finished items are never requested again
+    assert len(judge.JudgmentLog(root / "judgments.jsonl").read().records) == 6 + sum(r.score is None for r in records)
