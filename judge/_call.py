@@ -7,6 +7,7 @@ raises out of here except a connection failure to a configured server, which sto
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import math
@@ -73,6 +74,24 @@ class ServerUnreachable(Exception):
 
 
 _CLIENT = None
+_RESPONSE_MODEL = None
+
+
+def _response_model():
+    """Judgment as instructor's response class, built once.
+
+    instructor wraps a plain model into a new class on every call and regenerates its JSON schema
+    twice per call; at thousands of calls that class building dominated the client's CPU time.
+    The wrapped class is made here once, with its (constant) schema computed once.
+    """
+    global _RESPONSE_MODEL
+    if _RESPONSE_MODEL is None:
+        instructor, _ = _libraries()
+        wrapped = instructor.openai_schema(Judgment)
+        schema = wrapped.model_json_schema()
+        wrapped.model_json_schema = classmethod(lambda cls, *args, **kwargs: copy.deepcopy(schema))
+        _RESPONSE_MODEL = wrapped
+    return _RESPONSE_MODEL
 
 
 def _client():
@@ -152,7 +171,7 @@ async def judge_once(judge: JudgeConfig, endpoints: list[Endpoint], item: WorkIt
                 await limiter.wait()
             try:
                 parsed, raw = await _client().chat.completions.create_with_completion(**_request(judge, endpoint, item),
-                                                                                       response_model=Judgment,
+                                                                                       response_model=_response_model(),
                                                                                        max_retries=validation_retries)
             except InstructorRetryException as wrapped:
                 cause = wrapped.__cause__ or wrapped

@@ -1,0 +1,152 @@
+"""Judge client throughput against a local fake endpoint with a fixed 100 ms latency.
+
+In one script, against the same endpoint: a bare aiohttp client makes N calls at concurrency C;
+then the panel runner (instructor + LiteLLM, logging every call) judges N items at the same
+concurrency. Reports calls/s of each, their ratio, and the runner's CPU ms per judgment; then a
+fully cached re-run of 10k items (0 calls expected). `--profile` prints the runner's top functions.
+Usage: python bench/judge_throughput.py [--calls 2000] [--concurrency 64] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import judge  # noqa: E402
+from judge._call import Endpoint  # noqa: E402
+
+
+def start_endpoint(latency: float) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "tests.support.fake_llm", "--latency", str(latency)],
+                               cwd=REPO, stdout=subprocess.PIPE, text=True)
+    return process, f"http://127.0.0.1:{int(process.stdout.readline().split()[1])}"
+
+
+def messages(i: int) -> list[dict]:
+    rubric = judge.load_rubric("empathy")
+    return judge.render_messages(rubric, {"prompt": f"I feel lonely tonight ({i})", "response": "I'm here with you."})
+
+
+async def bare_client(url: str, calls: int, concurrency: int) -> float:
+    body = [json.dumps({"model": "fake", "messages": messages(i)}) for i in range(calls)]
+    queue = list(range(calls))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def worker():
+            while queue:
+                i = queue.pop()
+                async with session.post(f"{url}/v1/chat/completions", data=body[i],
+                                        headers={"Content-Type": "application/json"}) as answer:
+                    json.loads(await answer.read())
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return calls / (time.perf_counter() - start)
+
+
+async def litellm_alone(url: str, calls: int, concurrency: int) -> float:
+    """LiteLLM's own ceiling on this machine: plain acompletion calls, no validation, no log."""
+    from judge._call import _libraries
+
+    _, litellm = _libraries()
+    queue, body = list(range(calls)), messages(0)
+
+    async def worker():
+        while queue:
+            queue.pop()
+            await litellm.acompletion(model="openai/fake", api_base=f"{url}/v1", api_key="bench-key",
+                                      messages=body, num_retries=0)
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return calls / (time.perf_counter() - start)
+
+
+def sample(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"pair_id": [f"p{i:06d}" for i in range(n)], "prompt": [f"I feel lonely tonight ({i})" for i in range(n)],
+                         "response": "I'm here with you.", "reply": "thank you"})
+
+
+def runner(url: str, calls: int, concurrency: int, log_dir: Path, profile: bool) -> tuple[float, float]:
+    config = judge.JudgeConfig(name="fake", model="openai/fake", api_base=f"{url}/v1", concurrency=concurrency,
+                               input_cost_per_million=0.15, output_cost_per_million=0.6, retries=2)
+    settings = judge.JudgeSettings(swap_check_pairs=0)
+    tasks = judge.main_tasks(sample(calls), {"empathy": judge.load_rubric("empathy")})
+    log = judge.JudgmentLog(log_dir / "judgments.jsonl")
+    plans = judge.plan_panel(tasks, [config], log.read(), settings)
+    endpoints = {"fake": [Endpoint("openai/fake", f"{url}/v1", "bench-key", False, 0.15e-6, 0.6e-6)]}
+    judge._panel._register_prices(endpoints)
+    profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    summary = asyncio.run(judge.run_panel(plans, endpoints, log, settings))
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_LINES", "15")))
+    wall = time.perf_counter() - start
+    assert summary.tallies["fake"].ok == calls, summary
+    return calls / wall, 1000 * (time.process_time() - cpu) / calls
+
+
+def cached_rerun(log_dir: Path, items: int) -> tuple[int, float]:
+    """A log where every item is finished: the run must plan and make zero calls."""
+    config = judge.JudgeConfig(name="fake", model="openai/fake", api_base="http://127.0.0.1:9/v1")
+    settings = judge.JudgeSettings(swap_check_pairs=0)
+    rubric = judge.load_rubric("empathy")
+    log = judge.JudgmentLog(log_dir / "cached.jsonl")
+    log.append([judge.JudgmentRecord(pair_id=f"p{i:06d}", construct="empathy", judge="fake", model="openai/fake",
+                                     model_returned="fake", prompt_version=rubric.version, sample_index=0,
+                                     temperature=0.0, score=4, expected_score=None, rationale="r", tokens_in=1,
+                                     tokens_out=1, cost_usd=0.0, latency_ms=1.0, error=None,
+                                     created_at="2026-01-01T00:00:00Z") for i in range(items)])
+    start = time.perf_counter()
+    plans = judge.plan_panel(judge.main_tasks(sample(items), {"empathy": rubric}), [config], log.read(), settings)
+    summary = asyncio.run(judge.run_panel(plans, {"fake": []}, log, settings))
+    return summary.tallies["fake"].called, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    process, url = start_endpoint(args.latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            # Warm both clients up first: the endpoint, and LiteLLM's lazy imports on its first calls.
+            asyncio.run(bare_client(url, 200, args.concurrency))
+            runner(url, 200, args.concurrency, Path(tmp) / "warm-up", False)
+            bare = asyncio.run(bare_client(url, args.calls, args.concurrency))
+            alone = asyncio.run(litellm_alone(url, args.calls, args.concurrency))
+            ours, cpu_ms = runner(url, args.calls, args.concurrency, Path(tmp), args.profile)
+            calls, seconds = cached_rerun(Path(tmp), 10_000)
+    finally:
+        process.kill()
+    print(f"{args.calls:,} calls at concurrency {args.concurrency}, endpoint latency {1000 * args.latency:.0f} ms")
+    print(f"  bare aiohttp client : {bare:6.0f} calls/s")
+    print(f"  litellm.acompletion : {alone:6.0f} calls/s  (alone: no validation, no log) — ratio {alone / bare:.2f}")
+    print(f"  panel runner        : {ours:6.0f} calls/s  (instructor + LiteLLM, validated, logged)")
+    print(f"  ratio runner / bare : {ours / bare:.2f}   (target ≥ 0.2)")
+    print(f"  runner CPU per judgment: {cpu_ms:.1f} ms")
+    print(f"cached re-run of 10,000 finished items: {calls} calls in {seconds:.2f} s (target 0 calls, < 5 s)")
+
+
+if __name__ == "__main__":
+    main()
