@@ -1,10 +1,13 @@
 # The README's two commands — `make demo` and `make test` — are all a new user needs:
-# both create the virtualenv first when it is missing or older than pyproject.toml.
+# both create the virtualenvs first when they are missing or older than their inputs.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed
+LABEL_STUDIO_VERSION := 1.23.2
 
 # Nothing downloads model weights at run time; LiteLLM uses its bundled price list.
 export HF_HUB_OFFLINE := 1
@@ -13,7 +16,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # llama-cpp-python compiles from source; a native build dies with "invalid opcode" on these CPUs.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup demo test bench clean
+.PHONY: setup labelstudio-setup demo test lint bench labelstudio labelstudio-stop clean
 
 setup: $(STAMP)
 
@@ -26,16 +29,41 @@ $(STAMP): pyproject.toml
 	touch $@ && \
 	echo "setup: $$(( $$(date +%s) - start )) s"
 
+# Label Studio pins libraries that clash with ours: it lives in its own virtualenv.
+labelstudio-setup: $(LS_STAMP)
+
+$(LS_STAMP):
+	@start=$$(date +%s); \
+	$(PYTHON) -m venv $(LS_VENV) && \
+	$(LS_VENV)/bin/pip install --upgrade pip && \
+	$(LS_VENV)/bin/pip install 'label-studio==$(LABEL_STUDIO_VERSION)' && \
+	touch $@ && \
+	echo "labelstudio-setup: $$(( $$(date +%s) - start )) s"
+
 demo: setup
 	$(BIN)/empathy demo --out demo-study
 
-test: setup
+# The tests start their own Label Studio (fresh data dir, free port) from $(LS_VENV).
+test: setup labelstudio-setup
 	@start=$$(date +%s); \
-	$(BIN)/python -m pytest -q --durations=15; status=$$?; \
+	$(BIN)/ruff check . && \
+	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q --durations=20; status=$$?; \
 	echo "tests: $$(( $$(date +%s) - start )) s"; exit $$status
+
+lint: setup
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python bench/corpus_scale.py
+	$(BIN)/python bench/matching_scale.py
+	$(BIN)/python bench/judge_throughput.py
+	$(BIN)/python bench/coverage.py
+
+labelstudio: labelstudio-setup
+	tools/labelstudio.sh start
+
+labelstudio-stop:
+	tools/labelstudio.sh stop
 
 clean:
-	rm -rf $(VENV) demo-study .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) demo-study .pytest_cache

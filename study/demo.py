@@ -7,15 +7,20 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
+import annotation
 import causal
 import corpus
+from study import annotate
 from study.cli import corpus as corpus_cli
+from study.cli import judge as judge_cli
 from study.cli._common import console
 from study.cli.estimate import results_table, run_estimate
+from study.cli.export import export_pairs
 from study.workspace import Workspace
 
 DEMO_SAMPLE = 24  # small enough for the local judge to finish in a few minutes
 DEMO_SEED = 0
+DEMO_SWAP_CHECK = 6  # attachment pairs re-judged with the response shown / swapped
 PLANTED_PAIRS = 3_000
 MIN_ARM = 20  # treated and control pairs needed before the demo estimates on judged scores
 
@@ -24,15 +29,38 @@ def run_demo(out: Path) -> None:
     study = Workspace(out)
     if not study.config_path.exists():
         study.init()
+        text = study.config_path.read_text(encoding="utf-8")
+        study.config_path.write_text(text.replace("swap_check_pairs = 20", f"swap_check_pairs = {DEMO_SWAP_CHECK}"),
+                                     encoding="utf-8")
     console.rule("1 · corpus: the bundled real ShareGPT conversations → turn-pairs")
     corpus_cli.build(source="sharegpt", out=out, input=None)
     console.rule(f"2 · a stratified sample of {DEMO_SAMPLE} pairs")
     corpus_cli.sample(study_dir=out, n=DEMO_SAMPLE, seed=DEMO_SEED)
-    console.rule("3 · causal estimates on the judged sample")
+    console.rule("3 · the local judge panel (SmolLM2 on llama.cpp, no network) scores the sample")
+    judge_cli.run(study_dir=out, dry_run=False, max_cost=None)
+    judge_cli.export(study_dir=out)
+    judge_cli.report(study_dir=out)
+    export_pairs(study_dir=out)
+    console.rule("4 · human ground truth: the blind audit sample goes to Label Studio")
+    push_to_label_studio(study)
+    console.rule("5 · causal estimates on the judged sample")
     estimate_judged(study)
-    console.rule("4 · causal estimates on a semi-synthetic study (real text, planted effect)")
+    console.rule("6 · causal estimates on a semi-synthetic study (real text, planted effect)")
     planted_study(out / "semisynthetic")
     console.print(f"\nThe demo study is in {out}")
+
+
+def push_to_label_studio(study: Workspace) -> None:
+    try:
+        results = annotate.push(study, review=False)
+    except annotation.AnnotationError as exc:
+        console.print(f"skipped: {exc}\nTo annotate: `make labelstudio`, `source .labelstudio/credentials.env`, "
+                      "export LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY as it prints, then "
+                      f"`empathy annotate push {study.root}`.")
+        return
+    for r in results:
+        console.print(f"{r.project}: {r.new_tasks} new tasks ({r.existing_tasks} already there) — project {r.project_id}")
+    console.print(f"annotate in the browser, then `empathy annotate pull {study.root}` and `empathy agree {study.root}`")
 
 
 def estimate_judged(study: Workspace) -> None:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import judge
+from study.annotate import gold_columns
 from study.provenance import provenance
 from study.workspace import Workspace
 
@@ -28,10 +29,14 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
     scores = judge.judge_scores(records, versions)
     panel = judge.panel_scores(scores)
     table = sample.merge(panel, on="pair_id", how="left")
+    gold = gold_columns(study, sample)
+    if gold is not None:
+        table = table.merge(gold, on="pair_id", how="left")
     made_from = {
         "prompt_versions": versions,
         "judges": [j.model_dump(exclude={"api_key_env"}) for j in config.judges],
         "judged": {c: int(table[c].notna().sum()) for c in ("empathy", "attachment")},
+        "gold": {c: int(table[f"{c}_gold"].notna().sum()) for c in ("empathy", "attachment")} if gold is not None else None,
         "rows": int(len(table)),
         "aggregate": "empathy / attachment = mean over judges of each judge's mean over its samples",
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from annotation import AnnotationConfig
 from causal import CausalConfig
 from corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
 from judge import LOG_FILE, JudgeConfig, JudgeSettings, default_panel
@@ -34,6 +35,7 @@ class StudyConfig(BaseModel):
     sample: SampleConfig = Field(default_factory=SampleConfig)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     judges: list[JudgeConfig] = Field(default_factory=default_panel)
+    annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     causal: CausalConfig = Field(default_factory=CausalConfig)
 
     @field_validator("judges")

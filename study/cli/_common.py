@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from annotation import AgreementError, AnnotationError
 from causal import CausalError
 from corpus import CorpusError
 from judge import JudgeError
@@ -23,7 +24,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 # Errors a user can fix from the message alone: one line, exit code 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (CorpusError, CausalError, JudgeError, StudyError)
+USER_ERRORS: tuple[type[Exception], ...] = (AgreementError, AnnotationError, CorpusError, CausalError, JudgeError, StudyError)
 
 StudyDir = Annotated[
     Path,

@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from study.cli import annotate as annotate_cli
 from study.cli import corpus as corpus_cli
 from study.cli import judge as judge_cli
 from study.cli._common import StudyDir, console, user_errors, workspace
 from study.cli.estimate import estimate
+from study.cli.export import export_pairs
 
 app = typer.Typer(
     help="Does empathetic language from an LLM cause users to become emotionally attached? "
@@ -20,19 +22,10 @@ app = typer.Typer(
 )
 app.add_typer(corpus_cli.app, name="corpus")
 app.add_typer(judge_cli.app, name="judge")
+app.add_typer(annotate_cli.app, name="annotate")
+app.command()(annotate_cli.agree)
 app.command()(estimate)
-
-
-@app.command("export")
-@user_errors
-def export_pairs(study_dir: StudyDir) -> None:
-    """Write DIR/scored_pairs.parquet: the sample + empathy and attachment (panel aggregate) — the input of
-    `empathy estimate`. Joins whatever exists; pairs not yet judged have empty scores."""
-    from study.export import write_scored_pairs
-
-    study = workspace(study_dir)
-    table, record = write_scored_pairs(study)
-    console.print(f"wrote {study.scored_pairs}: {len(table):,} pairs, judged: {record['judged']}")
+app.command("export")(export_pairs)
 
 
 @app.command()

@@ -1,0 +1,200 @@
+"""Wiring the study to Label Studio: which pairs go where, what comes back, and agreement.
+
+State that must survive between runs (project ids, the pseudonym salt, the audit design) lives in
+DIR/annotation.json; the API key never does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import annotation
+import judge
+from study.workspace import Workspace
+
+STATE_FILE = "annotation.json"
+LABELS_FILE = "labels.parquet"
+
+
+@dataclass
+class AnnotationState:
+    path: Path
+    projects: dict
+    salt: str
+
+    @classmethod
+    def load(cls, study: Workspace) -> "AnnotationState":
+        path = study.root / STATE_FILE
+        data = json.loads(path.read_text()) if path.exists() else {}
+        return cls(path, data.get("projects", {}), data.get("salt") or secrets.token_hex(8))
+
+    def save(self, url: str, config: annotation.AnnotationConfig) -> None:
+        payload = {"url": url, "projects": self.projects, "salt": self.salt,
+                   "audit": {"rate": config.audit_rate, "seed": config.audit_seed}}
+        staged = self.path.with_name(f".{self.path.name}.partial")
+        staged.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(staged, self.path)
+
+
+def server(study: Workspace) -> tuple[str, object]:
+    config = study.config().annotation
+    url = os.environ.get("LABEL_STUDIO_URL") or config.url
+    return url, annotation.connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
+
+
+def audit_kinds(sample: pd.DataFrame, config: annotation.AnnotationConfig) -> dict[str, str]:
+    """pair_id → "audit" (random, known probability) or "calibration"; pairs in neither are absent."""
+    audit = annotation.audit_draw(sample["pair_id"], config.audit_rate, config.audit_seed)
+    kinds = {p: "audit" for p in sample.loc[audit, "pair_id"]}
+    rest = sample.loc[~audit, "pair_id"].sort_values()
+    if config.calibration_pairs:
+        chosen = rest.sample(n=min(config.calibration_pairs, len(rest)), random_state=config.audit_seed)
+        kinds.update({p: "calibration" for p in chosen})
+    return kinds
+
+
+def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResult]:
+    config = study.config()
+    url, client = server(study)
+    state = AnnotationState.load(study)
+    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
+    sample = pd.read_parquet(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
+    rubrics = judge.study_rubrics(config.judge.attachment_context)
+    kinds = audit_kinds(sample, config.annotation)
+    rows = sample.to_dict("records")
+    chosen = [r for r in rows if r["pair_id"] in kinds]
+    results = []
+    try:
+        for rubric in rubrics.values():
+            results.append(projects.push(rubric, "blind", chosen, kinds, config.annotation.overlap,
+                                         config.annotation.overlap_share))
+        if review:
+            scores, rationales = _judge_output(study, rubrics)
+            judged = set(scores["pair_id"])
+            for rubric in rubrics.values():
+                predictions = annotation.review_predictions(rubric, scores, rationales)
+                results.append(projects.push(rubric, "review", [r for r in rows if r["pair_id"] in judged],
+                                             {p: "review" for p in judged}, 1, 100, predictions))
+    finally:
+        state.projects = projects.known
+        state.save(url, config.annotation)
+    return results
+
+
+def _judge_output(study: Workspace, rubrics: dict) -> tuple[pd.DataFrame, dict]:
+    log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
+    records = log.read().records
+    versions = {c: r.version for c, r in rubrics.items()}
+    frame = judge.records_frame(records)
+    frame = frame[(frame["prompt_version"] == frame["construct"].map(versions)) & frame["score"].notna()
+                  & (frame["sample_index"] == 0)].drop_duplicates(["pair_id", "construct", "judge"], keep="last")
+    rationales = {(r.pair_id, r.judge): r.rationale for r in frame.itertuples()}
+    return judge.judge_scores(records, versions), rationales
+
+
+@dataclass
+class PullSummary:
+    labels: pd.DataFrame
+    skipped: int
+    foreign: int
+    unparsed: int
+
+
+def pull(study: Workspace) -> PullSummary:
+    """Fetch every annotation; write DIR/labels.parquet only once everything was read."""
+    config = study.config()
+    url, client = server(study)
+    state = AnnotationState.load(study)
+    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
+    frames, skipped, foreign, unparsed = [], 0, 0, 0
+    for rubric in judge.study_rubrics(config.judge.attachment_context).values():
+        for mode in ("blind", "review"):
+            pulled = projects.pull(rubric, mode, state.salt)
+            frames.append(pulled.labels)
+            skipped += sum(pulled.skipped.values()) if mode == "blind" else 0
+            foreign += pulled.foreign
+            unparsed += pulled.unparsed
+    labels = pd.concat([f for f in frames if not f.empty] or [pd.DataFrame(columns=annotation.LABEL_COLUMNS)],
+                       ignore_index=True)
+    labels["score"] = labels["score"].astype("Int64")
+    staged = study.root / f".{LABELS_FILE}.partial"
+    labels.to_parquet(staged, index=False)
+    os.replace(staged, study.root / LABELS_FILE)
+    state.projects = projects.known
+    state.save(url, config.annotation)
+    return PullSummary(labels, skipped, foreign, unparsed)
+
+
+def status(study: Workspace) -> list[dict]:
+    config = study.config()
+    _, client = server(study)
+    state = AnnotationState.load(study)
+    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
+    rows = []
+    for rubric in judge.study_rubrics(config.judge.attachment_context).values():
+        for mode in ("blind", "review"):
+            found = annotation.project_status(projects, rubric, mode, state.salt, config.annotation.overlap)
+            if found:
+                rows.append(found)
+    return rows
+
+
+def requeue_skipped(study: Workspace) -> int:
+    config = study.config()
+    _, client = server(study)
+    state = AnnotationState.load(study)
+    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
+    return sum(projects.delete_skips(r, "blind") for r in judge.study_rubrics(config.judge.attachment_context).values())
+
+
+def read_labels(study: Workspace) -> pd.DataFrame | None:
+    path = study.root / LABELS_FILE
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def agreement_report(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
+    """Agreement per construct between annotators (blind and calibration labels) and judges (sample 0)."""
+    config = study.config()
+    labels = read_labels(study)
+    rubrics = judge.study_rubrics(config.judge.attachment_context)
+    versions = {c: r.version for c, r in rubrics.items()}
+    frame = judge.records_frame(judge.JudgmentLog(study.judgments).read().records) if study.judgments.exists() \
+        else pd.DataFrame(columns=list(judge.JudgmentRecord.model_fields))
+    frame = frame[(frame["prompt_version"] == frame["construct"].map(versions)) & frame["score"].notna()
+                  & (frame["sample_index"] == 0)]
+    judges = [j.name for j in config.judges]
+    report = {"prompt_version": versions, "judges": judges}
+    for construct in rubrics:
+        humans = pd.DataFrame()
+        if labels is not None and not labels.empty:
+            own = labels[(labels["construct"] == construct) & labels["mode"].isin(["blind", "calibration"])]
+            humans = own.pivot_table(index="pair_id", columns="annotator", values="score", aggfunc="last")
+        machines = frame[frame["construct"] == construct].drop_duplicates(["pair_id", "judge"], keep="last") \
+            .pivot(index="pair_id", columns="judge", values="score")
+        ratings = pd.concat([humans, machines], axis=1).astype(float)
+        try:
+            report[construct] = annotation.agreement(ratings, list(humans.columns), list(machines.columns),
+                                                     boot=boot, seed=seed)
+        except annotation.AgreementError as exc:
+            report[construct] = {"note": str(exc), "raters": list(ratings.columns)}
+    return report
+
+
+def gold_columns(study: Workspace, sample: pd.DataFrame) -> pd.DataFrame | None:
+    """empathy_gold, attachment_gold (blind audit labels) and gold_prob for the export, if labels exist."""
+    labels = read_labels(study)
+    if labels is None:
+        return None
+    gold = annotation.gold_scores(labels)
+    table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
+    state = study.root / STATE_FILE
+    recorded = json.loads(state.read_text()).get("audit", {}).get("rate") if state.exists() else None
+    table["gold_prob"] = np.float64(recorded or study.config().annotation.audit_rate)  # the design actually used
+    return table

@@ -1,0 +1,110 @@
+"""`empathy annotate push | pull | status | requeue` and `empathy agree`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from study import annotate as wiring
+from study.cli._common import StudyDir, console, user_errors, workspace, write_json
+
+app = typer.Typer(help="Human ground truth in Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).",
+                  no_args_is_help=True)
+
+
+@app.command()
+@user_errors
+def push(
+    study_dir: StudyDir,
+    review: Annotated[bool, typer.Option("--review", help="Also sync review projects: the judges' scores and "
+                                         "rationales as predictions, for checking the judge (never gold).")] = False,
+) -> None:
+    """Send the blind audit sample (and calibration pairs) to Label Studio; re-pushing adds only what is new.
+
+    Blind projects carry no judge score anywhere (the free edition shows predictions to every annotator).
+    """
+    study = workspace(study_dir)
+    table = Table(title="Label Studio push", title_justify="left")
+    for column in ("project", "id", "new tasks", "already there", "new predictions"):
+        table.add_column(column)
+    for r in wiring.push(study, review):
+        table.add_row(r.project + (" (created)" if r.created else ""), str(r.project_id), str(r.new_tasks),
+                      str(r.existing_tasks), str(r.new_predictions))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def pull(study_dir: StudyDir) -> None:
+    """Fetch every annotation into DIR/labels.parquet (annotators under pseudonymous ids; edits replace,
+    deletions disappear). Nothing is overwritten when the server cannot be read."""
+    study = workspace(study_dir)
+    summary = wiring.pull(study)
+    counts = summary.labels.groupby(["construct", "mode"]).size().to_dict() if len(summary.labels) else {}
+    console.print(f"wrote {study.root / wiring.LABELS_FILE}: {len(summary.labels):,} labels {counts}")
+    if summary.foreign:
+        console.print(f"ignored {summary.foreign} result(s) from controls that are not this study's")
+    if summary.unparsed:
+        console.print(f"ignored {summary.unparsed} annotation(s) without a 1-7 choice")
+    if summary.skipped:
+        console.print(f"{summary.skipped} audit task(s) were skipped: a skipped audit pair breaks its known sampling "
+                      f"probability. Put them back in the queue with `empathy annotate requeue {study_dir}`.")
+
+
+@app.command()
+@user_errors
+def status(study_dir: StudyDir) -> None:
+    """Tasks, labelled, overlap reached, skips and labels per annotator, per project."""
+    study = workspace(study_dir)
+    table = Table(title="Annotation status", title_justify="left")
+    for column in ("project", "tasks", "labelled", "overlap reached", "skipped", "per annotator"):
+        table.add_column(column)
+    for row in wiring.status(study):
+        people = ", ".join(f"{k}: {v}" for k, v in sorted(row["per_annotator"].items())) or "–"
+        table.add_row(row["project"], str(row["tasks"]), str(row["labelled"]), str(row["overlap_reached"]),
+                      str(row["skipped"]), people)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def requeue(study_dir: StudyDir) -> None:
+    """Delete skipped annotations of blind audit tasks so the tasks go back into the queue."""
+    removed = wiring.requeue_skipped(workspace(study_dir))
+    console.print(f"re-queued {removed} skipped task annotation(s)")
+
+
+@user_errors
+def agree(study_dir: StudyDir) -> None:
+    """Agreement between annotators, judges and the panel → DIR/agreement.json and a table.
+
+    Krippendorff's α (ordinal, interval; values 1..7) with unit-bootstrap 95 % CIs, quadratic-weighted
+    κ, Spearman ρ, MAE and bias for every pair of raters. α ≥ 0.8 reliable, ≥ 0.667 tentative.
+    """
+    study = workspace(study_dir)
+    report = wiring.agreement_report(study)
+    write_json(study.root / "agreement.json", report)
+    for construct in ("empathy", "attachment"):
+        result = report.get(construct, {})
+        if "note" in result:
+            console.print(f"{construct}: {result['note']}")
+            continue
+        ceiling = result.get("human_ceiling")
+        table = Table(title=f"{construct}: agreement (human ceiling α = "
+                            f"{'–' if ceiling is None else f'{ceiling:.2f}'}; ≥ 0.8 reliable, ≥ 0.667 tentative)",
+                      title_justify="left")
+        for column in ("kind", "a", "b", "α ordinal", "95 % CI", "α interval", "n", "κ qw", "ρ", "MAE", "bias", "verdict"):
+            table.add_column(column)
+        for p in result["pairs"]:
+            table.add_row(p["kind"], p["a"], p["b"], _num(p["alpha_ordinal"]),
+                          "–" if not p["ci"] else f"[{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]", _num(p["alpha_interval"]),
+                          str(p["n"]), _num(p["kappa_qw"]), _num(p["spearman"]), _num(p["mae"]), _num(p["bias"]),
+                          p["verdict"])
+        console.print(table)
+    console.print(f"wrote {study.root / 'agreement.json'}")
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:.2f}"
