@@ -29,7 +29,6 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import judge  # noqa: E402
-from judge._call import Endpoint  # noqa: E402
 
 
 def start_endpoint(latency: float) -> tuple[subprocess.Popen, str]:
@@ -87,8 +86,11 @@ def runner(url: str, calls: int, concurrency: int, log_dir: Path, profile: bool)
     tasks = judge.main_tasks(sample(calls), {"empathy": judge.load_rubric("empathy")})
     log = judge.JudgmentLog(log_dir / "judgments.jsonl")
     plans = judge.plan_panel(tasks, [config], log.read(), settings)
-    endpoints = {"fake": [Endpoint("openai/fake", f"{url}/v1", "bench-key", False, 0.15e-6, 0.6e-6)]}
-    judge._panel._register_prices(endpoints)
+    with judge.open_endpoints([config]) as endpoints:
+        return _timed_run(plans, endpoints, log, settings, calls, profile)
+
+
+def _timed_run(plans, endpoints, log, settings, calls: int, profile: bool) -> tuple[float, float]:
     profiler = cProfile.Profile() if profile else None
     cpu = time.process_time()
     start = time.perf_counter()

@@ -141,6 +141,8 @@ def open_endpoints(judges: list[JudgeConfig]) -> Iterator[dict[str, list[Endpoin
                 else:
                     call_model, api_base = model, judge.api_base
                     api_key = os.environ.get(judge.api_key_env) if judge.api_key_env else None
+                    if api_key is None and api_base:
+                        api_key = "no-key"  # OpenAI-compatible servers without auth still expect a key field
                 price = price_per_token(judge, call_model)
                 schema = judge.schema_in_response_format
                 endpoints.append(Endpoint(call_model, api_base, api_key,
