@@ -53,8 +53,12 @@ class Endpoint:
     api_base: str | None
     api_key: str | None
     schema_in_response_format: bool
-    price_in: float  # USD per input token
+    price_in: float  # USD per input token; NaN when nobody knows the price
     price_out: float
+
+    @property
+    def priced(self) -> bool:
+        return not math.isnan(self.price_in)
 
 
 @dataclass(frozen=True)

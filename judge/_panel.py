@@ -163,7 +163,7 @@ def _register_prices(resolved: dict[str, list[Endpoint]]) -> None:
     entries = {}
     for endpoints in resolved.values():
         for e in endpoints:
-            if e.model not in litellm.model_cost and e.price_in == e.price_in:  # not NaN
+            if e.model not in litellm.model_cost and e.priced:
                 entries[e.model] = {"input_cost_per_token": e.price_in, "output_cost_per_token": e.price_out,
                                     "litellm_provider": e.model.split("/")[0], "mode": "chat"}
     if entries:
@@ -234,7 +234,7 @@ async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]]
                     settings: JudgeSettings, max_cost: float | None = None,
                     on_record: Callable[[JudgmentRecord], None] | None = None) -> RunSummary:
     if max_cost is not None:
-        unpriced = [p.judge.name for p in plans if p.items and endpoints[p.judge.name][0].price_in != endpoints[p.judge.name][0].price_in]
+        unpriced = [p.judge.name for p in plans if p.items and not endpoints[p.judge.name][0].priced]
         if unpriced:
             raise JudgeError(f"--max-cost needs prices for judge {unpriced[0]}: LiteLLM does not list its model; "
                              "set input_cost_per_million and output_cost_per_million in its [[judges]] table")

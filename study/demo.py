@@ -18,9 +18,9 @@ from study.cli.estimate import results_table, run_estimate
 from study.cli.export import export_pairs
 from study.workspace import Workspace
 
-DEMO_SAMPLE = 24  # small enough for the local judge to finish in a few minutes
+DEMO_SAMPLE = 12  # the local judge takes 4-6 s a call on 2 cores: this keeps the demo to minutes
 DEMO_SEED = 0
-DEMO_SWAP_CHECK = 6  # attachment pairs re-judged with the response shown / swapped
+DEMO_SWAP_CHECK = 4  # attachment pairs re-judged with the response shown / swapped
 PLANTED_PAIRS = 3_000
 MIN_ARM = 20  # treated and control pairs needed before the demo estimates on judged scores
 
