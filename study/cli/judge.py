@@ -150,6 +150,8 @@ def report_tables(result: dict) -> list[Table]:
         agreement.add_column(column)
     rows = [(c, p) for c, r in result["judge_judge"].items() for p in r.get("pairs", [])]
     rows += [(t["construct"], t) for t in result["test_retest"] if "alpha_ordinal" in t]
+    if not rows:
+        agreement.add_row("–", "needs two judges, or samples ≥ 2 for test–retest", "", "", "", "", "", "", "")
     for construct, p in rows:
         agreement.add_row(construct, p["a"], p["b"], _num(p["alpha_ordinal"]),
                           "–" if not p["ci"] else f"[{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]", str(p["n"]),
