@@ -4,7 +4,7 @@ In one script, against the same endpoint: a bare aiohttp client makes N calls at
 then the panel runner (instructor + LiteLLM, logging every call) judges N items at the same
 concurrency. Reports calls/s of each, their ratio, and the runner's CPU ms per judgment; then a
 fully cached re-run of 10k items (0 calls expected). `--profile` prints the runner's top functions.
-Usage: python bench/judge_throughput.py [--calls 2000] [--concurrency 64] [--profile]
+Usage: python bench/judge_throughput.py [--calls 2000] [--concurrency 64] [--rounds 3] [--profile]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import cProfile
 import json
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,18 +58,22 @@ async def bare_client(url: str, calls: int, concurrency: int) -> float:
         return calls / (time.perf_counter() - start)
 
 
-async def litellm_alone(url: str, calls: int, concurrency: int) -> float:
-    """LiteLLM's own ceiling on this machine: plain acompletion calls, no validation, no log."""
+async def litellm_alone(url: str, calls: int, concurrency: int, priced: bool) -> float:
+    """LiteLLM's own ceiling on this machine: plain acompletion calls, no validation, no log.
+
+    `priced` gives the prices with each call, as the runner does; without them LiteLLM looks the
+    model up in its price list after every call."""
     from judge._call import _libraries
 
     _, litellm = _libraries()
     queue, body = list(range(calls)), messages(0)
+    prices = {"input_cost_per_token": 0.15e-6, "output_cost_per_token": 0.6e-6} if priced else {}
 
     async def worker():
         while queue:
             queue.pop()
             await litellm.acompletion(model="openai/fake", api_base=f"{url}/v1", api_key="bench-key",
-                                      messages=body, num_retries=0)
+                                      messages=body, num_retries=0, **prices)
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return calls / (time.perf_counter() - start)
@@ -127,26 +132,42 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all clients, interleaved; medians reported")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     process, url = start_endpoint(args.latency)
+    rounds: list[dict[str, float]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # Warm both clients up first: the endpoint, and LiteLLM's lazy imports on its first calls.
             asyncio.run(bare_client(url, 200, args.concurrency))
             runner(url, 200, args.concurrency, Path(tmp) / "warm-up", False)
-            bare = asyncio.run(bare_client(url, args.calls, args.concurrency))
-            alone = asyncio.run(litellm_alone(url, args.calls, args.concurrency))
-            ours, cpu_ms = runner(url, args.calls, args.concurrency, Path(tmp), args.profile)
+            # This VM's speed drifts by ±15 % over a minute: each round runs every client once, so
+            # the ratios compare clients under the same conditions, and their medians are reported.
+            for i in range(args.rounds):
+                bare = asyncio.run(bare_client(url, args.calls, args.concurrency))
+                alone = asyncio.run(litellm_alone(url, args.calls, args.concurrency, priced=False))
+                alone_priced = asyncio.run(litellm_alone(url, args.calls, args.concurrency, priced=True))
+                ours, cpu_ms = runner(url, args.calls, args.concurrency, Path(tmp) / f"round-{i}",
+                                      args.profile and i == 0)
+                rounds.append({"bare": bare, "alone": alone / bare, "alone_priced": alone_priced / bare,
+                               "runner": ours / bare, "cpu_ms": cpu_ms})
+                print(f"round {i + 1}: runner/bare {ours / bare:.3f}, litellm alone/bare {alone / bare:.3f} "
+                      f"(priced {alone_priced / bare:.3f}), runner CPU {cpu_ms:.1f} ms/judgment", flush=True)
             calls, seconds = cached_rerun(Path(tmp), 10_000)
     finally:
         process.kill()
-    print(f"{args.calls:,} calls at concurrency {args.concurrency}, endpoint latency {1000 * args.latency:.0f} ms")
-    print(f"  bare aiohttp client : {bare:6.0f} calls/s")
-    print(f"  litellm.acompletion : {alone:6.0f} calls/s  (alone: no validation, no log) — ratio {alone / bare:.2f}")
-    print(f"  panel runner        : {ours:6.0f} calls/s  (instructor + LiteLLM, validated, logged)")
-    print(f"  ratio runner / bare : {ours / bare:.2f}   (target ≥ 0.2)")
-    print(f"  runner CPU per judgment: {cpu_ms:.1f} ms")
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    print(f"{args.calls:,} calls at concurrency {args.concurrency}, endpoint latency {1000 * args.latency:.0f} ms; "
+          f"medians of {args.rounds} rounds")
+    print(f"  bare aiohttp client : {median('bare'):6.0f} calls/s")
+    print(f"  litellm.acompletion alone (no validation, no log): ratio {median('alone'):.3f}, "
+          f"with prices given {median('alone_priced'):.3f}")
+    print(f"  panel runner (instructor + LiteLLM, validated, logged): ratio {median('runner'):.3f}   (target ≥ 0.2)")
+    print(f"  runner CPU per judgment: {median('cpu_ms'):.1f} ms")
     print(f"cached re-run of 10,000 finished items: {calls} calls in {seconds:.2f} s (target 0 calls, < 5 s)")
 
 

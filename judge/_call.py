@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ SCHEMA = Judgment.model_json_schema()
 TOP_LOGPROBS = 10
 
 
+@functools.cache
 def _libraries():
     """instructor and LiteLLM, imported on first use: LiteLLM alone takes seconds to import."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download at start-up
@@ -216,6 +218,11 @@ def _request(judge: JudgeConfig, endpoint: Endpoint, item: WorkItem) -> dict:
         request["api_base"] = endpoint.api_base
     if endpoint.api_key:
         request["api_key"] = endpoint.api_key
+    if endpoint.priced:
+        # Prices given with the call take LiteLLM's short costing path; for a model it must look up,
+        # its cost calculation was the largest single item of client CPU per call (bench/judge_throughput.py).
+        request["input_cost_per_token"] = endpoint.price_in
+        request["output_cost_per_token"] = endpoint.price_out
     if judge.logprobs:
         request["logprobs"] = True
         request["top_logprobs"] = TOP_LOGPROBS

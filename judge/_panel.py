@@ -149,25 +149,10 @@ def open_endpoints(judges: list[JudgeConfig]) -> Iterator[dict[str, list[Endpoin
                                           is_local(model) if schema is None else schema,
                                           *(price or (float("nan"), float("nan")))))
             resolved[judge.name] = endpoints
-        _register_prices(resolved)
         yield resolved
     finally:
         for server in servers.values():
             server.stop()
-
-
-def _register_prices(resolved: dict[str, list[Endpoint]]) -> None:
-    """Tell LiteLLM the prices it does not know: its per-call cost lookup is otherwise slow."""
-    _, litellm = _libraries()
-
-    entries = {}
-    for endpoints in resolved.values():
-        for e in endpoints:
-            if e.model not in litellm.model_cost and e.priced:
-                entries[e.model] = {"input_cost_per_token": e.price_in, "output_cost_per_token": e.price_out,
-                                    "litellm_provider": e.model.split("/")[0], "mode": "chat"}
-    if entries:
-        litellm.register_model(entries)
 
 
 class RateLimiter:
