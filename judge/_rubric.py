@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
 import warnings
 from importlib import resources
@@ -36,7 +37,7 @@ class Rubric(BaseModel):
     context: list[Text]
     levels: dict[int, str]
     examples: list[Example]
-    version: str  # sha256 of the file's bytes (+ the context, when a study overrides it)
+    version: str  # see `load_rubric`
 
     @field_validator("levels", mode="before")
     @classmethod
@@ -53,16 +54,29 @@ def load_rubric(construct: str, context: list[str] | None = None) -> Rubric:
         raise JudgeError(f"unknown construct {construct!r}: choose one of {', '.join(CONSTRUCTS)}")
     data = resources.files("prompts").joinpath(f"{construct}.toml").read_bytes()
     raw = tomllib.loads(data.decode("utf-8"))
-    version = hashlib.sha256(data).hexdigest()[:16]
+    suffix = ""
     if context is not None and list(context) != raw["context"]:
         raw["context"] = list(context)
-        version = f"{version}+{'-'.join(context)}"
-    rubric = Rubric(version=version, **raw)
+        suffix = f"+{'-'.join(context)}"
+    rubric = Rubric(version="unversioned", **raw)
+    rubric.version = prompt_version(data, rubric) + suffix
     for example in rubric.examples:
         missing = [t for t in rubric.context if getattr(example, t) is None]
         if missing and context is None:
             raise JudgeError(f"rubric {construct}: an example lacks {', '.join(missing)}")
     return rubric
+
+
+def prompt_version(data: bytes, rubric: Rubric) -> str:
+    """The rubric file's bytes and the prompt rendered around a probe pair, hashed together.
+
+    A judgment is reused only under the same version, so the version must change whenever the
+    judge would read something different: an edited rubric file, and equally an edited template,
+    label or clipping rule in this module.
+    """
+    probe = {name: f"<{name}>" + "x" * MAX_CHARS for name in LABELS}
+    rendered = json.dumps(render_messages(rubric, probe), ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(data + b"\0" + rendered).hexdigest()[:16]
 
 
 def _clip(text: str) -> str:
