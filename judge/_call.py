@@ -1,7 +1,8 @@
 """One judgment through instructor + LiteLLM, whatever the provider: retries, fallbacks, logprobs, cost.
 
 Every call ends as a `JudgmentRecord`: a validated score, or a failure with its reason. Nothing
-raises out of here except a connection failure to a configured server, which stops the run.
+raises out of here except what would fail every call alike — a server that cannot be reached, a
+rejected key, an unknown model — which stops the run.
 """
 
 from __future__ import annotations
@@ -75,8 +76,22 @@ class WorkItem:
         return sum(len(m["content"]) for m in self.messages) // 4 + 8
 
 
-class ServerUnreachable(Exception):
-    """A configured server could not be reached at all: stop, do not burn the retry budget."""
+class RunCannotContinue(Exception):
+    """Every further call would fail the same way (server down, key rejected, model unknown): stop
+    the run with one line instead of recording the same failure for every item."""
+
+
+def _refusal(error: BaseException, endpoint: Endpoint, judge: JudgeConfig) -> str | None:
+    """Why the provider refuses this judge's calls as configured, or None for per-item errors."""
+    _, litellm = _libraries()
+    status = getattr(error, "status_code", None)
+    if isinstance(error, (litellm.AuthenticationError, litellm.PermissionDeniedError)) or status in (401, 403):
+        source = f"the key in ${judge.api_key_env}" if judge.api_key_env else "a call without an API key"
+        return f"judge {judge.name}: {endpoint.model} rejected {source} (HTTP {status or 401}); check the key and its access"
+    if isinstance(error, litellm.NotFoundError) or status == 404:
+        where = f" at {endpoint.api_base}" if endpoint.api_base else ""
+        return f"judge {judge.name}: the provider{where} does not serve model {endpoint.model} (HTTP 404)"
+    return None
 
 
 _CLIENT = None
@@ -185,10 +200,13 @@ async def judge_once(judge: JudgeConfig, endpoints: list[Endpoint], item: WorkIt
                     failure = _reason(cause, endpoint.api_key)
                     if attempt == judge.retries and endpoint.api_base and _cannot_connect(cause):
                         if endpoint is endpoints[-1]:
-                            raise ServerUnreachable(f"judge {judge.name}: cannot reach {endpoint.api_base} ({failure})")
+                            raise RunCannotContinue(f"judge {judge.name}: cannot reach {endpoint.api_base} ({failure})")
                         break  # this server is down: try the fallback
                     await asyncio.sleep(_backoff(attempt, cause))
                     continue
+                refusal = _refusal(cause, endpoint, judge)
+                if refusal is not None:
+                    raise RunCannotContinue(refusal)
                 if isinstance(cause, (ValidationError, json.JSONDecodeError, ValueError)):
                     failure = "invalid output: " + _reason(cause, endpoint.api_key)
                     spent = (endpoint, wrapped.last_completion, wrapped.total_usage)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ._call import Endpoint, ServerUnreachable, WorkItem, _libraries, judge_once
+from ._call import Endpoint, RunCannotContinue, WorkItem, _libraries, judge_once
 from ._config import JudgeConfig, JudgeSettings
 from ._errors import JudgeError
 from ._local import LocalServer, is_local, local_alias, start_local_server
@@ -256,7 +256,7 @@ async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]]
         tasks += [work(plan, queue, limiter) for _ in range(min(plan.judge.concurrency, len(plan.items)))]
     try:
         await asyncio.gather(*tasks)
-    except ServerUnreachable as exc:
+    except RunCannotContinue as exc:
         raise JudgeError(str(exc)) from None
     return RunSummary(tallies, budget.exhausted, time.perf_counter() - started)
 

@@ -128,6 +128,25 @@ def test_cli_errors_name_what_to_fix(tmp_path, fake_endpoint, monkeypatch):
     assert no_sample.exit_code == 1 and "empathy corpus sample" in no_sample.output
 
 
+@pytest.mark.parametrize("fault", ["rejected key", "unknown model"])
+def test_a_provider_refusing_every_call_stops_the_run_in_one_line(tmp_path, fake_endpoint, monkeypatch, fault):
+    """A wrong key or model would fail every item alike: stop at once instead of logging a failure each."""
+    toml = judges_toml(fake_endpoint).replace("concurrency = 8", "concurrency = 2")
+    if fault == "rejected key":
+        monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET + "-REJECTED")
+    else:
+        monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+        toml = toml.replace('model = "openai/fake"', 'model = "openai/nosuchmodel"')
+    root = write_study(tmp_path / "study", sample_frame([f"plain {i}" for i in range(30)]), toml)
+    before = fake_stats(fake_endpoint)["started"]
+    result = CliRunner().invoke(app, ["judge", "run", str(root)])
+    expected = "rejected the key in $FAKE_JUDGE_KEY (HTTP 401)" if fault == "rejected key" else "does not serve model"
+    assert result.exit_code == 1 and expected in result.output, result.output
+    assert SECRET not in result.output and "Traceback" not in result.output
+    assert fake_stats(fake_endpoint)["started"] - before <= 4  # the calls in flight, not one per item (60)
+    assert not (root / "judgments.jsonl").exists() or SECRET not in (root / "judgments.jsonl").read_text()
+
+
 def test_unreachable_api_base_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
     root = write_study(tmp_path / "study", sample_frame(["plain"]),

@@ -5,7 +5,8 @@ JSON, out-of-range scores) or a fixed latency (the throughput benchmark) — nev
 test claims to check. Faults are driven by markers in the request text, so they are deterministic
 under any concurrency: `FAULT:429x2` answers 429 to the first two calls carrying that text, then
 succeeds; likewise `500xN`, `timeoutxN` (sleeps past the client's timeout), `brokenxN` (not
-JSON); `FAULT:score9` always answers a score of 9; the model name `always500` always fails.
+JSON); `FAULT:score9` always answers a score of 9; the model name `always500` always fails, the
+model `nosuchmodel` answers 404, and an API key ending in `REJECTED` answers 401.
 GET /stats returns call counts per request text.
 
 Run: python -m tests.support.fake_llm --port 0 [--latency 0.1]   (prints "PORT <n>" when ready)
@@ -62,6 +63,12 @@ class FakeLLM:
         try:
             if body.get("model") == "always500":  # a model that never works: exercises fallbacks
                 return web.json_response({"error": {"message": "model down", "type": "server_error"}}, status=500)
+            if body.get("model") == "nosuchmodel":
+                return web.json_response({"error": {"message": "model not found", "type": "invalid_request_error"}},
+                                         status=404)
+            if request.headers.get("Authorization", "").endswith("REJECTED"):
+                return web.json_response({"error": {"message": "invalid api key", "type": "invalid_request_error"}},
+                                         status=401)
             if fault:
                 kind, times = fault["kind"], int(fault["times"] or 10**9)
                 if kind == "score9":
