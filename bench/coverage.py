@@ -63,7 +63,7 @@ def main() -> None:
         used = scored.loc[causal.TreatmentRule().assign(scored["empathy"]).notna(), "pair_id"]
         for r in result.rows:
             if r.method.startswith("matching"):
-                kept = result.matched_pairs.loc[result.matched_pairs["method"] == r.method, "treated_pair_id"]
+                kept = result.matched_treated(r.method)
                 target = causal.true_effects(truth, kept)
             elif r.method == "dr" and r.estimand == "ATE_trimmed":
                 continue

@@ -72,6 +72,19 @@ def crossfit_propensity(X: np.ndarray, t: np.ndarray, clusters: np.ndarray, kind
     return propensity
 
 
+def crossfit_control_outcome(X: np.ndarray, t: np.ndarray, y: np.ndarray, clusters: np.ndarray, kind: str,
+                             folds: int, seed: int) -> np.ndarray:
+    """Out-of-fold E[Y | X, control] for every unit: the regression that bias-corrects matching."""
+    _, model = nuisance_models(kind, seed)
+    mu0 = np.empty(len(t))
+    for train, test in GroupKFold(n_splits=folds).split(X, t, clusters):
+        controls = train[t[train] == 0]
+        if len(controls) < 2:
+            raise CausalError("a cross-fitting fold has fewer than two control pairs")
+        mu0[test] = clone(model).fit(X[controls], y[controls]).predict(X[test])
+    return mu0
+
+
 @dataclass
 class DoublyRobust:
     scores: np.ndarray  # ψ_i: unit i's doubly robust effect score

@@ -133,7 +133,8 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
     parts.append(_forest_plot(result))
     parts.append("<p class='note'>SEs are clustered on the user (pairs of one user are not independent). "
                  "Matching SEs come from a bootstrap that resamples matched pairs by the treated unit's user "
-                 "(the matching itself is held fixed). Weighted rows weight by 1 / inclusion probability.</p>")
+                 "(the matching itself, and for <code>_bc</code> rows the control-outcome regression, held fixed). "
+                 "Weighted rows weight by 1 / inclusion probability.</p>")
     match_rows = [[name, m["distance"], m["caliper"], m["pairs"], m["unmatched_treated"], m["mean_distance"]]
                   for name, m in result.matching.items()]
     parts.append("<h2>Matching</h2>" + _table(

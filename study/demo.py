@@ -104,7 +104,7 @@ def planted_study(out: Path) -> None:
         if r.weighted:
             continue
         if r.method.startswith("matching"):
-            kept = result.matched_pairs.loc[result.matched_pairs["method"] == r.method, "treated_pair_id"]
+            kept = result.matched_treated(r.method)
             target = f"{causal.true_effects(truth, kept):.3f} (ATT of the {len(kept)} treated kept)"
         elif r.estimand == "ATE_trimmed":
             continue

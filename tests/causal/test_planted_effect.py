@@ -55,12 +55,25 @@ def test_matching_removes_most_of_the_confounding_of_the_treated_it_keeps(plante
     _, truth, result, _ = planted
     estimate = row(result, method, "ATT_matched")
     naive = row(result, "naive", "ATE")
-    kept = result.matched_pairs.loc[result.matched_pairs["method"] == method, "treated_pair_id"]
+    kept = result.matched_treated(method)
     truth_kept = causal.true_effects(truth, kept)
     print(f"\n{method}: {estimate.estimate:.3f} ± {estimate.se:.3f} on {len(kept)} pairs; truth for them {truth_kept:.3f}")
     assert len(kept) >= 50
     assert abs(estimate.estimate - truth_kept) < 0.45
     assert abs(estimate.estimate - truth_kept) < 0.5 * abs(naive.estimate - truth_kept)
+
+
+@pytest.mark.parametrize("method", ["matching_greedy", "matching_optimal"])
+def test_bias_correction_removes_what_matching_left(planted, method):
+    """Same pairs, each difference corrected by the control-outcome regression's prediction of it."""
+    _, truth, result, _ = planted
+    plain, corrected = row(result, method, "ATT_matched"), row(result, f"{method}_bc", "ATT_matched")
+    truth_kept = causal.true_effects(truth, result.matched_treated(f"{method}_bc"))
+    print(f"\n{method}: {plain.estimate:.3f} → bias-corrected {corrected.estimate:.3f} "
+          f"[{corrected.ci_low:.3f}, {corrected.ci_high:.3f}]; truth for its pairs {truth_kept:.3f}")
+    assert corrected.n_used == plain.n_used
+    assert abs(corrected.estimate - truth_kept) < abs(plain.estimate - truth_kept)
+    assert corrected.ci_low < truth_kept < corrected.ci_high
 
 
 def test_optimal_matching_total_cost_not_above_greedy(planted):

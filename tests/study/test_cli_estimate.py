@@ -34,7 +34,8 @@ def test_estimate_writes_contract_outputs(scored_file, tmp_path):
     assert payload["n"] == payload["n_treated"] + payload["n_control"]
     methods = {(e["method"], e["estimand"], e["weighted"]) for e in payload["estimates"]}
     assert {("naive", "ATE", False), ("naive", "ATE", True), ("dr", "ATE", False), ("dr", "ATE", True),
-            ("matching_greedy", "ATT_matched", False), ("matching_optimal", "ATT_matched", False)} <= methods
+            ("matching_greedy", "ATT_matched", False), ("matching_optimal", "ATT_matched", False),
+            ("matching_optimal_bc", "ATT_matched", False)} <= methods
     for estimate in payload["estimates"]:
         assert {"estimate", "se", "ci_low", "ci_high", "n_used"} <= set(estimate)
         assert estimate["ci_low"] <= estimate["estimate"] <= estimate["ci_high"]
