@@ -76,12 +76,12 @@ def main() -> None:
 
     frame = pd.DataFrame(records)
     print(f"\n{args.reps} replications of n = {args.n:,} (real ShareGPT text, planted heterogeneous effect)")
-    print(f"{'estimator':28} {'coverage':>9} {'95 % CI of coverage':>20} {'mean bias':>10} {'RMSE':>7}")
+    print(f"{'estimator':32} {'coverage':>9} {'95 % CI of coverage':>20} {'mean bias':>10} {'RMSE':>7}")
     for name, group in frame.groupby("estimator", sort=False):
         covered = int(group["covered"].sum())
         low, high = wilson(covered, len(group))
         error = group["estimate"] - group["truth"]
-        print(f"{name:28} {covered / len(group):9.2f} {f'[{low:.2f}, {high:.2f}]':>20} {error.mean():10.3f} "
+        print(f"{name:32} {covered / len(group):9.2f} {f'[{low:.2f}, {high:.2f}]':>20} {error.mean():10.3f} "
               f"{np.sqrt((error**2).mean()):7.3f}")
 
 
