@@ -60,15 +60,11 @@ def main() -> None:
     for rep in range(args.reps):
         scored, truth = causal.simulate(chosen, score, seed=1_000 + rep)
         result = causal.estimate_effects(scored, causal.CausalConfig(seed=rep, bootstrap=300), embedder)
-        used = scored.loc[causal.TreatmentRule().assign(scored["empathy"]).notna(), "pair_id"]
         for r in result.rows:
-            if r.method.startswith("matching"):
-                kept = result.matched_treated(r.method)
-                target = causal.true_effects(truth, kept)
-            elif r.method == "dr" and r.estimand == "ATE_trimmed":
+            pairs = causal.target_pairs(r, result, scored, causal.TreatmentRule())
+            if pairs is None:
                 continue
-            else:
-                target = causal.true_effects(truth, used)
+            target = causal.true_effects(truth, pairs)
             records.append({"rep": rep, "estimator": f"{r.method} {r.estimand}", "estimate": r.estimate,
                             "truth": target, "covered": r.ci_low <= target <= r.ci_high})
         if rep % 10 == 9:

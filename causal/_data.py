@@ -42,6 +42,12 @@ class StudyArrays:
     design_weight: np.ndarray | None  # 1 / inclusion_prob where the sample recorded it
     counts: dict[str, int]  # how many rows went where
 
+    def weightings(self, units: np.ndarray | None = None) -> list[tuple[bool, np.ndarray | None]]:
+        """(weighted, weights) to report: unweighted always; by design weight (of `units`) where recorded."""
+        if self.design_weight is None:
+            return [(False, None)]
+        return [(False, None), (True, self.design_weight if units is None else self.design_weight[units])]
+
 
 def _check_scale(frame: pd.DataFrame, column: str) -> None:
     values = pd.to_numeric(frame[column], errors="coerce")

@@ -155,12 +155,9 @@ def _matching_rows(data: StudyArrays, matching: Matching, control_outcome: np.nd
     variants = [(f"matching_{matching.method}", difference, unmatched),
                 (f"matching_{matching.method}_bc", corrected,
                  f"bias-corrected by a cross-fitted control-outcome regression; {unmatched}")]
-    weightings = [(False, None)]
-    if data.design_weight is not None:
-        weightings.append((True, data.design_weight[matching.treated]))
     rows = []
     for method, values, note in variants:
-        for weighted, weight in weightings:
+        for weighted, weight in data.weightings(matching.treated):
             estimate = float(np.average(values, weights=weight))
             draws = cluster_bootstrap(values, clusters, weight, config.bootstrap, config.seed)
             row = _row(method, "ATT_matched", estimate, float(np.std(draws, ddof=1)), 2 * len(values), weighted,
@@ -216,14 +213,14 @@ def estimate_effects(
 
     rows: list[EffectRow] = []
     n = len(data.outcome)
-    for weighted, weight in [(False, None)] + ([(True, data.design_weight)] if data.design_weight is not None else []):
+    for weighted, weight in data.weightings():
         estimate, se = difference_in_means(data.outcome, data.treatment, data.clusters, weight)
         rows.append(_row("naive", "ATE", estimate, se, n, weighted, note="difference in means: confounded"))
 
     say("doubly robust learner (cross-fitted)")
     dr = doubly_robust_scores(features.matrix, data.treatment, data.outcome, data.clusters,
                               kind=config.nuisance, folds=config.folds, clip=config.propensity_clip, seed=config.seed)
-    for weighted, weight in [(False, None)] + ([(True, data.design_weight)] if data.design_weight is not None else []):
+    for weighted, weight in data.weightings():
         estimate, se = weighted_mean_with_se(dr.scores, data.clusters, weight)
         rows.append(_row("dr", "ATE", estimate, se, n, weighted,
                          note=f"{dr.clipped} propensities clipped to [{dr.clip}, {1 - dr.clip}]"))

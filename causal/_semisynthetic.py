@@ -101,6 +101,17 @@ def true_effects(truth: pd.DataFrame, pair_ids: pd.Series | None = None, treated
     return float(rows["unit_effect"].mean())
 
 
+def target_pairs(row, result, scored: pd.DataFrame, rule) -> pd.Series | None:
+    """The pairs whose realised effect an estimate row targets: for `ATT_matched` the treated units
+    its matching kept, for `ATE` every pair the treatment rule keeps; None for `ATE_trimmed`,
+    whose trimmed set depends on estimated propensities the truth table does not know."""
+    if row.estimand == "ATT_matched":
+        return result.matched_treated(row.method)
+    if row.estimand == "ATE":
+        return scored.loc[rule.assign(scored["empathy"]).notna(), "pair_id"]
+    return None
+
+
 def semisynthetic_study(
     pairs: pd.DataFrame, n: int, seed: int, embedder, planted: PlantedEffect = PlantedEffect()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -96,20 +96,17 @@ def planted_study(out: Path) -> None:
     scored.to_parquet(out / "scored_pairs.parquet")
     truth.to_parquet(out / "truth.parquet")
     result = run_estimate(out / "scored_pairs.parquet", out / "estimates", causal.CausalConfig(seed=DEMO_SEED))
-    used = scored.loc[causal.TreatmentRule().assign(scored["empathy"]).notna(), "pair_id"]
     table = Table(title="Planted truth vs estimates (semi-synthetic: not a finding)", title_justify="left")
     for column in ("estimator", "estimate", "95 % CI", "truth it should hit"):
         table.add_column(column)
     for r in result.rows:
         if r.weighted:
             continue
-        if r.method.startswith("matching"):
-            kept = result.matched_treated(r.method)
-            target = f"{causal.true_effects(truth, kept):.3f} (ATT of the {len(kept)} treated kept)"
-        elif r.estimand == "ATE_trimmed":
+        pairs = causal.target_pairs(r, result, scored, causal.TreatmentRule())
+        if pairs is None:
             continue
-        else:
-            target = f"{causal.true_effects(truth, used):.3f} (ATE)"
+        what = f"ATT of the {len(pairs)} treated kept" if r.estimand == "ATT_matched" else "ATE"
+        target = f"{causal.true_effects(truth, pairs):.3f} ({what})"
         table.add_row(f"{r.method} · {r.estimand}", f"{r.estimate:+.3f}", f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", target)
     console.print(table)
     console.print(f"report: {out / 'estimates' / 'report.html'}")
