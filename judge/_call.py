@@ -94,10 +94,7 @@ def _refusal(error: BaseException, endpoint: Endpoint, judge: JudgeConfig) -> st
     return None
 
 
-_CLIENT = None
-_RESPONSE_MODEL = None
-
-
+@functools.cache
 def _response_model():
     """Judgment as instructor's response class, built once.
 
@@ -105,25 +102,20 @@ def _response_model():
     twice per call; at thousands of calls that class building dominated the client's CPU time.
     The wrapped class is made here once, with its (constant) schema computed once.
     """
-    global _RESPONSE_MODEL
-    if _RESPONSE_MODEL is None:
-        instructor, _ = _libraries()
-        wrapped = instructor.openai_schema(Judgment)
-        schema = wrapped.model_json_schema()
-        wrapped.model_json_schema = classmethod(lambda cls, *args, **kwargs: copy.deepcopy(schema))
-        _RESPONSE_MODEL = wrapped
-    return _RESPONSE_MODEL
+    instructor, _ = _libraries()
+    wrapped = instructor.openai_schema(Judgment)
+    schema = wrapped.model_json_schema()
+    wrapped.model_json_schema = classmethod(lambda cls, *args, **kwargs: copy.deepcopy(schema))
+    return wrapped
 
 
+@functools.cache
 def _client():
-    global _CLIENT
-    if _CLIENT is None:
-        instructor, litellm = _libraries()
-        # One path for every provider. MD_JSON puts the schema in the prompt and parses the JSON
-        # out of the text; `response_format` travels as a plain kwarg, so a server that supports
-        # grammar-constrained JSON (llama.cpp) can receive the schema inside it.
-        _CLIENT = instructor.from_litellm(litellm.acompletion, mode=instructor.Mode.MD_JSON)
-    return _CLIENT
+    instructor, litellm = _libraries()
+    # One path for every provider. MD_JSON puts the schema in the prompt and parses the JSON
+    # out of the text; `response_format` travels as a plain kwarg, so a server that supports
+    # grammar-constrained JSON (llama.cpp) can receive the schema inside it.
+    return instructor.from_litellm(litellm.acompletion, mode=instructor.Mode.MD_JSON)
 
 
 def expected_score(logprobs) -> float | None:
