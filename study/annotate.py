@@ -66,7 +66,7 @@ def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResu
     state = AnnotationState.load(study)
     projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
     sample = pd.read_parquet(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
-    rubrics = judge.study_rubrics(config.judge.attachment_context)
+    rubrics = config.rubrics()
     kinds = audit_kinds(sample, config.annotation)
     rows = sample.to_dict("records")
     chosen = [r for r in rows if r["pair_id"] in kinds]
@@ -76,7 +76,7 @@ def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResu
             results.append(projects.push(rubric, "blind", chosen, kinds, config.annotation.overlap,
                                          config.annotation.overlap_share))
         if review:
-            scores, rationales = _judge_output(study, rubrics)
+            scores, rationales = _judge_output(study, config.prompt_versions())
             judged = set(scores["pair_id"])
             for rubric in rubrics.values():
                 predictions = annotation.review_predictions(rubric, scores, rationales)
@@ -88,13 +88,17 @@ def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResu
     return results
 
 
-def _judge_output(study: Workspace, rubrics: dict) -> tuple[pd.DataFrame, dict]:
+def _first_draws(frame: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
+    """Each judge's scored sample-0 judgments under the study's current rubric versions."""
+    return frame[(frame["prompt_version"] == frame["construct"].map(versions)) & frame["score"].notna()
+                 & (frame["sample_index"] == 0)]
+
+
+def _judge_output(study: Workspace, versions: dict[str, str]) -> tuple[pd.DataFrame, dict]:
     log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
     records = log.read().records
-    versions = {c: r.version for c, r in rubrics.items()}
-    frame = judge.records_frame(records)
-    frame = frame[(frame["prompt_version"] == frame["construct"].map(versions)) & frame["score"].notna()
-                  & (frame["sample_index"] == 0)].drop_duplicates(["pair_id", "construct", "judge"], keep="last")
+    frame = _first_draws(judge.records_frame(records), versions)
+    frame = frame.drop_duplicates(["pair_id", "construct", "judge"], keep="last")
     rationales = {(r.pair_id, r.judge): r.rationale for r in frame.itertuples()}
     return judge.judge_scores(records, versions), rationales
 
@@ -114,7 +118,7 @@ def pull(study: Workspace) -> PullSummary:
     state = AnnotationState.load(study)
     projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
     frames, skipped, foreign, unparsed = [], 0, 0, 0
-    for rubric in judge.study_rubrics(config.judge.attachment_context).values():
+    for rubric in config.rubrics().values():
         for mode in ("blind", "review"):
             pulled = projects.pull(rubric, mode, state.salt)
             frames.append(pulled.labels)
@@ -138,7 +142,7 @@ def status(study: Workspace) -> list[dict]:
     state = AnnotationState.load(study)
     projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
     rows = []
-    for rubric in judge.study_rubrics(config.judge.attachment_context).values():
+    for rubric in config.rubrics().values():
         for mode in ("blind", "review"):
             found = annotation.project_status(projects, rubric, mode, state.salt, config.annotation.overlap)
             if found:
@@ -151,7 +155,7 @@ def requeue_skipped(study: Workspace) -> int:
     _, client = server(study)
     state = AnnotationState.load(study)
     projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
-    return sum(projects.delete_skips(r, "blind") for r in judge.study_rubrics(config.judge.attachment_context).values())
+    return sum(projects.delete_skips(r, "blind") for r in config.rubrics().values())
 
 
 def read_labels(study: Workspace) -> pd.DataFrame | None:
@@ -163,15 +167,13 @@ def agreement_report(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict
     """Agreement per construct between annotators (blind and calibration labels) and judges (sample 0)."""
     config = study.config()
     labels = read_labels(study)
-    rubrics = judge.study_rubrics(config.judge.attachment_context)
-    versions = {c: r.version for c, r in rubrics.items()}
+    versions = config.prompt_versions()
     frame = judge.records_frame(judge.JudgmentLog(study.judgments).read().records) if study.judgments.exists() \
         else pd.DataFrame(columns=list(judge.JudgmentRecord.model_fields))
-    frame = frame[(frame["prompt_version"] == frame["construct"].map(versions)) & frame["score"].notna()
-                  & (frame["sample_index"] == 0)]
+    frame = _first_draws(frame, versions)
     judges = [j.name for j in config.judges]
     report = {"prompt_version": versions, "judges": judges}
-    for construct in rubrics:
+    for construct in versions:
         humans = pd.DataFrame()
         if labels is not None and not labels.empty:
             own = labels[(labels["construct"] == construct) & labels["mode"].isin(["blind", "calibration"])]

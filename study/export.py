@@ -24,7 +24,7 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
     """The joined table and what it was made from."""
     config = study.config()
     sample = pd.read_parquet(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
-    versions = {c: r.version for c, r in judge.study_rubrics(config.judge.attachment_context).items()}
+    versions = config.prompt_versions()
     records = judge.JudgmentLog(study.judgments).read().records if study.judgments.exists() else []
     scores = judge.judge_scores(records, versions)
     panel = judge.panel_scores(scores)

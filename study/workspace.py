@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from annotation import AnnotationConfig
 from causal import CausalConfig
 from corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
-from judge import LOG_FILE, JudgeConfig, JudgeSettings, default_panel
+from judge import LOG_FILE, JudgeConfig, JudgeSettings, Rubric, default_panel, study_rubrics
 
 CONFIG_FILE = "study.toml"
 
@@ -47,6 +47,14 @@ class StudyConfig(BaseModel):
         if not judges:
             raise ValueError("the panel needs at least one [[judges]] table")
         return judges
+
+    def rubrics(self) -> dict[str, Rubric]:
+        """Each construct's rubric as this study uses it (attachment's context from `[judge]`)."""
+        return study_rubrics(self.judge.attachment_context)
+
+    def prompt_versions(self) -> dict[str, str]:
+        """The rubric version per construct that this study's judgments must carry to count."""
+        return {construct: rubric.version for construct, rubric in self.rubrics().items()}
 
 
 def default_config_text() -> str:

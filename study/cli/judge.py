@@ -96,10 +96,6 @@ def run_table(summary: judge.RunSummary, plans) -> Table:
     return table
 
 
-def current_versions(study: Workspace) -> dict[str, str]:
-    return {c: r.version for c, r in judge.study_rubrics(study.config().judge.attachment_context).items()}
-
-
 @app.command()
 @user_errors
 def export(study_dir: StudyDir) -> None:
@@ -109,7 +105,7 @@ def export(study_dir: StudyDir) -> None:
     """
     study = workspace(study_dir)
     log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study_dir}"))
-    scores = judge.judge_scores(log.read().records, current_versions(study))
+    scores = judge.judge_scores(log.read().records, study.config().prompt_versions())
     scores.to_parquet(study.scores, index=False)
     complete = scores.groupby("construct")["score"].apply(lambda s: int(s.notna().sum())).to_dict()
     console.print(f"wrote {study.scores}: {len(scores):,} rows; scored per construct: {complete}")
@@ -124,7 +120,7 @@ def report(study_dir: StudyDir) -> None:
     records = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study_dir}")).read().records
     sample = load_sample(study)
     shown = judge.load_rubric("attachment", ["prompt", "response", "reply"]).version
-    result = judge.judge_report(records, sample, current_versions(study), (shown, shown + "+swapped"))
+    result = judge.judge_report(records, sample, study.config().prompt_versions(), (shown, shown + "+swapped"))
     write_json(study.judge_report, result)
     for table in report_tables(result):
         console.print(table)
