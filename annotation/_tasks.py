@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # a type only: judge imports this package for its agreement figures
-    from judge import Rubric
+    from empathy_study.judge import Rubric
 
 LABEL_COLUMNS = ("pair_id", "construct", "annotator", "score", "mode", "annotation_id", "updated_at")
 MODES = ("blind", "review", "calibration")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:  # a type only: judge imports this package for its agreement figures
-    from judge import Rubric
+    from empathy_study.judge import Rubric
 
 from ._tasks import LABEL_COLUMNS, control_name, label_config, prediction_payload, pseudonym, task_payload
 

@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.wildchat import SCHEMA, conversation_row  # noqa: E402
 
 FULL_WILDCHAT = 837_989
@@ -73,7 +72,7 @@ def generate(size: int, directory: Path, seed: int = 0) -> int:
 
 _MEASURED_BUILD = """
 import resource, sys
-from study.cli import app
+from empathy_study.study.cli import app
 try:
     app(sys.argv[1:])
 except SystemExit as end:

@@ -24,11 +24,12 @@ from scipy import stats
 # This file is named coverage.py: drop its own folder from the path, or numba's `import coverage`
 # finds this script instead of the coverage package.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import causal  # noqa: E402
-import corpus  # noqa: E402
-from causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS  # noqa: E402
+from empathy_study import (
+    causal,  # noqa: E402
+    corpus,  # noqa: E402
+)
+from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS  # noqa: E402
 
 
 def wilson(successes: int, trials: int) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """Judge client throughput against a local fake endpoint with a fixed 100 ms latency.
 
 In one script, against the same endpoint: a bare aiohttp client makes N calls at concurrency C;
-then the panel runner (instructor + LiteLLM, logging every call) judges N items at the same
+then the study library's judge run (instructor + LiteLLM, logging every call) makes N calls at the same
 concurrency. Reports calls/s of each, their ratio, and the runner's CPU ms per judgment; then a
 fully cached re-run of 10k items (0 calls expected). `--profile` prints the runner's top functions.
 Usage: python bench/judge_throughput.py [--calls 2000] [--concurrency 64] [--rounds 3] [--profile]
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import judge  # noqa: E402
+from empathy_study import judge, study  # noqa: E402
 
 
 def start_endpoint(latency: float) -> tuple[subprocess.Popen, str]:
@@ -63,7 +63,7 @@ async def litellm_alone(url: str, calls: int, concurrency: int, priced: bool) ->
 
     `priced` gives the prices with each call, as the runner does; without them LiteLLM looks the
     model up in its price list after every call."""
-    from judge._call import _libraries
+    from empathy_study.judge._call import _libraries
 
     _, litellm = _libraries()
     queue, body = list(range(calls)), messages(0)
@@ -80,51 +80,62 @@ async def litellm_alone(url: str, calls: int, concurrency: int, priced: bool) ->
 
 
 def sample(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"pair_id": [f"p{i:06d}" for i in range(n)], "prompt": [f"I feel lonely tonight ({i})" for i in range(n)],
+    return pd.DataFrame({"pair_id": [f"p{i:06d}" for i in range(n)], "conversation_id": [f"c{i}" for i in range(n)],
+                         "user_id": [f"u{i}" for i in range(n)], "model": "m", "turn_index": 1, "timestamp": None,
+                         "prompt": [f"I feel lonely tonight ({i})" for i in range(n)],
                          "response": "I'm here with you.", "reply": "thank you"})
 
 
+def bench_study(root: Path, items: int, url: str, concurrency: int) -> study.Workspace:
+    """A study whose panel is one judge at the fake endpoint; attachment off the table so every call is empathy."""
+    root.mkdir(parents=True, exist_ok=True)
+    sample(items).to_parquet(root / "sample.parquet")
+    (root / "study.toml").write_text(f"""[judge]
+swap_check_pairs = 0
+[[judges]]
+name = "fake"
+model = "openai/fake"
+api_base = "{url}/v1"
+concurrency = {concurrency}
+retries = 2
+input_cost_per_million = 0.15
+output_cost_per_million = 0.6
+""")
+    return study.Workspace(root)
+
+
 def runner(url: str, calls: int, concurrency: int, log_dir: Path, profile: bool) -> tuple[float, float]:
-    config = judge.JudgeConfig(name="fake", model="openai/fake", api_base=f"{url}/v1", concurrency=concurrency,
-                               input_cost_per_million=0.15, output_cost_per_million=0.6, retries=2)
-    settings = judge.JudgeSettings(swap_check_pairs=0)
-    tasks = judge.main_tasks(sample(calls), {"empathy": judge.load_rubric("empathy")})
-    log = judge.JudgmentLog(log_dir / "judgments.jsonl")
-    plans = judge.plan_panel(tasks, [config], log.read(), settings)
-    with judge.open_endpoints([config]) as endpoints:
-        return _timed_run(plans, endpoints, log, settings, calls, profile)
-
-
-def _timed_run(plans, endpoints, log, settings, calls: int, profile: bool) -> tuple[float, float]:
+    """The study library's judge run, exactly as `empathy judge run` makes it (calls / 2 pairs × 2 constructs)."""
+    ws = bench_study(log_dir, calls // 2, url, concurrency)
     profiler = cProfile.Profile() if profile else None
     cpu = time.process_time()
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    summary = asyncio.run(judge.run_panel(plans, endpoints, log, settings))
+    result = study.run_judges(ws)
     if profiler:
         profiler.disable()
         pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_LINES", "15")))
     wall = time.perf_counter() - start
-    assert summary.tallies["fake"].ok == calls, summary
-    return calls / wall, 1000 * (time.process_time() - cpu) / calls
+    made = 2 * (calls // 2)
+    assert result.summary.tallies["fake"].ok == made, result.summary
+    return made / wall, 1000 * (time.process_time() - cpu) / made
 
 
 def cached_rerun(log_dir: Path, items: int) -> tuple[int, float]:
     """A log where every item is finished: the run must plan and make zero calls."""
-    config = judge.JudgeConfig(name="fake", model="openai/fake", api_base="http://127.0.0.1:9/v1")
-    settings = judge.JudgeSettings(swap_check_pairs=0)
-    rubric = judge.load_rubric("empathy")
-    log = judge.JudgmentLog(log_dir / "cached.jsonl")
-    log.append([judge.JudgmentRecord(pair_id=f"p{i:06d}", construct="empathy", judge="fake", model="openai/fake",
-                                     model_returned="fake", prompt_version=rubric.version, sample_index=0,
-                                     temperature=0.0, score=4, expected_score=None, rationale="r", tokens_in=1,
-                                     tokens_out=1, cost_usd=0.0, latency_ms=1.0, error=None,
-                                     created_at="2026-01-01T00:00:00Z") for i in range(items)])
+    ws = bench_study(log_dir / "cached", items, "http://127.0.0.1:9", 8)
+    config = ws.config()
+    versions = config.prompt_versions()
+    judge.JudgmentLog(ws.judgments).append([
+        judge.JudgmentRecord(pair_id=f"p{i:06d}", construct=construct, judge="fake", model="openai/fake",
+                             model_returned="fake", prompt_version=versions[construct], sample_index=0,
+                             temperature=0.0, score=4, expected_score=None, rationale="r", tokens_in=1, tokens_out=1,
+                             cost_usd=0.0, latency_ms=1.0, error=None, created_at="2026-01-01T00:00:00Z")
+        for i in range(items) for construct in versions])
     start = time.perf_counter()
-    plans = judge.plan_panel(judge.main_tasks(sample(items), {"empathy": rubric}), [config], log.read(), settings)
-    summary = asyncio.run(judge.run_panel(plans, {"fake": []}, log, settings))
-    return summary.tallies["fake"].called, time.perf_counter() - start
+    result = study.run_judges(ws)
+    return result.plan.calls, time.perf_counter() - start
 
 
 def main() -> None:
@@ -154,7 +165,7 @@ def main() -> None:
                                "runner": ours / bare, "cpu_ms": cpu_ms})
                 print(f"round {i + 1}: runner/bare {ours / bare:.3f}, litellm alone/bare {alone / bare:.3f} "
                       f"(priced {alone_priced / bare:.3f}), runner CPU {cpu_ms:.1f} ms/judgment", flush=True)
-            calls, seconds = cached_rerun(Path(tmp), 10_000)
+            calls, seconds = cached_rerun(Path(tmp), 5_000)
     finally:
         process.kill()
 
@@ -168,7 +179,8 @@ def main() -> None:
           f"with prices given {median('alone_priced'):.3f}")
     print(f"  panel runner (instructor + LiteLLM, validated, logged): ratio {median('runner'):.3f}   (target ≥ 0.2)")
     print(f"  runner CPU per judgment: {median('cpu_ms'):.1f} ms")
-    print(f"cached re-run of 10,000 finished items: {calls} calls in {seconds:.2f} s (target 0 calls, < 5 s)")
+    print(f"cached re-run of 10,000 finished items (5,000 pairs × 2 constructs): {calls} calls in {seconds:.2f} s "
+          "(target 0 calls, < 5 s)")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from causal._matching import cosine_edges, greedy, optimal  # noqa: E402
+from empathy_study.causal._matching import cosine_edges, greedy, optimal  # noqa: E402
 
 
 def clustered_units(n: int, dims: int, clusters: int, rng: np.random.Generator, spread: float = 0.15) -> np.ndarray:

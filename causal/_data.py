@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from empathy_study.shared import CONSTRUCTS
+
 from ._errors import CausalError
 
-REQUIRED = ("pair_id", "prompt", "model", "turn_index", "empathy", "attachment")
+REQUIRED = ("pair_id", "prompt", "model", "turn_index", *CONSTRUCTS)
 SCALE = (1.0, 7.0)
 
 
@@ -69,7 +71,7 @@ def prepare(pairs: pd.DataFrame, rule: TreatmentRule) -> StudyArrays:
     cluster_column = next((c for c in ("user_id", "conversation_id") if c in pairs.columns), None)
     if cluster_column is None:
         raise CausalError("missing column: user_id (or conversation_id) — needed to cluster standard errors")
-    for column in ("empathy", "attachment"):
+    for column in CONSTRUCTS:
         _check_scale(pairs, column)
     frame = pairs.copy()
     frame["empathy"] = pd.to_numeric(frame["empathy"])

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from empathy_study.shared import atomic_path, cache_dir
+
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("EMPATHY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "empathy-study")
-    return Path(base) / "embeddings" / MODEL_NAME
+    return cache_dir() / "embeddings" / MODEL_NAME
 
 
 def text_key(text: str) -> bytes:
@@ -51,9 +52,8 @@ class EmbeddingCache:
         if not keys:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        staged = self.directory / f".part-{uuid.uuid4().hex}.npz"
-        np.savez(staged, keys=np.array([np.frombuffer(k, dtype=np.uint8) for k in keys]), vectors=vectors)
-        os.replace(staged, self.directory / f"part-{uuid.uuid4().hex}.npz")
+        with atomic_path(self.directory / f"part-{uuid.uuid4().hex}.npz") as staged, staged.open("wb") as handle:
+            np.savez(handle, keys=np.array([np.frombuffer(k, dtype=np.uint8) for k in keys]), vectors=vectors)
         self._load().update(zip(keys, vectors))
 
     def get(self, keys: Sequence[bytes]) -> np.ndarray:

@@ -9,13 +9,14 @@ smallest `pair_id` — a choice that does not depend on the order the shards wer
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from empathy_study.shared import atomic_path
 
 from ._conversation import Conversation
 from ._filters import CorpusConfig, detect_language, is_english, length_reason, transactional_reason
@@ -49,6 +50,7 @@ class _PairSink:
         self.rows: list[dict] = []
         self.writer = pq.ParquetWriter(path, self.schema)
         self.winners: dict[bytes, str] = {}  # duplicate key -> smallest pair_id seen
+        self.cut = 0  # pairs cut before any filter (counted by the caller for terminal pairs)
 
     def add(self, pair: TurnPair) -> None:
         row = {name: getattr(pair, name) for name in self.schema.names if name != _KEY}
@@ -70,9 +72,8 @@ class _PairSink:
         self.flush()
         self.writer.close()
         final_schema = self.schema.remove(self.schema.get_field_index(_KEY))
-        staged = destination.with_name(f".{destination.name}.partial")
         rows_in = kept = 0
-        with pq.ParquetWriter(staged, final_schema) as writer:
+        with atomic_path(destination) as staged, pq.ParquetWriter(staged, final_schema) as writer:
             for batch in pq.ParquetFile(self.path).iter_batches(batch_size=_CHUNK_ROWS):
                 keys = batch.column(_KEY).to_pylist()
                 ids = batch.column("pair_id").to_pylist()
@@ -81,9 +82,13 @@ class _PairSink:
                 rows_in += batch.num_rows
                 kept += table.num_rows
                 writer.write_table(table)
-        os.replace(staged, destination)
         self.path.unlink()
         return rows_in, kept
+
+    def discard(self) -> None:
+        """An interrupted build leaves no temporary file behind."""
+        self.writer.close()
+        self.path.unlink(missing_ok=True)
 
 
 def _pair_reason(pair: TurnPair, config: CorpusConfig) -> tuple[str, str] | None:
@@ -112,10 +117,28 @@ def build_corpus(
         funnel.declare(stage, "turn_pairs")
     repairs: Counter = Counter()
     terminal_rejected: Counter = Counter()
-    terminal_cut = 0
     pairs = _PairSink(out_dir / f".{TURN_PAIRS_FILE}.tmp", TURN_PAIR_SCHEMA)
     terminals = _PairSink(out_dir / f".{TERMINAL_PAIRS_FILE}.tmp", TERMINAL_PAIR_SCHEMA)
+    try:
+        _cut_and_filter(conversations, config, funnel, pairs, terminals, repairs, terminal_rejected)
+        rows_in, kept = pairs.finish(out_dir / TURN_PAIRS_FILE)
+        terminal_in, terminal_kept = terminals.finish(out_dir / TERMINAL_PAIRS_FILE)
+    finally:
+        pairs.discard()
+        terminals.discard()
+    funnel.passed("deduplicated", kept)
+    funnel.reject("duplicate_pair", rows_in - kept)
+    terminal_rejected["duplicate_pair"] += terminal_in - terminal_kept
+    funnel.notes["terminal_pairs"] = {
+        "cut": terminals.cut, "kept": terminal_kept, "rejected": dict(sorted(terminal_rejected.items()))
+    }
+    funnel.notes["repairs"] = dict(sorted(repairs.items()))
+    funnel.notes["config"] = config.model_dump()
+    return funnel
 
+
+def _cut_and_filter(conversations: Iterable[Conversation], config: CorpusConfig, funnel: Funnel, pairs: _PairSink,
+                    terminals: _PairSink, repairs: Counter, terminal_rejected: Counter) -> None:
     for conversation in conversations:
         repairs.update(conversation.notes)
         language = conversation.language
@@ -148,7 +171,7 @@ def build_corpus(
             funnel.reject("single_turn")
         for pair in cut:
             if pair.reply is None:  # the user never replied: a terminal pair
-                terminal_cut += 1
+                terminals.cut += 1
                 verdict = _pair_reason(pair, config)
                 if verdict:
                     terminal_rejected[verdict[1]] += 1
@@ -166,15 +189,3 @@ def build_corpus(
             for stage in PAIR_STAGES[1:PAIR_STAGES.index(failed_stage)]:
                 funnel.passed(stage)
             funnel.reject(reason)
-
-    rows_in, kept = pairs.finish(out_dir / TURN_PAIRS_FILE)
-    funnel.passed("deduplicated", kept)
-    funnel.reject("duplicate_pair", rows_in - kept)
-    terminal_in, terminal_kept = terminals.finish(out_dir / TERMINAL_PAIRS_FILE)
-    terminal_rejected["duplicate_pair"] += terminal_in - terminal_kept
-    funnel.notes["terminal_pairs"] = {
-        "cut": terminal_cut, "kept": terminal_kept, "rejected": dict(sorted(terminal_rejected.items()))
-    }
-    funnel.notes["repairs"] = dict(sorted(repairs.items()))
-    funnel.notes["config"] = config.model_dump()
-    return funnel

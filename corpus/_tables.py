@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from empathy_study.shared import TableError, read_frame
+
 from ._errors import CorpusError
 
 TURN_PAIR_COLUMNS = (
@@ -51,10 +53,8 @@ def validate_turn_pairs(frame: pd.DataFrame, where: str | Path, required=TURN_PA
 
 def read_table(path: Path, required=TURN_PAIR_COLUMNS) -> pd.DataFrame:
     """Read a turn-pair-like table (Parquet or CSV) and validate it."""
-    if not path.exists():
-        raise CorpusError(f"{path} does not exist")
     try:
-        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowInvalid) as exc:
-        raise CorpusError(f"{path} could not be read: {exc}") from exc
+        frame = read_frame(path)
+    except TableError as exc:
+        raise CorpusError(str(exc)) from exc
     return validate_turn_pairs(frame, path, required)

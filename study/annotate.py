@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import annotation
-import judge
-from study.workspace import Workspace
-
-STATE_FILE = "annotation.json"
-LABELS_FILE = "labels.parquet"
+from empathy_study import annotation, judge
+from empathy_study.shared import write_json, write_parquet
+from empathy_study.study.judging import load_sample
+from empathy_study.study.workspace import StudyConfig, Workspace
 
 
 @dataclass
@@ -31,16 +29,13 @@ class AnnotationState:
 
     @classmethod
     def load(cls, study: Workspace) -> "AnnotationState":
-        path = study.root / STATE_FILE
+        path = study.annotation_state
         data = json.loads(path.read_text()) if path.exists() else {}
         return cls(path, data.get("projects", {}), data.get("salt") or secrets.token_hex(8))
 
     def save(self, url: str, config: annotation.AnnotationConfig) -> None:
-        payload = {"url": url, "projects": self.projects, "salt": self.salt,
-                   "audit": {"rate": config.audit_rate, "seed": config.audit_seed}}
-        staged = self.path.with_name(f".{self.path.name}.partial")
-        staged.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(staged, self.path)
+        write_json(self.path, {"url": url, "projects": self.projects, "salt": self.salt,
+                               "audit": {"rate": config.audit_rate, "seed": config.audit_seed}})
 
 
 def server(study: Workspace) -> tuple[str, object]:
@@ -65,7 +60,7 @@ def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResu
     url, client = server(study)
     state = AnnotationState.load(study)
     projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
-    sample = pd.read_parquet(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
+    sample = load_sample(study)
     rubrics = config.rubrics()
     kinds = audit_kinds(sample, config.annotation)
     rows = sample.to_dict("records")
@@ -76,7 +71,7 @@ def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResu
             results.append(projects.push(rubric, "blind", chosen, kinds, config.annotation.overlap,
                                          config.annotation.overlap_share))
         if review:
-            scores, rationales = _judge_output(study, config.prompt_versions())
+            scores, rationales = _judge_output(study, config)
             judged = set(scores["pair_id"])
             for rubric in rubrics.values():
                 predictions = annotation.review_predictions(rubric, scores, rationales)
@@ -88,19 +83,14 @@ def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResu
     return results
 
 
-def _first_draws(frame: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
-    """Each judge's scored sample-0 judgments under the study's current rubric versions."""
-    return frame[(frame["prompt_version"] == frame["construct"].map(versions)) & frame["score"].notna()
-                 & (frame["sample_index"] == 0)]
-
-
-def _judge_output(study: Workspace, versions: dict[str, str]) -> tuple[pd.DataFrame, dict]:
+def _judge_output(study: Workspace, config: StudyConfig) -> tuple[pd.DataFrame, dict]:
+    """The current panel's scores and each judge's sample-0 rationale, for review predictions."""
     log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
     records = log.read().records
-    frame = _first_draws(judge.records_frame(records), versions)
-    frame = frame.drop_duplicates(["pair_id", "construct", "judge"], keep="last")
+    versions = config.prompt_versions()
+    frame = judge.first_draws(judge.current_judgments(judge.records_frame(records), config.judges, versions))
     rationales = {(r.pair_id, r.judge): r.rationale for r in frame.itertuples()}
-    return judge.judge_scores(records, versions), rationales
+    return judge.judge_scores(records, config.judges, versions), rationales
 
 
 @dataclass
@@ -128,9 +118,7 @@ def pull(study: Workspace) -> PullSummary:
     labels = pd.concat([f for f in frames if not f.empty] or [pd.DataFrame(columns=annotation.LABEL_COLUMNS)],
                        ignore_index=True)
     labels["score"] = labels["score"].astype("Int64")
-    staged = study.root / f".{LABELS_FILE}.partial"
-    labels.to_parquet(staged, index=False)
-    os.replace(staged, study.root / LABELS_FILE)
+    write_parquet(study.labels, labels)
     state.projects = projects.known
     state.save(url, config.annotation)
     return PullSummary(labels, skipped, foreign, unparsed)
@@ -159,18 +147,17 @@ def requeue_skipped(study: Workspace) -> int:
 
 
 def read_labels(study: Workspace) -> pd.DataFrame | None:
-    path = study.root / LABELS_FILE
-    return pd.read_parquet(path) if path.exists() else None
+    return pd.read_parquet(study.labels) if study.labels.exists() else None
 
 
-def agreement_report(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
-    """Agreement per construct between annotators (blind and calibration labels) and judges (sample 0)."""
+def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
+    """Agreement per construct between annotators (blind and calibration labels) and judges (sample 0)
+    → DIR/agreement.json."""
     config = study.config()
     labels = read_labels(study)
     versions = config.prompt_versions()
-    frame = judge.records_frame(judge.JudgmentLog(study.judgments).read().records) if study.judgments.exists() \
-        else pd.DataFrame(columns=list(judge.JudgmentRecord.model_fields))
-    frame = _first_draws(frame, versions)
+    frame = judge.records_frame(judge.JudgmentLog(study.judgments).read().records)
+    frame = judge.first_draws(judge.current_judgments(frame, config.judges, versions))
     judges = [j.name for j in config.judges]
     report = {"prompt_version": versions, "judges": judges}
     for construct in versions:
@@ -178,14 +165,14 @@ def agreement_report(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict
         if labels is not None and not labels.empty:
             own = labels[(labels["construct"] == construct) & labels["mode"].isin(["blind", "calibration"])]
             humans = own.pivot_table(index="pair_id", columns="annotator", values="score", aggfunc="last")
-        machines = frame[frame["construct"] == construct].drop_duplicates(["pair_id", "judge"], keep="last") \
-            .pivot(index="pair_id", columns="judge", values="score")
+        machines = frame[frame["construct"] == construct].pivot(index="pair_id", columns="judge", values="score")
         ratings = pd.concat([humans, machines], axis=1).astype(float)
         try:
             report[construct] = annotation.agreement(ratings, list(humans.columns), list(machines.columns),
                                                      boot=boot, seed=seed)
         except annotation.AgreementError as exc:
             report[construct] = {"note": str(exc), "raters": list(ratings.columns)}
+    write_json(study.agreement, report)
     return report
 
 
@@ -196,7 +183,7 @@ def gold_columns(study: Workspace, sample: pd.DataFrame) -> pd.DataFrame | None:
         return None
     gold = annotation.gold_scores(labels)
     table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
-    state = study.root / STATE_FILE
+    state = study.annotation_state
     recorded = json.loads(state.read_text()).get("audit", {}).get("rate") if state.exists() else None
     table["gold_prob"] = np.float64(recorded or study.config().annotation.audit_rate)  # the design actually used
     return table

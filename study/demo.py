@@ -7,16 +7,12 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-import annotation
-import causal
-import corpus
-from study import annotate
-from study.cli import corpus as corpus_cli
-from study.cli import judge as judge_cli
-from study.cli._common import console
-from study.cli.estimate import results_table, run_estimate
-from study.cli.export import export_pairs
-from study.workspace import Workspace
+from empathy_study import annotation, causal, corpus, study
+from empathy_study.study.cli import corpus as corpus_cli
+from empathy_study.study.cli import judge as judge_cli
+from empathy_study.study.cli._common import console, progress_display
+from empathy_study.study.cli.estimate import results_table
+from empathy_study.study.workspace import Workspace
 
 DEMO_SAMPLE = 12  # the local judge takes 4-6 s a call on 2 cores: this keeps the demo to minutes
 DEMO_SEED = 0
@@ -26,50 +22,58 @@ MIN_ARM = 20  # treated and control pairs needed before the demo estimates on ju
 
 
 def run_demo(out: Path) -> None:
-    study = Workspace(out)
-    if not study.config_path.exists():
-        study.init()
-        text = study.config_path.read_text(encoding="utf-8")
-        study.config_path.write_text(text.replace("swap_check_pairs = 20", f"swap_check_pairs = {DEMO_SWAP_CHECK}"),
+    demo = Workspace(out)
+    if not demo.config_path.exists():
+        demo.init()
+        text = demo.config_path.read_text(encoding="utf-8")
+        demo.config_path.write_text(text.replace("swap_check_pairs = 20", f"swap_check_pairs = {DEMO_SWAP_CHECK}"),
                                      encoding="utf-8")
     console.rule("1 · corpus: the bundled real ShareGPT conversations → turn-pairs")
-    corpus_cli.build(source="sharegpt", out=out, input=None)
+    with progress_display() as progress:
+        built = study.build_corpus(demo, "sharegpt", [], progress)
+    console.print(corpus_cli.funnel_table(built.funnel))
     console.rule(f"2 · a stratified sample of {DEMO_SAMPLE} pairs")
-    corpus_cli.sample(study_dir=out, n=DEMO_SAMPLE, seed=DEMO_SEED)
+    drawn = study.draw_sample(demo, DEMO_SAMPLE, DEMO_SEED)
+    console.print(f"sampled {drawn.rows} of {drawn.population:,} pairs across {drawn.strata} strata")
     console.rule("3 · the local judge panel (SmolLM2 on llama.cpp, no network) scores the sample")
-    judge_cli.run(study_dir=out, dry_run=False, max_cost=None)
-    judge_cli.export(study_dir=out)
-    judge_cli.report(study_dir=out)
-    export_pairs(study_dir=out)
+    with progress_display() as progress:
+        judged = study.run_judges(demo, progress=progress)
+    if judged.summary is not None:
+        console.print(judge_cli.run_table(judged.summary, judged.plan.plans))
+    study.export_scores(demo)
+    for table in judge_cli.report_tables(study.report_judges(demo)):
+        console.print(table)
+    exported = study.export(demo)
+    console.print(f"wrote {exported.path}: judged {exported.record['judged']}")
     console.rule("4 · human ground truth: the blind audit sample goes to Label Studio")
-    push_to_label_studio(study)
+    push_to_label_studio(demo)
     console.rule("5 · causal estimates on the judged sample")
-    estimate_judged(study)
+    estimate_judged(demo)
     console.rule("6 · causal estimates on a semi-synthetic study (real text, planted effect)")
     planted_study(out / "semisynthetic")
     console.print(f"\nThe demo study is in {out}")
 
 
-def push_to_label_studio(study: Workspace) -> None:
+def push_to_label_studio(demo: Workspace) -> None:
     try:
-        results = annotate.push(study, review=False)
+        results = study.push(demo, review=False)
     except annotation.AnnotationError as exc:
         console.print(f"skipped: {exc}\nTo annotate: `make labelstudio`, `source .labelstudio/credentials.env`, "
                       "export LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY as it prints, then "
-                      f"`empathy annotate push {study.root}`.")
+                      f"`empathy annotate push {demo.root}`.")
         return
     for r in results:
         console.print(f"{r.project}: {r.new_tasks} new tasks ({r.existing_tasks} already there) — project {r.project_id}")
-    console.print(f"annotate in the browser, then `empathy annotate pull {study.root}` and `empathy agree {study.root}`")
+    console.print(f"annotate in the browser, then `empathy annotate pull {demo.root}` and `empathy agree {demo.root}`")
 
 
-def estimate_judged(study: Workspace) -> None:
-    scored = study.root / "scored_pairs.parquet"
-    if not scored.exists():
+def estimate_judged(demo: Workspace) -> None:
+    if not demo.scored_pairs.exists():
         console.print("no scored_pairs.parquet yet (the judge has not scored the sample): skipping")
         return
-    frame = pd.read_parquet(scored)
-    rule = causal.TreatmentRule(study.config().causal.treat_high, study.config().causal.treat_low)
+    frame = pd.read_parquet(demo.scored_pairs)
+    config = demo.config().causal
+    rule = causal.TreatmentRule(config.treat_high, config.treat_low)
     arms = rule.assign(frame["empathy"]).value_counts()
     treated, control = int(arms.get(1.0, 0)), int(arms.get(0.0, 0))
     if min(treated, control) < MIN_ARM:
@@ -77,9 +81,10 @@ def estimate_judged(study: Workspace) -> None:
                       f"under the rule ({rule.describe()}); each arm needs at least {MIN_ARM}. "
                       "A larger sample (`empathy corpus sample --n`) and judge run would give them.")
         return
-    result = run_estimate(scored, study.root / "estimates", study.config().causal)
+    with progress_display() as progress:
+        result = study.estimate(demo.scored_pairs, demo.estimates, config, progress)
     console.print(results_table(result))
-    console.print(f"report: {study.root / 'estimates' / 'report.html'}")
+    console.print(f"report: {demo.estimates / 'report.html'}")
 
 
 def planted_study(out: Path) -> None:
@@ -95,7 +100,9 @@ def planted_study(out: Path) -> None:
         scored, truth = causal.semisynthetic_study(pairs, PLANTED_PAIRS, DEMO_SEED, embedder)
     scored.to_parquet(out / "scored_pairs.parquet")
     truth.to_parquet(out / "truth.parquet")
-    result = run_estimate(out / "scored_pairs.parquet", out / "estimates", causal.CausalConfig(seed=DEMO_SEED))
+    with progress_display() as progress:
+        result = study.estimate(out / "scored_pairs.parquet", out / "estimates", causal.CausalConfig(seed=DEMO_SEED),
+                                progress)
     table = Table(title="Planted truth vs estimates (semi-synthetic: not a finding)", title_justify="left")
     for column in ("estimator", "estimate", "95 % CI", "truth it should hit"):
         table.add_column(column)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from annotation import AnnotationConfig
-from causal import CausalConfig
-from corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
-from judge import LOG_FILE, JudgeConfig, JudgeSettings, Rubric, default_panel, study_rubrics
+from empathy_study.annotation import AnnotationConfig
+from empathy_study.causal import CausalConfig
+from empathy_study.corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
+from empathy_study.judge import LOG_FILE, JudgeConfig, JudgeSettings, Rubric, default_panel, study_rubrics
 
 CONFIG_FILE = "study.toml"
 
@@ -23,7 +23,9 @@ class StudyError(Exception):
 
 class StudySection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("empathy-study", description="names the Label Studio project and reports")
+    # Label Studio titles hold at most 50 characters: "<name> · attachment · review" must fit.
+    name: str = Field("empathy-study", min_length=1, max_length=28,
+                      description="names the Label Studio projects and reports")
 
 
 class StudyConfig(BaseModel):
@@ -58,7 +60,7 @@ class StudyConfig(BaseModel):
 
 
 def default_config_text() -> str:
-    return resources.files("study").joinpath("study.toml").read_text(encoding="utf-8")
+    return resources.files("empathy_study.study").joinpath("study.toml").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,22 @@ class Workspace:
     @property
     def judge_report(self) -> Path:
         return self.root / "judge_report.json"
+
+    @property
+    def annotation_state(self) -> Path:
+        return self.root / "annotation.json"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.parquet"
+
+    @property
+    def agreement(self) -> Path:
+        return self.root / "agreement.json"
+
+    @property
+    def estimates(self) -> Path:
+        return self.root / "estimates"
 
     def require(self, path: Path, made_by: str) -> Path:
         """The path of a stage's input, or a clear error naming the command that makes it."""

@@ -1,5 +1,5 @@
 """The `empathy` command: thin entry points over the stage libraries."""
 
-from study.cli.main import app
+from empathy_study.study.cli.main import app
 
 __all__ = ["app"]

@@ -1,10 +1,9 @@
-"""What every command shares: the error line, progress bars, JSON output, option aliases."""
+"""What every command shares: the error line, progress display, option aliases."""
 
 from __future__ import annotations
 
 import functools
-import json
-import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,23 +13,28 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from annotation import AgreementError, AnnotationError
-from causal import CausalError
-from corpus import CorpusError
-from judge import JudgeError
-from study.workspace import StudyError, Workspace
+from empathy_study.annotation import AgreementError, AnnotationError
+from empathy_study.causal import CausalError
+from empathy_study.corpus import CorpusError
+from empathy_study.judge import JudgeError
+from empathy_study.shared import TableError
+from empathy_study.study.progress import Step
+from empathy_study.study.workspace import StudyError, Workspace
 
 console = Console()
 err_console = Console(stderr=True)
 
 # Errors a user can fix from the message alone: one line, exit code 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (AgreementError, AnnotationError, CorpusError, CausalError, JudgeError, StudyError)
+USER_ERRORS: tuple[type[Exception], ...] = (AgreementError, AnnotationError, CorpusError, CausalError, JudgeError,
+                                            StudyError, TableError)
 
 StudyDir = Annotated[
     Path,
     typer.Argument(help="Study directory (made by `empathy init`).", file_okay=False, resolve_path=True),
 ]
 Seed = Annotated[int, typer.Option(help="Seed of every random step (recorded in the outputs).")]
+
+LINE_EVERY_SECONDS = 10.0  # without a terminal, progress is a line this often
 
 
 def user_errors(command: Callable) -> Callable:
@@ -39,7 +43,7 @@ def user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
             raise typer.Exit(code=1) from None
 
     return run
@@ -52,43 +56,36 @@ def workspace(path: Path, must_exist: bool = True) -> Workspace:
 
 
 @contextmanager
-def progress(description: str, total: float | None = None) -> Iterator[Callable[[float, float | None], None]]:
-    """A Rich progress bar; yields `update(done, total)`. Quiet when output is not a terminal."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err_console, transient=False, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task(description, total=total)
+def progress_display() -> Iterator[Callable[[Step], None]]:
+    """The CLI's progress callback: a Rich bar per step on a terminal, a plain line every few
+    seconds otherwise (logs of batch jobs still show that a long step moves)."""
+    if not err_console.is_terminal:
+        last = {"at": 0.0, "step": None}
 
-        def update(done: float, new_total: float | None = None) -> None:
-            bar.update(task, completed=done, total=new_total if new_total is not None else bar.tasks[0].total)
+        def line(step: Step) -> None:
+            now = time.monotonic()
+            if step.name == last["step"] and now - last["at"] < LINE_EVERY_SECONDS and step.done != step.total:
+                return
+            last.update(at=now, step=step.name)
+            counts = f"{step.done:,}" + (f"/{step.total:,}" if step.total else "")
+            extra = "".join(f", {k.replace('_', ' ')} {v:,.4g}" for k, v in step.counters.items())
+            err_console.print(f"{step.name}: {counts}{extra}", highlight=False)
 
-        yield update
-
-
-@contextmanager
-def step_progress() -> Iterator[Callable[[str, int, int], None]]:
-    """Progress bars for a multi-step job: one bar per step name, `update(step, done, total)`."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+        yield line
+        return
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[counters]}")]
+    with Progress(*columns, console=err_console) as bar:
         tasks: dict[str, int] = {}
-        totals: dict[str, int] = {}
+        last: dict[str, Step] = {}
 
-        def finish_all() -> None:
-            for name, task in tasks.items():
-                bar.update(task, completed=totals[name])
-
-        def update(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                finish_all()  # a new step means the earlier ones are done
-                tasks[step] = bar.add_task(step, total=total)
-            totals[step] = total
-            bar.update(tasks[step], completed=done, total=total)
+        def update(step: Step) -> None:
+            if step.name not in tasks:
+                for name, task in tasks.items():  # a new step means the earlier ones are done
+                    bar.update(task, completed=last[name].total or last[name].done)
+                tasks[step.name] = bar.add_task(step.name, total=step.total, counters="")
+            last[step.name] = step
+            counters = "  ".join(f"{k.replace('_', ' ')} {v:,.4g}" for k, v in step.counters.items())
+            bar.update(tasks[step.name], completed=step.done, total=step.total, counters=counters)
 
         yield update
-        finish_all()
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Write atomically: a reader never sees half a file."""
-    staged = path.with_name(f".{path.name}.partial")
-    staged.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(staged, path)

@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from study import annotate as wiring
-from study.cli._common import StudyDir, console, user_errors, workspace, write_json
+from empathy_study import study
+from empathy_study.shared import CONSTRUCTS
+from empathy_study.study.cli._common import StudyDir, console, user_errors, workspace
 
 app = typer.Typer(help="Human ground truth in Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).",
                   no_args_is_help=True)
@@ -25,11 +26,11 @@ def push(
 
     Blind projects carry no judge score anywhere (the free edition shows predictions to every annotator).
     """
-    study = workspace(study_dir)
+    ws = workspace(study_dir)
     table = Table(title="Label Studio push", title_justify="left")
     for column in ("project", "id", "new tasks", "already there", "new predictions"):
         table.add_column(column)
-    for r in wiring.push(study, review):
+    for r in study.push(ws, review):
         table.add_row(r.project + (" (created)" if r.created else ""), str(r.project_id), str(r.new_tasks),
                       str(r.existing_tasks), str(r.new_predictions))
     console.print(table)
@@ -40,10 +41,10 @@ def push(
 def pull(study_dir: StudyDir) -> None:
     """Fetch every annotation into DIR/labels.parquet (annotators under pseudonymous ids; edits replace,
     deletions disappear). Nothing is overwritten when the server cannot be read."""
-    study = workspace(study_dir)
-    summary = wiring.pull(study)
+    ws = workspace(study_dir)
+    summary = study.pull(ws)
     counts = summary.labels.groupby(["construct", "mode"]).size().to_dict() if len(summary.labels) else {}
-    console.print(f"wrote {study.root / wiring.LABELS_FILE}: {len(summary.labels):,} labels {counts}")
+    console.print(f"wrote {ws.labels}: {len(summary.labels):,} labels {counts}")
     if summary.foreign:
         console.print(f"ignored {summary.foreign} result(s) from controls that are not this study's")
     if summary.unparsed:
@@ -57,11 +58,11 @@ def pull(study_dir: StudyDir) -> None:
 @user_errors
 def status(study_dir: StudyDir) -> None:
     """Tasks, labelled, overlap reached, skips and labels per annotator, per project."""
-    study = workspace(study_dir)
+    ws = workspace(study_dir)
     table = Table(title="Annotation status", title_justify="left")
     for column in ("project", "tasks", "labelled", "overlap reached", "skipped", "per annotator"):
         table.add_column(column)
-    for row in wiring.status(study):
+    for row in study.status(ws):
         people = ", ".join(f"{k}: {v}" for k, v in sorted(row["per_annotator"].items())) or "–"
         table.add_row(row["project"], str(row["tasks"]), str(row["labelled"]), str(row["overlap_reached"]),
                       str(row["skipped"]), people)
@@ -72,7 +73,7 @@ def status(study_dir: StudyDir) -> None:
 @user_errors
 def requeue(study_dir: StudyDir) -> None:
     """Delete skipped annotations of blind audit tasks so the tasks go back into the queue."""
-    removed = wiring.requeue_skipped(workspace(study_dir))
+    removed = study.requeue_skipped(workspace(study_dir))
     console.print(f"re-queued {removed} skipped task annotation(s)")
 
 
@@ -83,10 +84,9 @@ def agree(study_dir: StudyDir) -> None:
     Krippendorff's α (ordinal, interval; values 1..7) with unit-bootstrap 95 % CIs, quadratic-weighted
     κ, Spearman ρ, MAE and bias for every pair of raters. α ≥ 0.8 reliable, ≥ 0.667 tentative.
     """
-    study = workspace(study_dir)
-    report = wiring.agreement_report(study)
-    write_json(study.root / "agreement.json", report)
-    for construct in ("empathy", "attachment"):
+    ws = workspace(study_dir)
+    report = study.agree(ws)
+    for construct in CONSTRUCTS:
         result = report.get(construct, {})
         if "note" in result:
             console.print(f"{construct}: {result['note']}")
@@ -103,7 +103,7 @@ def agree(study_dir: StudyDir) -> None:
                           str(p["n"]), _num(p["kappa_qw"]), _num(p["spearman"]), _num(p["mae"]), _num(p["bias"]),
                           p["verdict"])
         console.print(table)
-    console.print(f"wrote {study.root / 'agreement.json'}")
+    console.print(f"wrote {ws.agreement}")
 
 
 def _num(value) -> str:

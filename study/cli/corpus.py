@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import typer
 from rich.table import Table
 
-import corpus
-from study.cli._common import Seed, StudyDir, console, progress, user_errors, workspace, write_json
+from empathy_study import study
+from empathy_study.study.cli._common import Seed, StudyDir, console, progress_display, user_errors, workspace
 
 app = typer.Typer(help="Raw chat logs → turn-pairs → a stratified sample.", no_args_is_help=True)
 
@@ -48,20 +46,10 @@ def build(
     Writes OUT/turn_pairs.parquet, OUT/terminal_pairs.parquet (conversations that end after an
     assistant answer) and OUT/funnel.json (rows after every stage, count per rejection reason).
     """
-    if source not in corpus.SOURCES:
-        raise corpus.CorpusError(f"--source must be one of {', '.join(corpus.SOURCES)} (got {source!r})")
-    if source == "wildchat" and not input:
-        raise corpus.CorpusError("--source wildchat needs --input (WildChat-1M parquet shards, a directory or a glob)")
-    study = workspace(out, must_exist=False)
-    config = study.config().corpus
-    funnel = corpus.Funnel(source)
-    with progress(f"reading {source}") as update:
-        conversations = corpus.read_source(source, list(input or []), funnel, on_progress=update)
-        corpus.build_corpus(conversations, out, config, funnel)
-    summary = funnel.to_dict()
-    write_json(study.funnel, summary)
-    console.print(funnel_table(summary))
-    console.print(f"wrote {study.turn_pairs}, {study.terminal_pairs.name} and {study.funnel.name}")
+    with progress_display() as progress:
+        result = study.build_corpus(workspace(out, must_exist=False), source, list(input or []), progress)
+    console.print(funnel_table(result.funnel))
+    console.print(f"wrote {', '.join(str(p) for p in result.written)}")
 
 
 @app.command()
@@ -76,12 +64,7 @@ def sample(
     Writes DIR/sample.parquet (turn-pair columns + stratum, topic, inclusion_prob) and
     DIR/sample.json (the design: strata sizes, topics, seed).
     """
-    study = workspace(study_dir)
-    pairs = corpus.read_table(study.require(study.turn_pairs, f"empathy corpus build --out {study_dir}"))
-    with progress("topics and strata"):
-        drawn, design = corpus.draw_sample(pairs, n, seed, study.config().sample)
-    design["turn_pairs_file"] = str(study.turn_pairs)
-    pq.write_table(pa.Table.from_pandas(drawn, preserve_index=False), study.sample)
-    write_json(study.sample_design, design)
-    strata = len(design["strata"])
-    console.print(f"sampled {len(drawn):,} of {design['population']:,} pairs across {strata} strata (seed {seed}) → {study.sample}")
+    with progress_display() as progress:
+        result = study.draw_sample(workspace(study_dir), n, seed, progress)
+    console.print(f"sampled {result.rows:,} of {result.population:,} pairs across {result.strata} strata "
+                  f"(seed {seed}) → {result.written[0]}")

@@ -1,35 +1,16 @@
-"""`empathy estimate PAIRS --out OUT`."""
+"""`empathy estimate DIR|PAIRS [--out OUT]`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
-import pyarrow.parquet as pq
 import typer
 from rich.table import Table
 
-import causal
-from study.cli._common import console, step_progress, user_errors, write_json
-from study.export import TABLE_METADATA_KEY
-from study.provenance import file_sha256, provenance
-from study.workspace import StudyError, Workspace
-
-
-def read_scored_pairs(path: Path) -> tuple[pd.DataFrame, dict]:
-    """A scored-pairs file (Parquet or CSV) and the provenance its writer recorded, if any."""
-    if not path.is_file():
-        raise StudyError(f"{path} does not exist")
-    try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path), {}
-        table = pq.read_table(path)
-    except (OSError, ValueError) as exc:
-        raise StudyError(f"{path} could not be read as Parquet or CSV: {exc}") from exc
-    meta = (table.schema.metadata or {}).get(TABLE_METADATA_KEY)
-    return table.to_pandas(), (json.loads(meta) if meta else {})
+from empathy_study import causal, study
+from empathy_study.study.cli._common import console, progress_display, user_errors
+from empathy_study.study.workspace import StudyError
 
 
 def results_table(result: causal.EstimateResult) -> Table:
@@ -42,36 +23,13 @@ def results_table(result: causal.EstimateResult) -> Table:
     return table
 
 
-def run_estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, title: str | None = None) -> causal.EstimateResult:
-    pairs, recorded = read_scored_pairs(pairs_path)
-    semisynthetic = bool(pairs.get("semisynthetic", pd.Series(dtype=bool)).any())
-    embedder = causal.Embedder()
-    with step_progress() as update:
-        result = causal.estimate_effects(pairs, config, embedder, progress=update)
-    result.provenance = provenance(
-        inputs={"scored_pairs": pairs_path},
-        seeds={"estimate": config.seed},
-        input_sha256=file_sha256(pairs_path),
-        prompt_versions=recorded.get("prompt_versions", {}),
-        config=config.model_dump(),
-        upstream=recorded,
-        embeddings={"model": causal.default_cache_dir().name, "embedded_now": embedder.embedded},
-        semisynthetic=semisynthetic,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "estimates.json", result.to_json())
-    result.summary_frame().to_csv(out / "estimates.csv", index=False)
-    result.matched_pairs.to_csv(out / "matched_pairs.csv", index=False)
-    report = causal.render_report(result, semisynthetic=semisynthetic,
-                                  title=title or ("Semi-synthetic check: planted effect" if semisynthetic
-                                                  else "Effect of empathetic responses on attachment"))
-    (out / "report.html").write_text(report, encoding="utf-8")
-    return result
-
-
+@user_errors
 def estimate(
-    pairs: Annotated[Path, typer.Argument(help="scored_pairs.parquet (or any Parquet/CSV with its columns).", dir_okay=False, resolve_path=True)],
-    out: Annotated[Path, typer.Option(help="Directory for estimates.json, estimates.csv, matched_pairs.csv and report.html.", file_okay=False, resolve_path=True)],
+    pairs: Annotated[Path, typer.Argument(help="A study directory (its scored_pairs.parquet), or any Parquet/CSV "
+                                               "file with the scored_pairs columns.", resolve_path=True)],
+    out: Annotated[Path | None, typer.Option(help="Directory for estimates.json, estimates.csv, matched_pairs.csv and "
+                                                  "report.html (default: DIR/estimates).", file_okay=False,
+                                             resolve_path=True)] = None,
     treat_high: Annotated[float | None, typer.Option(help="Treated if empathy ≥ this (default 5).")] = None,
     treat_low: Annotated[float | None, typer.Option(help="Control if empathy ≤ this (default 3); scores between are excluded.")] = None,
     distance: Annotated[str | None, typer.Option(help="Matching distance: cosine (prompt embedding), propensity, or combined.")] = None,
@@ -84,20 +42,20 @@ def estimate(
 ) -> None:
     """Estimate the effect of empathetic responses on attachment: naive, matching (greedy, optimal), doubly robust.
 
-    Defaults come from the [causal] table of the study.toml next to PAIRS, when there is one;
-    options given here override them. Every output records the treatment rule, seeds and versions.
+    Defaults come from the [causal] table of the study's study.toml (the directory given, or the
+    one holding PAIRS); options given here override them. Every output records the treatment
+    rule, seeds and versions.
     """
-    base = Workspace(pairs.parent).config().causal if (pairs.parent / "study.toml").exists() else causal.CausalConfig()
-    overrides = {"treat_high": treat_high, "treat_low": treat_low, "distance": distance, "caliper": caliper,
-                 "embedding_dims": dims, "nuisance": nuisance, "folds": folds, "bootstrap": bootstrap, "seed": seed}
-    try:
-        config = causal.CausalConfig.model_validate({**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
-    except ValueError as exc:
-        raise StudyError(f"invalid option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
-    result = run_estimate(pairs, out, config)
+    path, ws = study.locate_pairs(pairs)
+    if out is None:
+        if ws is None or path != ws.scored_pairs:
+            raise StudyError("--out is needed when PAIRS is a file outside a study directory")
+        out = ws.estimates
+    config = study.estimate_config(ws, {
+        "treat_high": treat_high, "treat_low": treat_low, "distance": distance, "caliper": caliper,
+        "embedding_dims": dims, "nuisance": nuisance, "folds": folds, "bootstrap": bootstrap, "seed": seed})
+    with progress_display() as progress:
+        result = study.estimate(path, out, config, progress)
     console.print(results_table(result))
     console.print(f"rule: {result.rule}")
     console.print(f"report: {out / 'report.html'}")
-
-
-estimate = user_errors(estimate)

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-import corpus
-import judge
-from study.cli._common import StudyDir, console, err_console, progress, user_errors, workspace, write_json
-from study.workspace import Workspace
+from empathy_study import judge, study
+from empathy_study.study.cli._common import StudyDir, console, err_console, progress_display, user_errors, workspace
 
 app = typer.Typer(help="Score sampled pairs with a panel of LLM judges; export scores; diagnose the judges.",
                   no_args_is_help=True)
-
-
-def load_sample(study: Workspace) -> pd.DataFrame:
-    path = study.require(study.sample, f"empathy corpus sample {study.root} --n N")
-    return corpus.read_table(path)
-
-
-def _tasks(study: Workspace, sample: pd.DataFrame) -> tuple[list[judge.Task], dict[str, judge.Rubric]]:
-    settings = study.config().judge
-    rubrics = judge.study_rubrics(settings.attachment_context)
-    default_attachment = judge.load_rubric("attachment")
-    return judge.main_tasks(sample, rubrics) + judge.swap_tasks(sample, default_attachment, settings.swap_check_pairs), rubrics
 
 
 @app.command()
@@ -42,36 +26,26 @@ def run(
     Every call is appended to DIR/judgments.jsonl. Finished items are never requested again; a
     killed run resumes where it stopped; failed items are retried up to [judge] max_attempts.
     """
-    study = workspace(study_dir)
-    config = study.config()
-    sample = load_sample(study)
-    tasks, _ = _tasks(study, sample)
-    log = judge.JudgmentLog(study.judgments)
-    state = log.read()
-    if state.torn:
-        err_console.print(f"note: {state.torn} torn line(s) in {study.judgments.name} (an earlier run was killed "
-                          "mid-write); those calls will be made again")
-    plans = judge.plan_panel(tasks, config.judges, state, config.judge)
+    ws = workspace(study_dir)
     if dry_run:
-        console.print(dry_run_table(judge.dry_run(plans)))
+        plan = study.plan_judging(ws)
+        console.print(dry_run_table(plan.lines))
         return
-    total = sum(len(p.items) for p in plans)
-    if total == 0:
-        console.print(f"nothing to do: every item is judged ({sum(p.cached for p in plans):,} cached, "
-                      f"{sum(p.gave_up for p in plans):,} given up after {config.judge.max_attempts} failures)")
+    with progress_display() as progress:
+        result = study.run_judges(ws, max_cost=max_cost, progress=progress)
+    if result.plan.torn:
+        err_console.print(f"note: {result.plan.torn} torn line(s) in {ws.judgments.name} (an earlier run was killed "
+                          "mid-write); those calls were made again")
+    if result.summary is None:
+        cached = sum(p.cached for p in result.plan.plans)
+        gave_up = sum(p.gave_up for p in result.plan.plans)
+        console.print(f"nothing to do: every item is judged ({cached:,} cached, {gave_up:,} given up after "
+                      f"{ws.config().judge.max_attempts} failures)")
         return
-    done = 0
-    with judge.open_endpoints(config.judges) as endpoints, progress(f"judging ({total:,} calls)", total) as update:
-        def on_record(record: judge.JudgmentRecord) -> None:
-            nonlocal done
-            done += 1
-            update(done)
-
-        summary = asyncio.run(judge.run_panel(plans, endpoints, log, config.judge, max_cost, on_record))
-    console.print(run_table(summary, plans))
-    if summary.stopped_by_budget:
+    console.print(run_table(result.summary, result.plan.plans))
+    if result.summary.stopped_by_budget:
         console.print(f"stopped before exceeding --max-cost {max_cost:g} USD; run again with a higher cap to continue")
-    console.print(f"log: {study.judgments}  ·  next: empathy judge export {study_dir}")
+    console.print(f"log: {result.log}  ·  next: empathy judge export {study_dir}")
 
 
 def dry_run_table(lines: list[judge.DryRunLine]) -> Table:
@@ -101,14 +75,12 @@ def run_table(summary: judge.RunSummary, plans) -> Table:
 def export(study_dir: StudyDir) -> None:
     """Write DIR/scores.parquet: pair × construct × judge → mean score over samples, n_ok, n_failed.
 
-    Only judgments made with the study's current rubric versions count.
+    Only judgments of the current panel count: a judge of DIR/study.toml with the same name,
+    model and temperature, under the study's current rubric versions.
     """
-    study = workspace(study_dir)
-    log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study_dir}"))
-    scores = judge.judge_scores(log.read().records, study.config().prompt_versions())
-    scores.to_parquet(study.scores, index=False)
-    complete = scores.groupby("construct")["score"].apply(lambda s: int(s.notna().sum())).to_dict()
-    console.print(f"wrote {study.scores}: {len(scores):,} rows; scored per construct: {complete}")
+    result = study.export_scores(workspace(study_dir))
+    console.print(f"wrote {result.path}: {len(result.scores):,} rows; pairs scored per construct and judge: "
+                  f"{result.scored}")
 
 
 @app.command()
@@ -116,15 +88,11 @@ def export(study_dir: StudyDir) -> None:
 def report(study_dir: StudyDir) -> None:
     """Judge diagnostics: failures, score distributions, test–retest, judge–judge agreement, length bias,
     how much the response leaks into attachment (response-swap check), tokens and cost → DIR/judge_report.json."""
-    study = workspace(study_dir)
-    records = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study_dir}")).read().records
-    sample = load_sample(study)
-    shown = judge.load_rubric("attachment", ["prompt", "response", "reply"]).version
-    result = judge.judge_report(records, sample, study.config().prompt_versions(), (shown, shown + "+swapped"))
-    write_json(study.judge_report, result)
+    ws = workspace(study_dir)
+    result = study.report_judges(ws)
     for table in report_tables(result):
         console.print(table)
-    console.print(f"wrote {study.judge_report}")
+    console.print(f"wrote {ws.judge_report}")
 
 
 def report_tables(result: dict) -> list[Table]:

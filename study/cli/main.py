@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from study.cli import annotate as annotate_cli
-from study.cli import corpus as corpus_cli
-from study.cli import judge as judge_cli
-from study.cli._common import StudyDir, console, user_errors, workspace
-from study.cli.estimate import estimate
-from study.cli.export import export_pairs
+from empathy_study.study.cli import annotate as annotate_cli
+from empathy_study.study.cli import corpus as corpus_cli
+from empathy_study.study.cli import judge as judge_cli
+from empathy_study.study.cli._common import StudyDir, console, user_errors, workspace
+from empathy_study.study.cli.estimate import estimate
+from empathy_study.study.cli.export import export_pairs
 
 app = typer.Typer(
     help="Does empathetic language from an LLM cause users to become emotionally attached? "
@@ -42,6 +42,6 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the demo study is written.", file_okay=False, resolve_path=True)] = Path("demo-study"),
 ) -> None:
     """Run the whole flow on the embedded defaults: the bundled real corpus, and on from there."""
-    from study.demo import run_demo
+    from empathy_study.study.demo import run_demo
 
     run_demo(out)

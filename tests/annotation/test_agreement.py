@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation import AgreementError, agreement, alpha, pair_agreement
+from empathy_study.annotation import AgreementError, agreement, alpha, pair_agreement
 
 nan = np.nan
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the 4 observers × 12 units example.

@@ -1,53 +1,44 @@
-"""Against a real Label Studio server: push, annotate as two users, pull, agree, re-push, edit, delete,
-review mode kept apart from gold, skips, foreign fields, and a server that is down."""
+"""Against a real Label Studio server (one per test session, shared): push, annotate as two users,
+pull, agree, re-push, edit, delete, review mode kept apart from gold, skips, foreign fields, and a
+server that cannot be reached. Each test makes its own study (its own projects): any order passes."""
 
 from __future__ import annotations
 
+import itertools
 import json
-import time
+import uuid
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import annotation
-import judge
-from study.cli import app
+from empathy_study import annotation, judge
+from empathy_study.study.cli import app
 from tests.judge.conftest import sample_frame
 from tests.judge.test_log import record
-from tests.support import labelstudio
 
 runner = CliRunner()
 N_PAIRS = 20
+_names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    started = time.perf_counter()
-    instance = labelstudio.start(tmp_path_factory.mktemp("labelstudio"))
-    print(f"\nLabel Studio up in {time.perf_counter() - started:.0f} s at {instance.url}")
-    yield instance
-    instance.stop()
+def annotators(label_studio_client):
+    """Two annotators (created once per module; e-mails unique on the shared server)."""
+    tag = uuid.uuid4().hex[:8]
+    return [label_studio_client.users.create(email=f"rater{i}-{tag}@tests.local", username=f"rater{i}-{tag}",
+                                             password="pw-rater-123").id for i in (1, 2)]
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    return annotation.connect(server.url, server.token)
-
-
-@pytest.fixture(scope="module")
-def annotators(client):
-    return [client.users.create(email=f"rater{i}@tests.local", username=f"rater{i}", password="pw-rater-123").id
-            for i in (1, 2)]
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, server):
-    root = tmp_path_factory.mktemp("study")
+@pytest.fixture
+def study(tmp_path, label_studio_env):
+    """A study of N_PAIRS pairs, all in the audit sample, judged by two judges; its own project names."""
+    root = tmp_path / "study"
+    root.mkdir()
     prompts = [f"I feel lonely tonight, day {i}" for i in range(N_PAIRS)]
     sample_frame(prompts).to_parquet(root / "sample.parquet")
     (root / "study.toml").write_text(
-        '[study]\nname = "ls-test"\n[annotation]\naudit_rate = 1.0\noverlap = 2\n'
+        f'[study]\nname = "ls-{next(_names)}-{uuid.uuid4().hex[:8]}"\n[annotation]\naudit_rate = 1.0\noverlap = 2\n'
         '[[judges]]\nname = "judgeA"\nmodel = "openai/a"\n[[judges]]\nname = "judgeB"\nmodel = "openai/b"\n')
     versions = {c: r.version for c, r in judge.study_rubrics(["prompt", "reply"]).items()}
     records = [record(f"p{i:03d}").model_copy(update={
@@ -58,15 +49,8 @@ def study(tmp_path_factory, server):
     return root
 
 
-@pytest.fixture
-def env(monkeypatch, server):
-    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
-
-
 def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    return result
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def project_ids(study_dir) -> dict:
@@ -79,7 +63,23 @@ def annotate(client, task_id, user, construct, score, cancelled=False):
     return client.annotations.create(id=task_id, result=result, completed_by=user, was_cancelled=cancelled)
 
 
-def test_1_push_creates_blind_projects_without_any_judge_field(env, study, client):
+def tasks_by_pair(client, project) -> list:
+    return sorted(client.tasks.list(project=project, fields="all"), key=lambda t: t.data["pair_id"])
+
+
+def label_all(client, study, annotators) -> None:
+    """Both annotators label every blind task: the second disagrees by one point on every third pair."""
+    assert invoke("annotate", "push", study).exit_code == 0
+    ids = project_ids(study)
+    for construct in ("empathy", "attachment"):
+        for task in client.tasks.list(project=ids[f"{construct}-blind"], fields="all"):
+            index = int(task.data["pair_id"][1:])
+            annotate(client, task.id, annotators[0], construct, 1 + index % 7)
+            annotate(client, task.id, annotators[1], construct, 1 + (index + (index % 3 == 0)) % 7)
+
+
+def test_push_creates_blind_projects_without_any_judge_field_and_repush_adds_nothing(study, label_studio_client):
+    client = label_studio_client
     result = invoke("annotate", "push", study)
     assert result.exit_code == 0, result.output
     ids = project_ids(study)
@@ -97,21 +97,14 @@ def test_1_push_creates_blind_projects_without_any_judge_field(env, study, clien
     attachment_task = list(client.tasks.list(project=ids["attachment-blind"], fields="all"))[0]
     roles = [turn["role"] for turn in attachment_task.data["dialogue"]]
     assert roles == ["User", "User (next message)"]  # attachment raters never see the response
-
-
-def test_2_repush_adds_nothing(env, study, client):
     assert invoke("annotate", "push", study).exit_code == 0
     for project in project_ids(study).values():
         assert len(list(client.tasks.list(project=project))) == N_PAIRS
 
 
-def test_3_two_annotators_pull_and_agree(env, study, client, annotators):
-    ids = project_ids(study)
-    for construct in ("empathy", "attachment"):
-        for task in client.tasks.list(project=ids[f"{construct}-blind"], fields="all"):
-            index = int(task.data["pair_id"][1:])
-            annotate(client, task.id, annotators[0], construct, 1 + index % 7)
-            annotate(client, task.id, annotators[1], construct, 1 + (index + (index % 3 == 0)) % 7)
+def test_two_annotators_pull_agree_export_then_edits_and_deletions(study, label_studio_client, annotators):
+    client = label_studio_client
+    label_all(client, study, annotators)
     result = invoke("annotate", "pull", study)
     assert result.exit_code == 0, result.output
     labels = pd.read_parquet(study / "labels.parquet")
@@ -123,16 +116,15 @@ def test_3_two_annotators_pull_and_agree(env, study, client, annotators):
     report = json.loads((study / "agreement.json").read_text())
     kinds = {p["kind"] for p in report["empathy"]["pairs"]}
     assert {"human-human", "judge-human", "panel-human", "judge-judge"} <= kinds
-    assert 0 < report["empathy"]["human_ceiling"] <= 1
+    human = [p for p in report["empathy"]["pairs"] if p["kind"] == "human-human"][0]
+    assert human["n"] == N_PAIRS and human["mae"] == pytest.approx(sum(
+        abs((1 + i % 7) - (1 + (i + (i % 3 == 0)) % 7)) for i in range(N_PAIRS)) / N_PAIRS)
     exported = invoke("export", study)
     assert exported.exit_code == 0, exported.output
     pairs = pd.read_parquet(study / "scored_pairs.parquet")
     assert pairs["empathy_gold"].notna().all() and (pairs["gold_prob"] == 1.0).all()
 
-
-def test_4_edit_and_delete_are_reflected(env, study, client):
-    task = sorted(client.tasks.list(project=project_ids(study)["empathy-blind"], fields="all"),
-                  key=lambda t: t.data["pair_id"])[0]
+    task = tasks_by_pair(client, project_ids(study)["empathy-blind"])[0]
     first, second = task.annotations[0], task.annotations[1]
     client.annotations.update(id=first["id"], result=[{"from_name": "empathy", "to_name": "dialogue",
                                                        "type": "choices", "value": {"choices": ["7"]}}])
@@ -143,7 +135,10 @@ def test_4_edit_and_delete_are_reflected(env, study, client):
     assert mine["score"].tolist() == [7] and mine["annotation_id"].tolist() == [first["id"]]
 
 
-def test_5_review_labels_never_reach_gold(env, study, client, annotators):
+def test_review_labels_never_reach_gold(study, label_studio_client, annotators):
+    client = label_studio_client
+    label_all(client, study, annotators)
+    assert invoke("annotate", "pull", study).exit_code == 0 and invoke("export", study).exit_code == 0
     result = invoke("annotate", "push", study, "--review")
     assert result.exit_code == 0, result.output
     review = project_ids(study)["empathy-review"]
@@ -164,13 +159,13 @@ def test_5_review_labels_never_reach_gold(env, study, client, annotators):
     assert after == before  # the review label changed nothing in the gold column
 
 
-def test_6_skips_foreign_fields_and_requeue(env, study, client, annotators):
-    task = sorted(client.tasks.list(project=project_ids(study)["attachment-blind"], fields="all"),
-                  key=lambda t: t.data["pair_id"])[1]
+def test_skips_foreign_fields_and_requeue(study, label_studio_client, annotators):
+    client = label_studio_client
+    label_all(client, study, annotators)
+    task = tasks_by_pair(client, project_ids(study)["attachment-blind"])[1]
     client.annotations.delete(id=task.annotations[1]["id"])
     annotate(client, task.id, annotators[1], "attachment", 0, cancelled=True)
-    other = sorted(client.tasks.list(project=project_ids(study)["attachment-blind"], fields="all"),
-                   key=lambda t: t.data["pair_id"])[2]
+    other = tasks_by_pair(client, project_ids(study)["attachment-blind"])[2]
     client.annotations.update(id=other.annotations[0]["id"], result=[
         {"from_name": "attachment", "to_name": "dialogue", "type": "choices", "value": {"choices": ["3"]}},
         {"from_name": "sentiment", "to_name": "dialogue", "type": "choices", "value": {"choices": ["pos"]}}])
@@ -182,32 +177,25 @@ def test_6_skips_foreign_fields_and_requeue(env, study, client, annotators):
     assert not any(a.get("was_cancelled") for a in client.tasks.get(id=task.id).annotations)
 
 
-def test_7_server_down_or_wrong_token_is_one_clear_line(monkeypatch, study, server):
+def test_server_down_or_wrong_token_is_one_clear_line(study, label_studio, monkeypatch):
+    assert invoke("annotate", "push", study).exit_code == 0 and invoke("annotate", "pull", study).exit_code == 0
     labels_before = (study / "labels.parquet").read_bytes()
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")
-    down = runner.invoke(app, ["annotate", "pull", str(study)])
-    assert down.exit_code == 1 and "cannot reach Label Studio at http://127.0.0.1:9" in down.output
-    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
+    for command in ("pull", "status", "push"):
+        down = runner.invoke(app, ["annotate", command, str(study)])
+        assert down.exit_code == 1 and "cannot reach Label Studio at http://127.0.0.1:9" in down.output, down.output
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "0" * 40)
     refused = runner.invoke(app, ["annotate", "pull", str(study)])
     assert refused.exit_code == 1 and "refused the API key" in refused.output
     assert (study / "labels.parquet").read_bytes() == labels_before  # nothing pulled earlier was lost
 
 
-def test_8_rejected_label_config_shows_labelstudios_message(client, monkeypatch):
-    import annotation.labelstudio as labelstudio_module
+def test_rejected_label_config_shows_labelstudios_message(label_studio_client, monkeypatch):
+    import empathy_study.annotation.labelstudio as labelstudio_module
 
     broken = "<View><Choices name='x' toName='missing'/></View>"
     monkeypatch.setattr(labelstudio_module, "label_config", lambda rubric, review=False: broken)
-    projects = annotation.LabelStudioProjects(client, "broken", {})
+    projects = annotation.LabelStudioProjects(label_studio_client, "broken", {})
     with pytest.raises(annotation.AnnotationError, match="rejected the label config"):
         projects.ensure(judge.load_rubric("empathy"), "blind", 1, 100)
-
-
-def test_9_server_stopped(server, study, monkeypatch):
-    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
-    server.stop()
-    result = runner.invoke(app, ["annotate", "status", str(study)])
-    assert result.exit_code == 1 and f"cannot reach Label Studio at {server.url}" in result.output

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from causal._balance import smd
-from causal._dr import blp_test
-from causal._inference import cluster_bootstrap, difference_in_means, weighted_mean_with_se
+from empathy_study.causal._balance import smd
+from empathy_study.causal._dr import blp_test
+from empathy_study.causal._inference import cluster_bootstrap, difference_in_means, weighted_mean_with_se
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import causal
+from empathy_study import causal
 
 
 def table(n=40, seed=0) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from causal._matching import Edges, cosine_edges, greedy, match, optimal, scalar_edges
+from empathy_study.causal._matching import Edges, cosine_edges, greedy, match, optimal, scalar_edges
 
 
 def unit(angle_degrees):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import causal
+from empathy_study import causal
 
 
 @pytest.fixture(scope="module")

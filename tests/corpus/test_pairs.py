@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from corpus._conversation import Conversation, Message
-from corpus._pairs import cut_pairs, normalise_roles, pair_id
+from empathy_study.corpus._conversation import Conversation, Message
+from empathy_study.corpus._pairs import cut_pairs, normalise_roles, pair_id
 
 
 def msg(role: str, text: str, key: str | None = None) -> Message:

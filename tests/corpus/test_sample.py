@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import corpus
-from corpus._sample import allocate, assign_strata, controlled_round, draw_stratified
+from empathy_study import corpus
+from empathy_study.corpus._sample import allocate, assign_strata, controlled_round, draw_stratified
 
 WORDS = {
     "love": "I love my partner and we feel close",

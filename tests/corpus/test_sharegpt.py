@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-import corpus
+from empathy_study import corpus
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import corpus
+from empathy_study import corpus
 
 LABELS = Path(__file__).parents[2] / "data" / "socioemotional_pairs.jsonl"
 # Stratum sizes of the labelling frame (data/README.md): cue-word pairs and the rest.

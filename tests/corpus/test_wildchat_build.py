@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import corpus
+from empathy_study import corpus
 from tests.support.wildchat import conversation_row, write_shard
 
 PERSONAL_A = [

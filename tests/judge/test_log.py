@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import judge
-from judge._call import expected_score
-from judge._schema import JudgmentRecord
+from empathy_study import judge
+from empathy_study.judge._call import expected_score
+from empathy_study.judge._schema import JudgmentRecord
 
 
 def record(pair_id: str, score=4, error=None) -> JudgmentRecord:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import judge
+from empathy_study import judge
 from tests.judge.conftest import fake_stats, sample_frame, start_fake, write_study
 
 CONCURRENCY = 4

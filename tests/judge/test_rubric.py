@@ -7,14 +7,14 @@ from importlib import resources
 
 import pytest
 
-import judge
-from judge import _rubric
+from empathy_study import judge
+from empathy_study.judge import _rubric
 
 
 @pytest.mark.parametrize("construct", judge.CONSTRUCTS)
 def test_rubric_is_versioned_by_its_bytes_and_complete(construct):
     rubric = judge.load_rubric(construct)
-    data = resources.files("prompts").joinpath(f"{construct}.toml").read_bytes()
+    data = resources.files("empathy_study.prompts").joinpath(f"{construct}.toml").read_bytes()
     assert len(rubric.version) == 16 and rubric.version != hashlib.sha256(data).hexdigest()[:16]
     edited = data.replace(b"Pick the single level", b"Choose the single level")
     assert edited != data and _rubric.prompt_version(edited, rubric) != rubric.version
@@ -26,7 +26,7 @@ def test_rubric_is_versioned_by_its_bytes_and_complete(construct):
 
 def test_the_version_changes_when_the_prompt_template_changes(monkeypatch):
     """Cached judgments are reused by version: a changed template must not reuse them."""
-    data = resources.files("prompts").joinpath("empathy.toml").read_bytes()
+    data = resources.files("empathy_study.prompts").joinpath("empathy.toml").read_bytes()
     rubric = judge.load_rubric("empathy")
     assert _rubric.prompt_version(data, rubric) == rubric.version
     monkeypatch.setitem(_rubric.LABELS, "response", "AI's answer")

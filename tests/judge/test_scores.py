@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-import judge
+from empathy_study import judge
 from tests.judge.test_log import record
 
 
@@ -21,11 +22,26 @@ def test_judge_and_panel_scores():
         with_(record("a"), judge="j1", score=7, prompt_version="old"),  # an earlier rubric: ignored
         with_(record("a"), construct="attachment", judge="j1", score=3),
     ]
-    scores = judge.judge_scores(records, {"empathy": "v", "attachment": "v"}).set_index(["pair_id", "construct", "judge"])
+    panel = [judge.JudgeConfig(name="j1", model="m"), judge.JudgeConfig(name="j2", model="m")]
+    scores = judge.judge_scores(records, panel, {"empathy": "v", "attachment": "v"}).set_index(
+        ["pair_id", "construct", "judge"])
     assert scores.loc[("a", "empathy", "j1"), "score"] == 3 and scores.loc[("a", "empathy", "j1"), "n_ok"] == 2
     assert scores.loc[("b", "empathy", "j1"), "n_failed"] == 0  # its failure was retried successfully
     assert scores.loc[("c", "empathy", "j1"), "n_failed"] == 1 and scores.loc[("c", "empathy", "j1"), "n_ok"] == 0
-    panel = judge.panel_scores(scores.reset_index()).set_index("pair_id")
-    assert panel.loc["a", "empathy"] == pytest.approx((3 + 6) / 2)  # mean over judges of each judge's mean
-    assert panel.loc["a", "attachment"] == 3 and panel.loc["b", "empathy"] == 5
-    assert "c" not in panel.index
+    wide = judge.panel_scores(scores.reset_index(), ["j1", "j2"]).set_index("pair_id")
+    assert wide.loc["a", "empathy"] == pytest.approx((3 + 6) / 2)  # mean over judges of each judge's mean
+    assert wide.loc["a", "empathy_judges"] == 2
+    # Only j1 scored these: with j2 in the panel there is no panel score, and the count says why.
+    assert wide["attachment"].isna().all() and wide.loc["a", "attachment_judges"] == 1
+    assert pd.isna(wide.loc["b", "empathy"]) and wide.loc["b", "empathy_judges"] == 1
+    assert "c" not in wide.index
+    alone = judge.panel_scores(scores.reset_index(), ["j1"]).set_index("pair_id")
+    assert alone.loc["a", "empathy"] == 3 and alone.loc["a", "attachment"] == 3 and alone.loc["b", "empathy"] == 5
+
+
+def test_only_the_panels_own_judgments_count():
+    """A judgment counts for a judge only under the same name, model, temperature and rubric version."""
+    records = [with_(record("a"), judge="j1", score=2), with_(record("b"), judge="j1", model="other", score=7),
+               with_(record("c"), judge="j1", temperature=0.7, score=7), with_(record("d"), judge="gone", score=7)]
+    scores = judge.judge_scores(records, [judge.JudgeConfig(name="j1", model="m")], {"empathy": "v"})
+    assert scores["pair_id"].tolist() == ["a"] and scores["model"].tolist() == ["m"]

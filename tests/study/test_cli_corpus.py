@@ -7,7 +7,7 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
-from study.cli import app
+from empathy_study.study.cli import app
 from tests.corpus.test_wildchat_build import fixture_rows
 from tests.support.wildchat import write_shard
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import causal
-from study.cli import app
+from empathy_study import causal
+from empathy_study.study.cli import app
 
 runner = CliRunner()
 

@@ -1,0 +1,163 @@
+"""Stage functions for the judge panel: plan (dry run), run, export scores, report diagnostics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from empathy_study import annotation, corpus, judge
+from empathy_study.shared import CONSTRUCTS, write_json, write_parquet
+from empathy_study.study.progress import Progress, Step, quiet
+from empathy_study.study.provenance import git_state, versions
+from empathy_study.study.workspace import StudyConfig, Workspace
+
+
+def load_sample(study: Workspace) -> pd.DataFrame:
+    return corpus.read_table(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
+
+
+def _tasks(config: StudyConfig, sample: pd.DataFrame, pairs: Collection[str] | None) -> list[judge.Task]:
+    """The study's judge tasks: both constructs on the sample, and the response-swap check.
+
+    `pairs` narrows a run to some pairs (the calibration app re-judges the gold set) and then
+    leaves the swap check out.
+    """
+    if pairs is not None:
+        chosen = sample[sample["pair_id"].isin(set(pairs))]
+        return judge.main_tasks(chosen, config.rubrics())
+    return judge.main_tasks(sample, config.rubrics()) + judge.swap_tasks(sample, config.judge.swap_check_pairs)
+
+
+def _panel(config: StudyConfig, judges: Collection[str] | None) -> list[judge.JudgeConfig]:
+    if judges is None:
+        return config.judges
+    unknown = sorted(set(judges) - {j.name for j in config.judges})
+    if unknown:
+        raise judge.JudgeError(f"no judge named {unknown[0]!r} in the panel ({', '.join(j.name for j in config.judges)})")
+    return [j for j in config.judges if j.name in set(judges)]
+
+
+@dataclass
+class JudgingPlan:
+    plans: list[judge.JudgePlan]
+    lines: list[judge.DryRunLine]  # per judge: calls, cached, given up, tokens and cost estimates
+    torn: int  # unreadable log lines (an earlier run killed mid-write); those calls are made again
+
+    @property
+    def calls(self) -> int:
+        return sum(len(p.items) for p in self.plans)
+
+
+def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
+                 judges: Collection[str] | None = None) -> JudgingPlan:
+    """What a run would call, per judge, and what it would cost — without calling anything."""
+    config = study.config()
+    state = judge.JudgmentLog(study.judgments).read()
+    plans = judge.plan_panel(_tasks(config, load_sample(study), pairs), _panel(config, judges), state, config.judge)
+    return JudgingPlan(plans, judge.dry_run(plans), state.torn)
+
+
+@dataclass
+class JudgeRunResult:
+    plan: JudgingPlan
+    summary: judge.RunSummary | None  # None: nothing was left to do
+    run_id: str | None
+    log: Path
+
+
+def run_spec(config: StudyConfig) -> dict:
+    """What a run record says about the run: the toolkit, the libraries that shape answers, the panel."""
+    return {
+        "versions": versions(),
+        "git": git_state(),
+        "panel": [j.model_dump() for j in config.judges],  # api_key_env is a variable's name, never a key
+        "settings": config.judge.model_dump(),
+        "prompt_versions": config.prompt_versions(),
+    }
+
+
+def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collection[str] | None = None,
+               judges: Collection[str] | None = None, progress: Progress = quiet,
+               stop: Callable[[], bool] | None = None) -> JudgeRunResult:
+    """Judge what is not judged yet; every call is appended to the log as it returns.
+
+    Re-running costs nothing for what is done; `stop` (asked before each call) cancels cleanly.
+    """
+    config = study.config()
+    plan = plan_judging(study, pairs=pairs, judges=judges)
+    log = judge.JudgmentLog(study.judgments)
+    if plan.calls == 0:
+        return JudgeRunResult(plan, None, None, study.judgments)
+    run_id = log.start_run({**run_spec(config), "max_cost": max_cost, "calls_planned": plan.calls})
+    done, failed, cost = 0, 0, 0.0
+
+    def on_record(record: judge.JudgmentRecord) -> None:
+        nonlocal done, failed, cost
+        done += 1
+        failed += record.score is None
+        cost += record.cost_usd or 0.0
+        progress(Step("judging", done, plan.calls, {"failed": failed, "cost_usd": cost}))
+
+    progress(Step("starting the judges", 0, None))
+    with judge.open_endpoints([p.judge for p in plan.plans]) as endpoints:
+        progress(Step("judging", 0, plan.calls, {"failed": 0, "cost_usd": 0.0}))
+        summary = asyncio.run(judge.run_panel(plan.plans, endpoints, log, config.judge, max_cost, on_record,
+                                              run_id=run_id, stop=stop))
+    return JudgeRunResult(plan, summary, run_id, study.judgments)
+
+
+@dataclass
+class ScoresResult:
+    scores: pd.DataFrame  # pair × construct × judge
+    path: Path
+    scored: dict[str, dict[str, int]] = field(default_factory=dict)  # construct → judge → pairs scored
+
+
+def export_scores(study: Workspace) -> ScoresResult:
+    """scores.parquet: the current panel's judgments, per pair × construct × judge."""
+    config = study.config()
+    log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
+    scores = judge.judge_scores(log.read().records, config.judges, config.prompt_versions())
+    write_parquet(study.scores, scores)
+    return ScoresResult(scores, study.scores, scored_counts(scores))
+
+
+def scored_counts(scores: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """construct → judge → pairs with a score: which judges' scores are actually in a table."""
+    scored = scores.dropna(subset=["score"])
+    return {c: {str(j): int(n) for j, n in scored[scored["construct"] == c].groupby("judge").size().items()}
+            for c in CONSTRUCTS}
+
+
+def report_judges(study: Workspace, boot: int = 200, seed: int = 0) -> dict:
+    """judge_report.json: failures, distributions, length bias, response leakage, usage — and the
+    judge–judge and test–retest agreement, computed with annotation's one agreement implementation."""
+    config = study.config()
+    records = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}")).read().records
+    shown, swapped = judge.swap_check_rubrics()
+    versions_now = config.prompt_versions()
+    report = judge.judge_report(records, load_sample(study), config.judges, versions_now,
+                                (shown.version, swapped.version))
+    if "note" not in report:
+        current = judge.current_judgments(judge.records_frame(records), config.judges, versions_now)
+        report["judge_judge"] = {}
+        for construct in sorted(current["construct"].unique()):
+            matrix = judge.judge_matrix(current, construct)
+            try:
+                report["judge_judge"][construct] = annotation.agreement(matrix, humans=[], judges=list(matrix.columns),
+                                                                        panel=None, boot=boot, seed=seed)
+            except annotation.AgreementError as exc:
+                report["judge_judge"][construct] = {"note": str(exc)}
+        report["test_retest"] = []
+        for (name, construct), wide in judge.retest_matrices(current).items():
+            try:
+                figures = annotation.pair_agreement(wide["sample 0"], wide["sample 1"], boot=boot, seed=seed)
+                report["test_retest"].append({"judge": name, "construct": construct, **figures})
+            except annotation.AgreementError as exc:
+                report["test_retest"].append({"judge": name, "construct": construct, "note": str(exc)})
+    write_json(study.judge_report, report)
+    return report
