@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONSTRAINTS := constraints.txt
+LS_CONSTRAINTS := labelstudio-constraints.txt
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed
 LABEL_STUDIO_VERSION := 1.23.2
@@ -16,27 +18,29 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # llama-cpp-python compiles from source; a native build dies with "invalid opcode" on these CPUs.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup labelstudio-setup demo test lint bench labelstudio labelstudio-stop clean
+.PHONY: setup labelstudio-setup demo test lint bench lock labelstudio labelstudio-stop clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the tests last passed with (`make lock` refreshes it):
+# a fresh machine installs those, not whatever was released that morning.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@start=$$(date +%s); \
 	$(PYTHON) -m venv $(VENV) && \
 	$(BIN)/pip install --upgrade pip && \
 	$(BIN)/pip install torch==2.13.0 && \
-	$(BIN)/pip install -e '.[test]' && \
+	$(BIN)/pip install -c $(CONSTRAINTS) -e '.[test]' && \
 	touch $@ && \
 	echo "setup: $$(( $$(date +%s) - start )) s"
 
 # Label Studio pins libraries that clash with ours: it lives in its own virtualenv.
 labelstudio-setup: $(LS_STAMP)
 
-$(LS_STAMP):
+$(LS_STAMP): $(LS_CONSTRAINTS)
 	@start=$$(date +%s); \
 	$(PYTHON) -m venv $(LS_VENV) && \
 	$(LS_VENV)/bin/pip install --upgrade pip && \
-	$(LS_VENV)/bin/pip install 'label-studio==$(LABEL_STUDIO_VERSION)' && \
+	$(LS_VENV)/bin/pip install -c $(LS_CONSTRAINTS) 'label-studio==$(LABEL_STUDIO_VERSION)' && \
 	touch $@ && \
 	echo "labelstudio-setup: $$(( $$(date +%s) - start )) s"
 
@@ -47,7 +51,8 @@ demo: setup
 test: setup labelstudio-setup
 	@start=$$(date +%s); \
 	$(BIN)/ruff check . && \
-	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q --durations=20; status=$$?; \
+	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q --durations=20 --random-order; \
+	status=$$?; \
 	echo "tests: $$(( $$(date +%s) - start )) s"; exit $$status
 
 lint: setup
@@ -58,6 +63,19 @@ bench: setup
 	$(BIN)/python bench/matching_scale.py
 	$(BIN)/python bench/judge_throughput.py
 	$(BIN)/python bench/coverage.py
+
+# A fresh resolve of pyproject.toml in a throw-away virtualenv, frozen into constraints.txt.
+# Run it, then `make test`, and commit constraints.txt only if the tests pass.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
+	.venv-lock/bin/pip install --upgrade pip && \
+	.venv-lock/bin/pip install torch==2.13.0 && \
+	.venv-lock/bin/pip install '.[test]' && \
+	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^empathy-study\|^torch==' > $(CONSTRAINTS) && \
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
+	.venv-lock/bin/pip install 'label-studio==$(LABEL_STUDIO_VERSION)' && \
+	.venv-lock/bin/pip freeze > $(LS_CONSTRAINTS); \
+	status=$$?; rm -rf .venv-lock; exit $$status
 
 labelstudio: labelstudio-setup
 	tools/labelstudio.sh start
