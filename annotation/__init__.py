@@ -1,5 +1,6 @@
 """Annotation stage: human ground truth in Label Studio, and agreement between humans, judges and the panel."""
 
+from . import calibration
 from ._config import AnnotationConfig
 from ._tasks import (
     BLIND_TASK_KEYS,
@@ -14,7 +15,7 @@ from .agreement import VALUE_DOMAIN, AgreementError, agreement, alpha, pair_agre
 from .labelstudio import AnnotationError, LabelStudioProjects, connect, project_status, review_predictions
 
 __all__ = [
-    "AgreementError", "AnnotationConfig", "AnnotationError", "BLIND_TASK_KEYS", "LABEL_COLUMNS",
+    "AgreementError", "AnnotationConfig", "calibration", "AnnotationError", "BLIND_TASK_KEYS", "LABEL_COLUMNS",
     "LabelStudioProjects", "MODES", "VALUE_DOMAIN", "agreement", "alpha", "audit_draw", "connect", "gold_scores",
     "label_config", "pair_agreement", "project_status", "review_predictions", "task_payload", "verdict",
 ]

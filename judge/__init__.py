@@ -16,7 +16,16 @@ from ._panel import (
     run_panel,
     swap_tasks,
 )
-from ._rubric import CONSTRUCTS, Rubric, load_rubric, render_messages, scale_text, study_rubrics, swap_check_rubrics
+from ._rubric import (
+    CONSTRUCTS,
+    Rubric,
+    load_rubric,
+    render_messages,
+    rubric_bytes,
+    scale_text,
+    study_rubrics,
+    swap_check_rubrics,
+)
 from ._schema import Judgment, JudgmentRecord, Score
 from ._scores import current_judgments, first_draws, judge_scores, of_panel, panel_scores, records_frame
 
@@ -25,6 +34,6 @@ __all__ = [
     "JudgeSettings", "LOG_FILE", "LogState", "RUNS_FILE", "Rubric", "RunSummary", "Score", "Task",
     "current_judgments", "default_panel", "dry_run", "first_draws", "judge_matrix", "judge_report", "judge_scores",
     "load_rubric", "main_tasks", "of_panel", "open_endpoints", "panel_scores", "plan_panel", "records_frame",
-    "render_messages", "retest_matrices", "run_panel", "scale_text", "study_rubrics", "swap_check_rubrics",
+    "render_messages", "retest_matrices", "rubric_bytes", "run_panel", "scale_text", "study_rubrics", "swap_check_rubrics",
     "swap_tasks",
 ]

@@ -7,9 +7,10 @@ import json
 import tomllib
 import warnings
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from empathy_study.shared import CONSTRUCTS, Construct
 
@@ -48,12 +49,41 @@ class Rubric(BaseModel):
         return levels
 
 
-def load_rubric(construct: str, context: list[str] | None = None) -> Rubric:
-    """The packaged rubric of a construct; `context` overrides which texts the rater sees."""
+def rubric_bytes(construct: str, directory: Path | None = None) -> bytes:
+    """The rubric file of a construct: `directory/<construct>.toml` where it exists (a study's own
+    copy), else the packaged one."""
     if construct not in CONSTRUCTS:
         raise JudgeError(f"unknown construct {construct!r}: choose one of {', '.join(CONSTRUCTS)}")
-    data = resources.files("empathy_study.prompts").joinpath(f"{construct}.toml").read_bytes()
-    raw = tomllib.loads(data.decode("utf-8"))
+    if directory is not None and (directory / f"{construct}.toml").is_file():
+        return (directory / f"{construct}.toml").read_bytes()
+    return resources.files("empathy_study.prompts").joinpath(f"{construct}.toml").read_bytes()
+
+
+def load_rubric(construct: str, context: list[str] | None = None, directory: Path | None = None) -> Rubric:
+    """The rubric of a construct (a copy in `directory` replaces the packaged one); `context`
+    overrides which texts the rater sees."""
+    data = rubric_bytes(construct, directory)
+    where = directory / f"{construct}.toml" if directory is not None and (directory / f"{construct}.toml").is_file() \
+        else f"the packaged rubric {construct}"
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+        if raw.get("construct", construct) != construct:
+            raise JudgeError(f"{where}: construct = {raw.get('construct')!r}, expected {construct!r}")
+        return _versioned(raw, data, construct, context)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValidationError, TypeError, KeyError) as exc:
+        raise JudgeError(f"{where} is not a valid rubric: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'file'}: {first['msg']}"
+    if isinstance(exc, KeyError):
+        return f"missing {exc.args[0]!r}"
+    return str(exc)
+
+
+def _versioned(raw: dict, data: bytes, construct: str, context: list[str] | None) -> Rubric:
     suffix = ""
     if context is not None and list(context) != raw["context"]:
         raw["context"] = list(context)
@@ -108,9 +138,11 @@ def render_messages(rubric: Rubric, texts: dict[str, str]) -> list[dict[str, str
     ]
 
 
-def study_rubrics(attachment_context: list[str]) -> dict[str, Rubric]:
-    """The rubric of each construct as a study uses it (attachment's context may be overridden)."""
-    return {"empathy": load_rubric("empathy"), "attachment": load_rubric("attachment", attachment_context)}
+def study_rubrics(attachment_context: list[str], directory: Path | None = None) -> dict[str, Rubric]:
+    """The rubric of each construct as a study uses it: a copy in `directory` (the study's
+    `rubrics/`) replaces the packaged file; attachment's context may be overridden."""
+    return {"empathy": load_rubric("empathy", directory=directory),
+            "attachment": load_rubric("attachment", attachment_context, directory)}
 
 
 def swap_check_rubrics() -> tuple[Rubric, Rubric]:

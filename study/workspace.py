@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from empathy_study.annotation import AnnotationConfig
 from empathy_study.causal import CausalConfig
@@ -15,6 +16,9 @@ from empathy_study.corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FI
 from empathy_study.judge import LOG_FILE, JudgeConfig, JudgeSettings, Rubric, default_panel, study_rubrics
 
 CONFIG_FILE = "study.toml"
+RUBRICS_DIR = "rubrics"  # DIR/rubrics/<construct>.toml replaces the packaged rubric for that study
+CALIBRATION_FILE = "calibration.json"  # the calibration lock, applied by `empathy export`
+SIMULATION_FILE = "simulated.json"  # present only in a study whose labels and judgments were simulated
 
 
 class StudyError(Exception):
@@ -39,6 +43,12 @@ class StudyConfig(BaseModel):
     judges: list[JudgeConfig] = Field(default_factory=default_panel)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     causal: CausalConfig = Field(default_factory=CausalConfig)
+    _root: Path | None = PrivateAttr(None)  # the study directory it was read from (its rubric copies)
+
+    def at(self, root: Path) -> "StudyConfig":
+        """This configuration as the study in `root` uses it (its own rubric copies included)."""
+        self._root = root
+        return self
 
     @field_validator("judges")
     @classmethod
@@ -51,8 +61,9 @@ class StudyConfig(BaseModel):
         return judges
 
     def rubrics(self) -> dict[str, Rubric]:
-        """Each construct's rubric as this study uses it (attachment's context from `[judge]`)."""
-        return study_rubrics(self.judge.attachment_context)
+        """Each construct's rubric as this study uses it: the study's copy `DIR/rubrics/<construct>.toml`
+        where one exists, else the packaged one (attachment's context from `[judge]`)."""
+        return study_rubrics(self.judge.attachment_context, self._root / RUBRICS_DIR if self._root else None)
 
     def prompt_versions(self) -> dict[str, str]:
         """The rubric version per construct that this study's judgments must carry to count."""
@@ -61,6 +72,16 @@ class StudyConfig(BaseModel):
 
 def default_config_text() -> str:
     return resources.files("empathy_study.study").joinpath("study.toml").read_text(encoding="utf-8")
+
+
+def _rooted(read):
+    """A configuration read from a study knows its directory (for the study's rubric copies)."""
+
+    @functools.wraps(read)
+    def config(self: "Workspace") -> StudyConfig:
+        return read(self).at(self.root)
+
+    return config
 
 
 @dataclass(frozen=True)
@@ -123,12 +144,28 @@ class Workspace:
     def estimates(self) -> Path:
         return self.root / "estimates"
 
+    @property
+    def rubrics(self) -> Path:
+        return self.root / RUBRICS_DIR
+
+    def rubric_copy(self, construct: str) -> Path:
+        return self.rubrics / f"{construct}.toml"
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / CALIBRATION_FILE
+
+    @property
+    def simulation(self) -> Path:
+        return self.root / SIMULATION_FILE
+
     def require(self, path: Path, made_by: str) -> Path:
         """The path of a stage's input, or a clear error naming the command that makes it."""
         if not path.exists():
             raise StudyError(f"{path} does not exist yet: run `{made_by}` first")
         return path
 
+    @_rooted
     def config(self) -> StudyConfig:
         """The study's configuration; built-in defaults when the directory has no study.toml."""
         if not self.config_path.exists():
