@@ -255,9 +255,13 @@ def rater_figures(judge, humans, high: float, low: float, *, boot: int = 0, seed
     return figures
 
 
-def ceiling_gap(judge, humans, *, boot: int = 0, seed: int = 0) -> dict:
+def ceiling_gap(judge, humans, *, boot: int = 0, seed: int = 0, cache: dict | None = None) -> dict:
     """Human–human α (the ceiling) and the judge's α on the same units — those with ≥ 2 annotators
-    and a judge score — and the gap ceiling − judge, each with a joint unit-bootstrap interval."""
+    and a judge score — and the gap ceiling − judge, each with a joint unit-bootstrap interval.
+
+    `cache` (a dict the caller keeps) reuses the ceiling's bootstrap draws between judges that
+    scored the same units: the resamples depend only on the units, `boot` and `seed`.
+    """
     judge, humans = np.asarray(judge, dtype=float), np.asarray(humans, dtype=float)
     units = (np.sum(~np.isnan(humans), axis=0) >= 2) & ~np.isnan(judge)
     judge, humans = to_levels(judge[units]), humans[:, units]
@@ -268,11 +272,30 @@ def ceiling_gap(judge, humans, *, boot: int = 0, seed: int = 0) -> dict:
     result = {"n": n, "ceiling": ceiling, "judge": own, "gap": gap, "ceiling_ci": None, "gap_ci": None}
     if boot and gap is not None:
         rng = np.random.default_rng(seed)
-        ceilings, gaps = [], []
-        for _ in range(boot):
-            pick = rng.integers(0, n, n)
-            c, j = human_alpha(humans[:, pick]), judge_alpha(judge[pick], humans[:, pick])
-            ceilings.append(c)
+        picks = [rng.integers(0, n, n) for _ in range(boot)]
+        key = (units.tobytes(), boot, seed)
+        if cache is not None and key in cache:
+            ceilings = cache[key]
+        else:
+            ceilings = [human_alpha(humans[:, pick]) for pick in picks]
+            if cache is not None:
+                cache[key] = ceilings
+        gaps = []
+        for c, pick in zip(ceilings, picks):
+            j = judge_alpha(judge[pick], humans[:, pick])
             gaps.append(c - j if c is not None and j is not None else None)
         result["ceiling_ci"], result["gap_ci"] = _percentile_ci(ceilings, boot), _percentile_ci(gaps, boot)
     return result
+
+
+def human_ceiling(humans, *, boot: int = 0, seed: int = 0) -> dict:
+    """Mean pairwise human–human α on the units with ≥ 2 annotators, with a unit-bootstrap interval."""
+    humans = np.asarray(humans, dtype=float)
+    humans = humans[:, np.sum(~np.isnan(humans), axis=0) >= 2] if humans.size else humans.reshape(0, 0)
+    n = humans.shape[1] if humans.ndim == 2 else 0
+    value = human_alpha(humans) if n >= 2 else None
+    ci = None
+    if boot and value is not None:
+        rng = np.random.default_rng(seed)
+        ci = _percentile_ci([human_alpha(humans[:, rng.integers(0, n, n)]) for _ in range(boot)], boot)
+    return {"n": int(n), "alpha": value, "ci": ci}

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from empathy_study import causal
 from empathy_study.shared import write_json, write_text
-from empathy_study.study.export import read_scored_pairs
+from empathy_study.study.export import read_scored_pairs, validation_note
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import file_sha256, provenance
 from empathy_study.study.workspace import StudyError, Workspace
@@ -58,6 +58,7 @@ def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress:
         upstream=recorded,
         embeddings={"model": causal.default_cache_dir().name, "embedded_now": embedder.embedded},
         semisynthetic=semisynthetic,
+        validation=validation_note(recorded),  # one line: validated by which calibration lock, or never
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "estimates.json", result.to_json())

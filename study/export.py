@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from empathy_study import judge
 from empathy_study.shared import CONSTRUCTS, atomic_path, read_frame
+from empathy_study.study import calibrate
 from empathy_study.study.annotate import gold_columns
 from empathy_study.study.judging import load_sample, scored_counts
 from empathy_study.study.provenance import provenance
@@ -33,6 +34,17 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
     scores = judge.judge_scores(records, config.judges, versions)
     panel = [j.name for j in config.judges]
     table = sample.merge(judge.panel_scores(scores, panel), on="pair_id", how="left")
+    lock = calibrate.read_lock(study)
+    validated: dict[str, dict | None] = {c: None for c in CONSTRUCTS}
+    if lock and lock.get("constructs"):
+        calibrated, applied = calibrate.calibrated_panel(judge.records_frame(records), config, lock)
+        lock_hash = calibrate.lock_sha256(study)
+        for construct, entry in applied.items():
+            # The raw panel mean stays beside the calibrated score it was replaced by.
+            table[f"{construct}_raw"] = table[construct]
+            table = table.drop(columns=[construct, f"{construct}_judges"]).merge(
+                calibrated[["pair_id", construct, f"{construct}_judges"]], on="pair_id", how="left")
+            validated[construct] = validation_record(entry, lock_hash)
     for construct in CONSTRUCTS:
         table[f"{construct}_judges"] = table[f"{construct}_judges"].fillna(0).astype(int)
     gold = gold_columns(study, sample)
@@ -47,7 +59,10 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
         "gold": {c: int(table[f"{c}_gold"].notna().sum()) for c in CONSTRUCTS} if gold is not None else None,
         "rows": int(len(table)),
         "aggregate": "empathy / attachment = mean over the panel's judges of each judge's mean over its samples, "
-                     "only where every judge of the panel scored the pair",
+                     "only where every judge of the panel scored the pair; a construct locked in calibration.json "
+                     "instead holds the locked aggregate of the locked judges' calibrated scores (the raw mean in "
+                     "<construct>_raw)",
+        "validated": validated,
     }
     return table, made_from
 
@@ -62,8 +77,9 @@ class ExportResult:
 def export(study: Workspace) -> ExportResult:
     """Write DIR/scored_pairs.parquet, the input of `empathy estimate`."""
     table, made_from = scored_pairs(study)
-    record = provenance(inputs={"sample": study.sample, **({"judgments": study.judgments} if study.judgments.exists() else {})},
-                        **made_from)
+    inputs = {"sample": study.sample, **({"judgments": study.judgments} if study.judgments.exists() else {}),
+              **({"calibration": study.calibration} if study.calibration.exists() else {})}
+    record = provenance(inputs=inputs, **made_from)
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
                                            TABLE_METADATA_KEY: json.dumps(record, default=str).encode()})
@@ -79,3 +95,44 @@ def read_scored_pairs(path: Path) -> tuple[pd.DataFrame, dict]:
         return frame, {}
     meta = (pq.read_schema(path).metadata or {}).get(TABLE_METADATA_KEY)
     return frame, (json.loads(meta) if meta else {})
+
+
+def validation_record(entry: dict, lock_hash: str) -> dict:
+    """What scored_pairs.parquet says about a construct's validated scores: which lock, judges, evidence."""
+    evidence = entry["evidence"]
+    after = evidence["after_held_out"].get("panel", {})
+    return {
+        "lock_sha256": lock_hash,
+        "locked_at": evidence["locked_at"],
+        "simulated": evidence["simulated"],
+        "judges": [{k: j[k] for k in ("name", "model", "temperature", "rubric_version", "source")} for j in entry["judges"]],
+        "aggregate": entry["aggregate"],
+        "n_gold": evidence["n_gold"],
+        "label_version": evidence["label_version"],
+        "alpha_held_out": after.get("alpha"),
+        "alpha_ci": after.get("ci"),
+        "mae_held_out": after.get("mae"),
+        "ceiling": evidence["ceiling"],
+    }
+
+
+def validation_note(recorded: dict) -> str:
+    """One line on whether a scored-pairs file's scores were validated against human labels, and by what."""
+    validated = recorded.get("validated")
+    if not validated or not any(validated.values()):
+        return ("warning: these scores were never validated against human labels (no calibration lock): "
+                "`empathy calibrate DIR` locks a validated panel, `empathy export DIR` applies it")
+    parts = []
+    for construct, entry in validated.items():
+        if entry is None:
+            parts.append(f"{construct} NOT validated (raw panel mean)")
+            continue
+        alpha, ci = entry.get("alpha_held_out"), entry.get("alpha_ci")
+        figure = f"α {alpha:.2f}" if alpha is not None else "α undefined"
+        figure += f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        judges = "+".join(j["name"] for j in entry["judges"])
+        parts.append(f"{construct} validated ({judges}, {entry['aggregate']['how']}; held-out {figure} on "
+                     f"{entry['n_gold']} gold; locked {entry['locked_at'][:10]}"
+                     f"{'; SIMULATED labels' if entry.get('simulated') else ''})")
+    prefix = "scores: " if all(validated.values()) else "warning: scores only partly validated: "
+    return prefix + "; ".join(parts)

@@ -58,4 +58,5 @@ def estimate(
         result = study.estimate(path, out, config, progress)
     console.print(results_table(result))
     console.print(f"rule: {result.rule}")
+    console.print(result.provenance["validation"], highlight=False, markup=False)
     console.print(f"report: {out / 'report.html'}")

@@ -38,6 +38,16 @@ def init(study_dir: StudyDir) -> None:
 
 @app.command()
 @user_errors
+def calibrate(study_dir: StudyDir) -> None:
+    """Open the calibration app: where the judges disagree with the blind gold labels, rubric edits and
+    re-runs on the gold pairs, isotonic calibration with held-out figures, and the lock `export` applies."""
+    from empathy_study.study.tui import make_app
+
+    make_app(workspace(study_dir)).run()
+
+
+@app.command()
+@user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo study is written.", file_okay=False, resolve_path=True)] = Path("demo-study"),
 ) -> None:

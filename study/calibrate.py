@@ -1,0 +1,541 @@
+"""Stage functions for calibrating the judge panel against the blind gold labels, and its lock.
+
+`load` reads a study once (sample, every judgment of the panel's judges under every rubric
+version, blind audit labels, the lock); `overview`, `disagreements` and `fit` compute what the
+calibration app shows, with the statistics in `annotation.calibration`; `lock` writes
+`DIR/calibration.json`, which `empathy export` applies (`calibrated_panel`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from empathy_study import judge
+from empathy_study.annotation import AgreementError
+from empathy_study.annotation import calibration as stats
+from empathy_study.shared import write_json, write_parquet, write_text
+from empathy_study.study.judging import load_sample
+from empathy_study.study.progress import Progress, Step, quiet
+from empathy_study.study.provenance import provenance
+from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
+
+LOCK_SCHEMA = 1
+PANEL = "panel"
+SOURCES = ("score", "expected_score")
+UNKNOWN_VERSION = "unknown"
+_JUDGMENT_COLUMNS = ["pair_id", "construct", "judge", "model", "temperature", "prompt_version", "sample_index",
+                     "score", "expected_score", "rationale", "cost_usd", "error"]
+_CACHE = ".cache"
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def judgments_frame(study: Workspace) -> pd.DataFrame:
+    """Every record of the judgment log as a frame.
+
+    The log only grows, so a parsed copy is kept in `DIR/.cache/` with the byte offset it covers and
+    the hash of those bytes: the next read parses only what was appended since (a log that was
+    rewritten instead is parsed again from the start).
+    """
+    path = study.judgments
+    if not path.exists():
+        return pd.DataFrame(columns=_JUDGMENT_COLUMNS)
+    cache, meta_path = study.root / _CACHE / "judgments.parquet", study.root / _CACHE / "judgments.json"
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1  # a torn last line is left for the next read
+    head = None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta["offset"] <= end and hashlib.sha256(data[:meta["offset"]]).hexdigest() == meta["sha256"]:
+            head, start = pd.read_parquet(cache), meta["offset"]
+    except (OSError, ValueError, KeyError):
+        head = None
+    if head is None:
+        records = judge.JudgmentLog(path).read().records
+        frame = judge.records_frame(records)[_JUDGMENT_COLUMNS]
+    else:
+        tail = []
+        for line in data[start:end].splitlines():
+            if line.strip():
+                try:
+                    tail.append(judge.JudgmentRecord.model_validate_json(line))
+                except ValueError:
+                    continue  # a torn line (a run killed mid-write), as the log's own reader skips it
+        frame = head if not tail else pd.concat([head, judge.records_frame(tail)[_JUDGMENT_COLUMNS]],
+                                                ignore_index=True)
+    if head is None or len(frame) != len(head):
+        try:
+            write_parquet(cache, frame)
+            write_json(meta_path, {"offset": end, "sha256": hashlib.sha256(data[:end]).hexdigest()})
+        except OSError:
+            pass  # a read-only study is still readable
+    return frame
+
+
+def version_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per pair × construct × judge × rubric version: mean score and expected score over the
+    successful samples, how many items failed for good, and what the calls cost."""
+    keys = ["pair_id", "construct", "judge", "prompt_version"]
+    ok = frame[frame["score"].notna()].drop_duplicates([*keys, "sample_index"], keep="last")
+    scores = ok.groupby(keys, as_index=False).agg(score=("score", "mean"), expected_score=("expected_score", "mean"))
+    items = frame.drop_duplicates([*keys, "sample_index"])[[*keys, "sample_index"]]
+    done = ok[[*keys, "sample_index"]].assign(_ok=True)
+    items = items.merge(done, on=[*keys, "sample_index"], how="left")
+    items["failed"] = items["_ok"].isna()
+    per_pair = items.groupby(keys, as_index=False).agg(items=("failed", "size"), failed=("failed", "sum"))
+    cost = frame.groupby(keys, as_index=False).agg(cost_usd=("cost_usd", lambda c: float(np.nansum(c))))
+    return per_pair.merge(cost, on=keys).merge(scores, on=keys, how="left")
+
+
+def annotation_versions(study: Workspace) -> dict[str, str]:
+    """The rubric version per construct that the annotation state says annotators were shown, if recorded."""
+    if not study.annotation_state.exists():
+        return {}
+    state = json.loads(study.annotation_state.read_text())
+    recorded = state.get("prompt_versions") or state.get("prompt_version") or {}
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def gold_labels(study: Workspace, sample_ids: set[str]) -> pd.DataFrame:
+    """Blind labels of sampled pairs (the audit: gold), with the rubric version the annotators saw.
+
+    Labels without a recorded version take the one in the annotation state, else "unknown": labels
+    made under different texts are never pooled.
+    """
+    columns = ["pair_id", "construct", "annotator", "score", "prompt_version"]
+    if not study.labels.exists():
+        return pd.DataFrame(columns=columns)
+    labels = pd.read_parquet(study.labels)
+    labels = labels[(labels["mode"] == "blind") & labels["pair_id"].isin(sample_ids) & labels["score"].notna()].copy()
+    if "prompt_version" not in labels.columns:
+        labels["prompt_version"] = None
+    fallback = annotation_versions(study)
+    missing = labels["prompt_version"].isna()
+    labels.loc[missing, "prompt_version"] = labels.loc[missing, "construct"].map(fallback).fillna(UNKNOWN_VERSION)
+    labels["score"] = labels["score"].astype(float)
+    return labels[columns].reset_index(drop=True)
+
+
+@dataclass
+class Gold:
+    """The gold labels of one construct under one label version: annotators × units."""
+
+    construct: str
+    label_version: str
+    units: list[str]  # pair ids
+    annotators: list[str]
+    humans: np.ndarray  # annotators × units, NaN = not labelled
+    other_versions: dict[str, int]  # labels under other rubric versions (not pooled)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return stats.gold_mean(self.humans)
+
+
+@dataclass
+class CalibrationData:
+    """What the calibration app reads from a study, once."""
+
+    study: Workspace
+    config: StudyConfig
+    sample: pd.DataFrame  # indexed by pair_id
+    judgments: pd.DataFrame  # the panel's judges (any rubric version)
+    scores: pd.DataFrame  # `version_scores` of `judgments`
+    labels: pd.DataFrame  # blind gold labels
+    versions: dict[str, str]  # the study's current rubric version per construct
+    rubrics: dict[str, judge.Rubric]
+    lock: dict | None
+    simulated: dict | None
+    _gold: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def judges(self) -> list[str]:
+        return [j.name for j in self.config.judges]
+
+    @property
+    def rule(self) -> tuple[float, float]:
+        return float(self.config.causal.treat_high), float(self.config.causal.treat_low)
+
+    def label_versions(self, construct: str) -> list[str]:
+        """Rubric versions under which gold labels of the construct exist, most labels first."""
+        counts = self.labels.loc[self.labels["construct"] == construct, "prompt_version"].value_counts()
+        return [str(v) for v in counts.index]
+
+    def gold(self, construct: str, label_version: str | None = None) -> Gold:
+        versions = self.label_versions(construct)
+        label_version = label_version or (versions[0] if versions else UNKNOWN_VERSION)
+        key = (construct, label_version)
+        if key not in self._gold:
+            own = self.labels[self.labels["construct"] == construct]
+            chosen = own[own["prompt_version"] == label_version]
+            wide = chosen.pivot_table(index="annotator", columns="pair_id", values="score", aggfunc="last")
+            others = own[own["prompt_version"] != label_version]["prompt_version"].value_counts()
+            self._gold[key] = Gold(construct, label_version, [str(c) for c in wide.columns],
+                                   [str(a) for a in wide.index], wide.to_numpy(dtype=float),
+                                   {str(k): int(v) for k, v in others.items()})
+        return self._gold[key]
+
+    def rater_versions(self, construct: str) -> list[tuple[str, str]]:
+        """(judge, rubric version) with scores for the construct: the current version first, then by recency."""
+        own = self.judgments[self.judgments["construct"] == construct]
+        order = own.groupby(["judge", "prompt_version"], sort=False).size().reset_index()[["judge", "prompt_version"]]
+        rows = [(str(j), str(v)) for j, v in order.itertuples(index=False)]
+        current = self.versions[construct]
+        rank = {name: i for i, name in enumerate(self.judges)}
+        return sorted(rows, key=lambda jv: (rank.get(jv[0], 99), jv[1] != current))
+
+    def judge_vector(self, construct: str, name: str, version: str, units: list[str],
+                     source: str = "score") -> np.ndarray:
+        own = self.scores[(self.scores["construct"] == construct) & (self.scores["judge"] == name)
+                          & (self.scores["prompt_version"] == version)]
+        return own.set_index("pair_id")[source].reindex(units).to_numpy(dtype=float)
+
+    def panel_vector(self, construct: str, version: str, units: list[str], names: list[str] | None = None,
+                     source: str = "score") -> np.ndarray:
+        """The unrounded panel mean, only where every judge named scored the pair (as `export` forms it)."""
+        names = names or self.judges
+        matrix = np.column_stack([self.judge_vector(construct, n, version, units, source) for n in names])
+        return np.where(np.isnan(matrix).any(axis=1), np.nan, matrix.mean(axis=1))
+
+
+def load(study: Workspace) -> CalibrationData:
+    """Read a study for calibration: its sample, the panel's judgments under every rubric version, gold labels."""
+    config = study.config()
+    sample = load_sample(study).set_index("pair_id", drop=False)
+    frame = judge.of_panel(judgments_frame(study), config.judges)
+    frame = frame[frame["pair_id"].isin(sample.index)]
+    labels = gold_labels(study, set(sample.index))
+    rubrics = config.rubrics()
+    simulated = json.loads(study.simulation.read_text()) if study.simulation.exists() else None
+    return CalibrationData(study, config, sample, frame.reset_index(drop=True), version_scores(frame), labels,
+                           {c: r.version for c, r in rubrics.items()}, rubrics, read_lock(study), simulated)
+
+
+# ---------------------------------------------------------------------------------------------- overview
+
+
+@dataclass
+class OverviewRow:
+    rater: str  # a judge's name, or "panel"
+    version: str
+    current: bool  # the study's current rubric version
+    locked: bool
+    figures: dict  # `stats.rater_figures`: n, alpha, ci, kappa, mae, bias, confusion, flip
+    fail_rate: float | None
+    cost_per_1k: float | None
+    pairs_scored: int  # pairs of the whole sample this rater scored under this version
+    gap: dict | None = None  # `stats.ceiling_gap`, when computed
+
+
+@dataclass
+class Overview:
+    construct: str
+    gold: Gold
+    rows: list[OverviewRow]
+    ceiling: dict  # human–human α on units with ≥ 2 annotators, and its interval (when bootstrapped)
+
+
+def overview(data: CalibrationData, construct: str, label_version: str | None = None, *, boot: int = 0,
+             seed: int = 0, progress: Progress = quiet) -> Overview:
+    """The matrix of judge (and panel) × rubric version against the gold labels of one construct.
+
+    Point figures are quick; `boot` > 0 adds the intervals (α, the ceiling, the gap), which take
+    seconds on a thousand gold pairs (the app computes them in a worker).
+    """
+    gold = data.gold(construct, label_version)
+    cache: dict = {}
+    high, low = data.rule
+    locked = (data.lock or {}).get("constructs", {}).get(construct)
+    locked_keys = {(j["name"], j["rubric_version"]) for j in locked["judges"]} if locked else set()
+    own = data.scores[data.scores["construct"] == construct]
+    rows = []
+    pairs = data.rater_versions(construct)
+    for name, version in pairs:
+        this = own[(own["judge"] == name) & (own["prompt_version"] == version)]
+        items = int(this["items"].sum())
+        vector = data.judge_vector(construct, name, version, gold.units)
+        rows.append(OverviewRow(
+            name, version, version == data.versions[construct], (name, version) in locked_keys,
+            stats.rater_figures(vector, gold.humans, high, low, boot=boot, seed=seed),
+            float(this["failed"].sum() / items) if items else None,
+            float(this["cost_usd"].sum() / len(this) * 1000) if len(this) else None,
+            int(this["score"].notna().sum())))
+        if boot:
+            rows[-1].gap = stats.ceiling_gap(vector, gold.humans, boot=boot, seed=seed, cache=cache)
+            progress(Step("intervals", len(rows), None))
+    if len(data.judges) > 1:
+        for version in dict.fromkeys(v for _, v in pairs):
+            if not all((name, version) in pairs for name in data.judges):
+                continue
+            vector = data.panel_vector(construct, version, gold.units)
+            members = own[(own["prompt_version"] == version) & own["judge"].isin(data.judges)]
+            items = int(members["items"].sum())
+            whole = data.panel_vector(construct, version, list(data.sample.index))
+            row = OverviewRow(PANEL, version, version == data.versions[construct],
+                              bool(locked) and {(n, version) for n in data.judges} == locked_keys,
+                              stats.rater_figures(vector, gold.humans, high, low, boot=boot, seed=seed),
+                              float(members["failed"].sum() / items) if items else None,
+                              float(members["cost_usd"].sum() / max(members["pair_id"].nunique(), 1) * 1000),
+                              int(np.sum(~np.isnan(whole))))
+            if boot:
+                row.gap = stats.ceiling_gap(vector, gold.humans, boot=boot, seed=seed, cache=cache)
+            rows.append(row)
+    return Overview(construct, gold, rows, stats.human_ceiling(gold.humans, boot=boot, seed=seed))
+
+
+# ---------------------------------------------------------------------------------------------- disagreements
+
+
+def disagreements(data: CalibrationData, construct: str, rater: str = PANEL, version: str | None = None,
+                  label_version: str | None = None) -> pd.DataFrame:
+    """One row per gold pair: its gold score, the rater's score and their difference, model and topic —
+    largest disagreement first."""
+    gold = data.gold(construct, label_version)
+    version = version or data.versions[construct]
+    vector = data.panel_vector(construct, version, gold.units) if rater == PANEL else \
+        data.judge_vector(construct, rater, version, gold.units)
+    frame = pd.DataFrame({"pair_id": gold.units, "gold": gold.mean, "score": vector})
+    frame["difference"] = frame["score"] - frame["gold"]
+    meta = data.sample.reindex(gold.units)
+    for column in ("model", "topic"):
+        frame[column] = meta[column].astype(str).to_numpy() if column in meta.columns else ""
+    frame["annotators"] = np.sum(~np.isnan(gold.humans), axis=0) if len(gold.annotators) else 0
+    order = frame["difference"].abs().fillna(-1).sort_values(ascending=False, kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+@dataclass
+class PairDetail:
+    pair_id: str
+    texts: dict[str, str]  # prompt, response, reply (the ones the rubric shows) and the previous turn
+    annotators: dict[str, float]  # annotator → score
+    judges: list[dict]  # judge, version, score, expected_score, rationale
+
+
+def pair_detail(data: CalibrationData, construct: str, pair_id: str, label_version: str | None = None) -> PairDetail:
+    row = data.sample.loc[pair_id]
+    texts = {name: str(row.get(name) or "") for name in ("prev_response", "prompt", "response", "reply")}
+    labels = data.labels[(data.labels["construct"] == construct) & (data.labels["pair_id"] == pair_id)]
+    gold = data.gold(construct, label_version)
+    labels = labels[labels["prompt_version"] == gold.label_version]
+    own = data.judgments[(data.judgments["construct"] == construct) & (data.judgments["pair_id"] == pair_id)]
+    judged = []
+    for record in own[own["score"].notna()].drop_duplicates(["judge", "prompt_version"], keep="last").itertuples():
+        judged.append({"judge": record.judge, "version": record.prompt_version, "score": record.score,
+                       "expected_score": record.expected_score, "rationale": record.rationale or ""})
+    judged.sort(key=lambda j: (j["judge"], j["version"] != data.versions[construct]))
+    return PairDetail(pair_id, texts, dict(zip(labels["annotator"], labels["score"])), judged)
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+@dataclass
+class CalibrationFit:
+    construct: str
+    version: str  # the rubric version of the judges' scores
+    judges: list[str]
+    source: str  # "score" or "expected_score"
+    how: str  # the aggregate
+    label_version: str
+    units: list[str]  # gold pairs used (every chosen judge scored them)
+    dropped: int  # gold pairs left out because some chosen judge has no value there
+    cross: stats.CrossFit
+    before: dict[str, dict]  # rater (judges, "panel") → figures of the raw scores on `units`
+    after: dict[str, dict]  # the same, held out (cross-fitted by user)
+    ceiling: dict  # human ceiling and the held-out panel's gap to it on the same units
+    coverage: tuple[int, int]  # sample pairs every chosen judge scored under `version`, of all sample pairs
+    arm_change: float | None  # share of those pairs whose arm changes from the raw mean to the calibrated panel
+    folds: int
+    seed: int
+
+
+def fit(data: CalibrationData, construct: str, judges: list[str], *, version: str | None = None,
+        source: str = "score", how: str = "mean", label_version: str | None = None, folds: int = 5, seed: int = 0,
+        boot: int = 0) -> CalibrationFit:
+    """Isotonic maps per judge and the panel aggregate, cross-fitted by user on the gold labels; the
+    before/after figures are on held-out folds only."""
+    if not judges:
+        raise StudyError("choose at least one judge to calibrate")
+    if source not in SOURCES:
+        raise StudyError(f"source must be one of {', '.join(SOURCES)} (got {source!r})")
+    version = version or data.versions[construct]
+    gold = data.gold(construct, label_version)
+    raw = np.column_stack([data.judge_vector(construct, n, version, gold.units, source) for n in judges])
+    for j, name in enumerate(judges):
+        if np.isnan(raw[:, j]).all():
+            what = "expected score (it needs logprobs = true)" if source == "expected_score" else "score"
+            raise StudyError(f"judge {name} has no {what} on the gold pairs of {construct} under rubric {version}")
+    keep = ~np.isnan(raw).any(axis=1) & ~np.isnan(gold.mean)
+    units = [u for u, k in zip(gold.units, keep) if k]
+    raw, humans, target = raw[keep], gold.humans[:, keep], gold.mean[keep]
+    groups = data.sample.reindex(units)["user_id"].astype(str).to_numpy() if "user_id" in data.sample.columns \
+        else np.array(units)
+    try:
+        cross = stats.cross_fit(raw, target, groups, how, folds=folds, seed=seed)
+    except AgreementError as exc:
+        raise StudyError(f"cannot calibrate {construct}: {exc}") from exc
+    high, low = data.rule
+    raw_panel = raw.mean(axis=1)
+    # Intervals (`boot`) for the panel and the ceiling gap only: those are what a lock records.
+    before = {name: stats.rater_figures(raw[:, j], humans, high, low) for j, name in enumerate(judges)}
+    after = {name: stats.rater_figures(cross.held_out_judges[:, j], humans, high, low) for j, name in enumerate(judges)}
+    before[PANEL] = stats.rater_figures(raw_panel, humans, high, low, boot=boot, seed=seed)
+    after[PANEL] = stats.rater_figures(cross.held_out, humans, high, low, boot=boot, seed=seed)
+    whole = np.column_stack([data.judge_vector(construct, n, version, list(data.sample.index), source) for n in judges])
+    scored = ~np.isnan(whole).any(axis=1)
+    calibrated = cross.final.predict(whole[scored]) if scored.any() else np.array([])
+    arm_change = stats.flip_share(whole[scored].mean(axis=1), calibrated, high, low) if scored.any() else None
+    return CalibrationFit(construct, version, list(judges), source, how, gold.label_version, units,
+                          int(len(gold.units) - len(units)), cross, before, after,
+                          stats.ceiling_gap(cross.held_out, humans, boot=boot, seed=seed),
+                          (int(scored.sum()), len(data.sample)), arm_change, folds, seed)
+
+
+# ---------------------------------------------------------------------------------------------- the lock
+
+
+def read_lock(study: Workspace) -> dict | None:
+    if not study.calibration.exists():
+        return None
+    try:
+        lock = json.loads(study.calibration.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise StudyError(f"{study.calibration} is not valid JSON: {exc}") from exc
+    if lock.get("schema_version") != LOCK_SCHEMA:
+        raise StudyError(f"{study.calibration} has lock schema {lock.get('schema_version')}, this version reads "
+                         f"{LOCK_SCHEMA}")
+    return lock
+
+
+def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, now: datetime | None = None) -> Path:
+    """Write the calibration of one construct into DIR/calibration.json (other constructs' locks stay),
+    with its evidence: held-out figures with bootstrap intervals, the ceiling gap, n, the date."""
+    study = data.study
+    identity = {j.name: j for j in data.config.judges}
+    evidence_fit = fit(data, result.construct, result.judges, version=result.version, source=result.source,
+                       how=result.how, label_version=result.label_version, folds=result.folds, seed=result.seed,
+                       boot=boot) if boot else result
+    final = evidence_fit.cross.final
+    entry = {
+        "judges": [{"name": name, "model": identity[name].model, "temperature": float(identity[name].temperature),
+                    "rubric_version": result.version, "source": result.source, "map": final.maps[j].to_json()}
+                   for j, name in enumerate(result.judges)],
+        "aggregate": {"how": result.how,
+                      "weights": dict(zip(result.judges, map(float, final.weights))) if final.weights is not None else None},
+        "evidence": {
+            "locked_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+            "simulated": bool(data.simulated),
+            "label_version": result.label_version,
+            "n_gold": len(result.units),
+            "dropped_gold": result.dropped,
+            "annotators": data.gold(result.construct, result.label_version).annotators,
+            "folds": result.folds, "seed": result.seed, "bootstrap": boot,
+            "grouped_by": "user_id",
+            "before": _json_figures(evidence_fit.before),
+            "after_held_out": _json_figures(evidence_fit.after),
+            "ceiling": evidence_fit.ceiling,
+            "coverage": {"scored": result.coverage[0], "sample": result.coverage[1]},
+            "arm_change": result.arm_change,
+            "treatment_rule": {"high": data.rule[0], "low": data.rule[1]},
+        },
+    }
+    current = read_lock(study) or {"schema_version": LOCK_SCHEMA, "constructs": {}}
+    current["constructs"][result.construct] = entry
+    current["simulated"] = bool(data.simulated) or any(c["evidence"]["simulated"] for c in current["constructs"].values())
+    current["provenance"] = provenance(inputs={"labels": study.labels, "judgments": study.judgments})
+    write_json(study.calibration, current)
+    data.lock = current
+    return study.calibration
+
+
+def _json_figures(figures: dict[str, dict]) -> dict:
+    return {name: {k: v for k, v in f.items()} for name, f in figures.items()}
+
+
+def unlock(study: Workspace, construct: str) -> bool:
+    current = read_lock(study)
+    if not current or construct not in current["constructs"]:
+        return False
+    del current["constructs"][construct]
+    write_json(study.calibration, current)
+    return True
+
+
+def calibrated_panel(frame: pd.DataFrame, config: StudyConfig, lock_data: dict) -> tuple[pd.DataFrame, dict]:
+    """Apply a lock to the judgment records: pair_id → `<construct>`, `<construct>_judges` for each
+    locked construct, and what was applied.
+
+    Only judgments of the locked judges (same name, model and temperature as in the panel now) under
+    the locked rubric version count; a pair gets a calibrated score only where every locked judge has
+    a value, as the raw panel mean does.
+    """
+    panel = {j.name: j for j in config.judges}
+    scores = version_scores(judge.of_panel(frame, config.judges)) if not frame.empty else \
+        pd.DataFrame(columns=["pair_id", "construct", "judge", "prompt_version", "score", "expected_score"])
+    out, applied = None, {}
+    for construct, entry in lock_data.get("constructs", {}).items():
+        columns = []
+        for locked in entry["judges"]:
+            now = panel.get(locked["name"])
+            if now is None or now.model != locked["model"] or float(now.temperature) != locked["temperature"]:
+                raise StudyError(f"the calibration lock of {construct} names judge {locked['name']} "
+                                 f"({locked['model']}, temperature {locked['temperature']}), which is not in the "
+                                 "panel of study.toml as locked: lock again in `empathy calibrate` or remove "
+                                 "calibration.json")
+            own = scores[(scores["construct"] == construct) & (scores["judge"] == locked["name"])
+                         & (scores["prompt_version"] == locked["rubric_version"])]
+            mapped = stats.IsotonicMap.from_json(locked["map"]).apply(own[locked["source"]].to_numpy(dtype=float))
+            columns.append(pd.Series(mapped, index=own["pair_id"].to_numpy(), name=locked["name"]))
+        wide = pd.concat(columns, axis=1)
+        weights = entry["aggregate"]["weights"]
+        complete = wide.notna().all(axis=1)
+        values = stats.aggregate(wide[complete].to_numpy(), entry["aggregate"]["how"],
+                                 [weights[n] for n in wide.columns] if weights else None)
+        result = pd.DataFrame({"pair_id": wide.index, construct: np.nan, f"{construct}_judges": wide.notna().sum(axis=1).to_numpy()})
+        result.loc[complete.to_numpy(), construct] = values
+        out = result if out is None else out.merge(result, on="pair_id", how="outer")
+        applied[construct] = entry
+    return (out if out is not None else pd.DataFrame(columns=["pair_id"])), applied
+
+
+def lock_sha256(study: Workspace) -> str:
+    return hashlib.sha256(study.calibration.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- rubric copies
+
+
+def rubric_text(study: Workspace, construct: str) -> str:
+    """The rubric file the study uses for a construct: its own copy, else the packaged file."""
+    return judge.rubric_bytes(construct, study.rubrics).decode("utf-8")
+
+
+def save_rubric(study: Workspace, construct: str, text: str) -> judge.Rubric:
+    """Check an edited rubric and write it as the study's copy; returns it with its (new) version."""
+    config = study.config()
+    context = config.judge.attachment_context if construct == "attachment" else None
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / f"{construct}.toml").write_text(text, encoding="utf-8")
+        try:
+            judge.load_rubric(construct, context, Path(scratch))
+        except judge.JudgeError as exc:
+            raise StudyError(str(exc).replace(str(Path(scratch) / f"{construct}.toml"), "the edited rubric")) from exc
+    study.rubrics.mkdir(parents=True, exist_ok=True)
+    write_text(study.rubric_copy(construct), text)
+    return study.config().rubrics()[construct]
+
+
+def gold_pairs(data: CalibrationData) -> list[str]:
+    """Every pair with a gold label of either construct (what a rubric run judges)."""
+    return sorted(set(data.labels["pair_id"]))
+
