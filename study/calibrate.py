@@ -74,6 +74,7 @@ def judgments_frame(study: Workspace) -> pd.DataFrame:
                                                 ignore_index=True)
     if head is None or len(frame) != len(head):
         try:
+            cache.parent.mkdir(exist_ok=True)
             write_parquet(cache, frame)
             write_json(meta_path, {"offset": end, "sha256": hashlib.sha256(data[:end]).hexdigest()})
         except OSError:
