@@ -117,8 +117,8 @@ def gold_labels(study: Workspace, sample_ids: set[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     labels = pd.read_parquet(study.labels)
     labels = labels[(labels["mode"] == "blind") & labels["pair_id"].isin(sample_ids) & labels["score"].notna()].copy()
-    if "prompt_version" not in labels.columns:
-        labels["prompt_version"] = None
+    labels["prompt_version"] = (labels["prompt_version"] if "prompt_version" in labels.columns else None)
+    labels["prompt_version"] = labels["prompt_version"].astype(object)
     fallback = annotation_versions(study)
     missing = labels["prompt_version"].isna()
     labels.loc[missing, "prompt_version"] = labels.loc[missing, "construct"].map(fallback).fillna(UNKNOWN_VERSION)
