@@ -52,7 +52,7 @@ class CalibrateApp(App):
     def on_mount(self) -> None:
         self.title = f"empathy calibrate · {self.data.config.study.name}"
         if self.data.simulated:
-            self.sub_title = "SIMULATED annotators and judges"
+            self.sub_title = "SIMULATED"  # annotators and judges drawn from a planted truth
         else:
             self.sub_title = str(self.data.study.root)
         self.switch_mode("overview")

@@ -355,10 +355,10 @@ class RubricScreen(StudyScreen):
 
     BINDINGS = [
         Binding("e", "edit", "Edit"),
-        Binding("escape", "done", "Done editing", priority=True),
-        Binding("ctrl+s", "save", "Save copy", priority=True),
-        Binding("ctrl+r", "run", "Run on gold", priority=True),
-        Binding("ctrl+t", "stop", "Stop run", priority=True),
+        Binding("escape", "done", "Done", priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+r", "run", "Run gold", priority=True),
+        Binding("ctrl+t", "stop", "Stop", priority=True),
     ]
 
     def __init__(self) -> None:
@@ -394,6 +394,7 @@ class RubricScreen(StudyScreen):
         self.describe()
 
     def on_mount(self) -> None:
+        self.query_one("#progress", ProgressBar).display = False  # shown once a run reports progress
         self.query_one("#judge-list", SelectionList).focus()
 
     def action_edit(self) -> None:
@@ -468,6 +469,7 @@ class RubricScreen(StudyScreen):
     def on_run_progress(self, message: RunProgress) -> None:
         step = message.step
         bar = self.query_one("#progress", ProgressBar)
+        bar.display = True
         bar.update(total=step.total, progress=step.done)
         counters = "  ".join(f"{k.replace('_', ' ')} {v:,.4g}" for k, v in step.counters.items())
         self.query_one("#counters", Static).update(f"{step.name}: {step.done}/{step.total or '?'}  {counters}")
