@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import nnls
+from sklearn import config_context
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import GroupKFold
@@ -206,7 +207,8 @@ def judge_kappa(judge, humans) -> float | None:
         both = ~np.isnan(judge) & ~np.isnan(row)
         if both.sum() < 2 or np.unique(np.concatenate([judge[both], row[both]])).size < 2:
             continue
-        with warnings.catch_warnings():
+        # sklearn's argument checks cost more than κ itself here; the inputs are checked integer levels
+        with warnings.catch_warnings(), config_context(skip_parameter_validation=True, assume_finite=True):
             warnings.simplefilter("ignore", RuntimeWarning)
             found.append(float(cohen_kappa_score(judge[both].astype(int), row[both].astype(int), weights="quadratic",
                                                  labels=VALUE_DOMAIN)))

@@ -82,6 +82,16 @@ def judgments_frame(study: Workspace) -> pd.DataFrame:
     return frame
 
 
+def panel_judgments(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """The judgments of the panel's judges under any rubric version (`judge.of_panel`, asked once per
+    distinct identity rather than once per record)."""
+    identity = ["judge", "model", "temperature"]
+    if frame.empty:
+        return frame
+    kept = judge.of_panel(frame[identity].drop_duplicates(), config.judges)
+    return frame.merge(kept, on=identity, how="inner")
+
+
 def version_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Per pair × construct × judge × rubric version: mean score and expected score over the
     successful samples, how many items failed for good, and what the calls cost."""
@@ -93,7 +103,7 @@ def version_scores(frame: pd.DataFrame) -> pd.DataFrame:
     items = items.merge(done, on=[*keys, "sample_index"], how="left")
     items["failed"] = items["_ok"].isna()
     per_pair = items.groupby(keys, as_index=False).agg(items=("failed", "size"), failed=("failed", "sum"))
-    cost = frame.groupby(keys, as_index=False).agg(cost_usd=("cost_usd", lambda c: float(np.nansum(c))))
+    cost = frame.groupby(keys, as_index=False).agg(cost_usd=("cost_usd", "sum"))  # NaN (unpriced) counts 0
     return per_pair.merge(cost, on=keys).merge(scores, on=keys, how="left")
 
 
@@ -116,7 +126,8 @@ def gold_labels(study: Workspace, sample_ids: set[str]) -> pd.DataFrame:
     if not study.labels.exists():
         return pd.DataFrame(columns=columns)
     labels = pd.read_parquet(study.labels)
-    labels = labels[(labels["mode"] == "blind") & labels["pair_id"].isin(sample_ids) & labels["score"].notna()].copy()
+    in_sample = pd.Index(list(sample_ids)).get_indexer(labels["pair_id"]) >= 0
+    labels = labels[(labels["mode"] == "blind").to_numpy() & in_sample & labels["score"].notna().to_numpy()].copy()
     labels["prompt_version"] = (labels["prompt_version"] if "prompt_version" in labels.columns else None)
     labels["prompt_version"] = labels["prompt_version"].astype(object)
     fallback = annotation_versions(study)
@@ -196,9 +207,14 @@ class CalibrationData:
 
     def judge_vector(self, construct: str, name: str, version: str, units: list[str],
                      source: str = "score") -> np.ndarray:
-        own = self.scores[(self.scores["construct"] == construct) & (self.scores["judge"] == name)
-                          & (self.scores["prompt_version"] == version)]
-        return own.set_index("pair_id")[source].reindex(units).to_numpy(dtype=float)
+        """A judge's score (or expected score) under a rubric version for the given pairs, NaN where missing."""
+        if not hasattr(self, "_by_rater"):
+            self._by_rater = {key: own.set_index("pair_id")[["score", "expected_score"]]
+                              for key, own in self.scores.groupby(["construct", "judge", "prompt_version"])}
+        own = self._by_rater.get((construct, name, version))
+        if own is None:
+            return np.full(len(units), np.nan)
+        return own[source].reindex(units).to_numpy(dtype=float)
 
     def panel_vector(self, construct: str, version: str, units: list[str], names: list[str] | None = None,
                      source: str = "score") -> np.ndarray:
@@ -212,8 +228,8 @@ def load(study: Workspace) -> CalibrationData:
     """Read a study for calibration: its sample, the panel's judgments under every rubric version, gold labels."""
     config = study.config()
     sample = load_sample(study).set_index("pair_id", drop=False)
-    frame = judge.of_panel(judgments_frame(study), config.judges)
-    frame = frame[frame["pair_id"].isin(sample.index)]
+    frame = panel_judgments(judgments_frame(study), config)
+    frame = frame[sample.index.get_indexer(frame["pair_id"]) >= 0]
     labels = gold_labels(study, set(sample.index))
     rubrics = config.rubrics()
     simulated = json.loads(study.simulation.read_text()) if study.simulation.exists() else None
@@ -325,10 +341,16 @@ class PairDetail:
 def pair_detail(data: CalibrationData, construct: str, pair_id: str, label_version: str | None = None) -> PairDetail:
     row = data.sample.loc[pair_id]
     texts = {name: str(row.get(name) or "") for name in ("prev_response", "prompt", "response", "reply")}
-    labels = data.labels[(data.labels["construct"] == construct) & (data.labels["pair_id"] == pair_id)]
+    if not hasattr(data, "_labels_by_pair"):
+        data._labels_by_pair = data.labels.groupby("pair_id").indices
+    labels = data.labels.iloc[data._labels_by_pair.get(pair_id, [])]
+    labels = labels[labels["construct"] == construct]
     gold = data.gold(construct, label_version)
     labels = labels[labels["prompt_version"] == gold.label_version]
-    own = data.judgments[(data.judgments["construct"] == construct) & (data.judgments["pair_id"] == pair_id)]
+    if not hasattr(data, "_by_pair"):
+        data._by_pair = data.judgments.groupby("pair_id").indices
+    own = data.judgments.iloc[data._by_pair.get(pair_id, [])]
+    own = own[own["construct"] == construct]
     judged = []
     for record in own[own["score"].notna()].drop_duplicates(["judge", "prompt_version"], keep="last").itertuples():
         judged.append({"judge": record.judge, "version": record.prompt_version, "score": record.score,
@@ -481,7 +503,7 @@ def calibrated_panel(frame: pd.DataFrame, config: StudyConfig, lock_data: dict) 
     a value, as the raw panel mean does.
     """
     panel = {j.name: j for j in config.judges}
-    scores = version_scores(judge.of_panel(frame, config.judges)) if not frame.empty else \
+    scores = version_scores(panel_judgments(frame, config)) if not frame.empty else \
         pd.DataFrame(columns=["pair_id", "construct", "judge", "prompt_version", "score", "expected_score"])
     out, applied = None, {}
     for construct, entry in lock_data.get("constructs", {}).items():

@@ -230,7 +230,9 @@ class DisagreementsScreen(StudyScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#pairs", DataTable).add_columns("pair", "model", "topic", "gold", "score", "Δ", "ann")
+        table = self.query_one("#pairs", DataTable)
+        table.add_column("pair", width=12, key="pair")  # the whole pair id, shown cut to 12 characters
+        table.add_columns("model", "topic", "gold", "score", "Δ", "ann")
 
     def raters(self) -> list[str]:
         return ([calibrate.PANEL] if len(self.data.judges) > 1 else []) + self.data.judges
@@ -254,7 +256,8 @@ class DisagreementsScreen(StudyScreen):
         self.cycle("version", self.versions())
 
     def action_sort(self) -> None:
-        self.cycle("sort", list(SORTS))
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.apply_sort()
 
     def action_model(self) -> None:
         self.cycle("model", [None, *sorted(self.frame["model"].unique())])
@@ -269,31 +272,47 @@ class DisagreementsScreen(StudyScreen):
         self.show_rows()
 
     def show_rows(self) -> None:
+        """Recompute (a new construct, rater or rubric) or refilter, then redraw the rows."""
         construct = self.app.construct
         if self.version not in self.versions():
             self.version = self.versions()[0]
-        self.frame = calibrate.disagreements(self.data, construct, self.rater, self.version)
+        key = (self.app.generation, construct, self.rater, self.version)
+        if getattr(self, "frame_key", None) != key:  # a filter reuses the computed frame
+            self.frame, self.frame_key = calibrate.disagreements(self.data, construct, self.rater, self.version), key
         shown = self.frame
         if self.model is not None:
             shown = shown[shown["model"] == self.model]
         if self.topic is not None:
             shown = shown[shown["topic"] == self.topic]
-        if self.sort == "Δ":
-            shown = shown.sort_values("difference", kind="stable", na_position="last")
-        elif self.sort in ("gold", "score"):
-            shown = shown.sort_values(self.sort, ascending=False, kind="stable", na_position="last")
-        elif self.sort == "pair":
-            shown = shown.sort_values("pair_id", kind="stable")
-        self.query_one("#context", Static).update(Text(
-            f"{construct.upper()} · {self.rater} @ {short_version(self.version)} · sort {self.sort} · "
-            f"model {self.model or 'all'} · topic {self.topic or 'all'} · {len(shown)} of {len(self.frame)} gold pairs"))
+        self.shown_count = len(shown)
         table = self.query_one("#pairs", DataTable)
         table.clear()
-        table.add_rows([(r.pair_id[:12], str(r.model)[:14], str(r.topic)[:14], number(r.gold, 1), number(r.score, 1),
-                         number(r.difference, 1, signed=True), str(r.annotators))
-                        for r in shown.itertuples()])
-        self.pair_ids = list(shown["pair_id"])
+        table.add_rows([(r.pair_id, str(r.model)[:14], str(r.topic)[:14], number(r.gold, 1), number(r.score, 1),
+                         number(r.difference, 1, signed=True), str(r.annotators)) for r in shown.itertuples()],
+                       )
+        self.apply_sort()
+
+    def sort_key(self):
+        """The current sort as a key on a row's pair id: unscored pairs last, ties by pair id."""
+        frame = self.frame.set_index("pair_id")
+        far = float("inf")
+        if self.sort == "pair":
+            return lambda pair_id: pair_id
+        values = {"|Δ|": -frame["difference"].abs(), "Δ": frame["difference"], "gold": -frame["gold"],
+                  "score": -frame["score"]}[self.sort].fillna(far).to_dict()
+        return lambda pair_id: (values[pair_id], pair_id)
+
+    def apply_sort(self) -> None:
+        """Re-sort in place (DataTable's own sort: the rows are not rebuilt)."""
+        table = self.query_one("#pairs", DataTable)
+        table.sort("pair", key=self.sort_key())
+        self.pair_ids = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        self.query_one("#context", Static).update(Text(
+            f"{self.app.construct.upper()} · {self.rater} @ {short_version(self.version)} · sort {self.sort} · "
+            f"model {self.model or 'all'} · topic {self.topic or 'all'} · {self.shown_count} of {len(self.frame)} "
+            "gold pairs"))
         if self.pair_ids:
+            table.move_cursor(row=0)
             self.show_pair(self.pair_ids[0])
         else:
             self.query_one("#pair-text", Static).update("no gold pair matches")
