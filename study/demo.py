@@ -8,10 +8,12 @@ import pandas as pd
 from rich.table import Table
 
 from empathy_study import annotation, causal, corpus, study
+from empathy_study.study import calibrate, simulated
 from empathy_study.study.cli import corpus as corpus_cli
 from empathy_study.study.cli import judge as judge_cli
 from empathy_study.study.cli._common import console, progress_display
 from empathy_study.study.cli.estimate import results_table
+from empathy_study.study.tui.screens import number
 from empathy_study.study.workspace import Workspace
 
 DEMO_SAMPLE = 12  # the local judge takes 4-6 s a call on 2 cores: this keeps the demo to minutes
@@ -19,6 +21,8 @@ DEMO_SEED = 0
 DEMO_SWAP_CHECK = 4  # attachment pairs re-judged with the response shown / swapped
 PLANTED_PAIRS = 3_000
 MIN_ARM = 20  # treated and control pairs needed before the demo estimates on judged scores
+CALIBRATION_DIR = "calibration-simulated"
+CALIBRATION_PAIRS, CALIBRATION_GOLD = 600, 150
 
 
 def run_demo(out: Path) -> None:
@@ -51,7 +55,12 @@ def run_demo(out: Path) -> None:
     estimate_judged(demo)
     console.rule("6 · causal estimates on a semi-synthetic study (real text, planted effect)")
     planted_study(out / "semisynthetic")
+    console.rule("7 · calibration: the judges against (SIMULATED) annotators, in the terminal app")
+    calibration = calibration_study(demo, out / CALIBRATION_DIR)
     console.print(f"\nThe demo study is in {out}")
+    if demo.labels.exists():
+        console.print(f"Calibrate its judges against your annotators: `empathy calibrate {demo.root}`")
+    console.print(f"Open the calibration app on the simulated study: `empathy calibrate {calibration.root}`")
 
 
 def push_to_label_studio(demo: Workspace) -> None:
@@ -117,3 +126,24 @@ def planted_study(out: Path) -> None:
         table.add_row(f"{r.method} · {r.estimand}", f"{r.estimate:+.3f}", f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", target)
     console.print(table)
     console.print(f"report: {out / 'estimates' / 'report.html'}")
+
+
+def calibration_study(demo: Workspace, out: Path) -> Workspace:
+    """Real turn-pairs of the demo's corpus with SIMULATED annotators and judges (a planted truth):
+    something to calibrate before anyone has labelled anything."""
+    pairs = pd.read_parquet(demo.turn_pairs)
+    made = simulated.simulated_study(out, pairs, n=min(CALIBRATION_PAIRS, len(pairs)), gold=CALIBRATION_GOLD,
+                                     seed=DEMO_SEED)
+    data = calibrate.load(made)
+    table = Table(title="SIMULATED judges against SIMULATED annotators (empathy, current rubric)", title_justify="left")
+    for column in ("judge", "α", "MAE", "bias", "n gold"):
+        table.add_column(column)
+    view = calibrate.overview(data, "empathy")
+    for row in view.rows:
+        if row.current:
+            f = row.figures
+            table.add_row(row.rater, *(number(f[k]) for k in ("alpha", "mae")), number(f["bias"], signed=True), str(f["n"]))
+    console.print(table)
+    console.print(f"human ceiling α {number(view.ceiling['alpha'])} on {view.ceiling['n']} pairs with two annotators; "
+                  "how it was simulated: " + str(made.simulation))
+    return made
