@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/matching_scale.py
 	$(BIN)/python bench/judge_throughput.py
 	$(BIN)/python bench/coverage.py
+	$(BIN)/python bench/tui_speed.py
 
 # A fresh resolve of pyproject.toml in a throw-away virtualenv, frozen into constraints.txt.
 # Run it, then `make test`, and commit constraints.txt only if the tests pass.

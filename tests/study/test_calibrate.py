@@ -162,3 +162,15 @@ def test_the_parsed_log_is_reused_and_extended_only_by_what_was_appended(simulat
     simulated_study.judgments.write_text("".join(lines[:1] + lines[2:]))
     third = calibrate.judgments_frame(simulated_study)
     assert len(third) == len(first)
+
+
+def test_a_simulated_study_says_so_everywhere(simulated_study):
+    labels = pd.read_parquet(simulated_study.labels)
+    assert labels["simulated"].all() and labels["annotator"].str.startswith("simulated-annotator-").all()
+    assert json.loads(simulated_study.simulation.read_text())["simulated"] is True
+    records = judge.JudgmentLog(simulated_study.judgments).read().records
+    assert all(r.rationale.startswith("SIMULATED") and r.model.startswith("simulated/") for r in records)
+    assert pd.read_parquet(simulated_study.sample)["simulated"].all()
+    data = calibrate.load(simulated_study)
+    calibrate.lock(data, calibrate.fit(data, "empathy", ["sim-low"]), boot=0)
+    assert json.loads(simulated_study.calibration.read_text())["constructs"]["empathy"]["evidence"]["simulated"] is True
