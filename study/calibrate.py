@@ -11,18 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from empathy_study import judge
 from empathy_study.annotation import AgreementError
 from empathy_study.annotation import calibration as stats
 from empathy_study.shared import write_json, write_parquet, write_text
-from empathy_study.study.judging import load_sample
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import provenance
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
@@ -168,6 +169,8 @@ class CalibrationData:
     lock: dict | None
     simulated: dict | None
     _gold: dict = field(default_factory=dict, repr=False)
+    _texts: dict | None = field(default=None, repr=False)
+    _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def judges(self) -> list[str]:
@@ -176,6 +179,26 @@ class CalibrationData:
     @property
     def rule(self) -> tuple[float, float]:
         return float(self.config.causal.treat_high), float(self.config.causal.treat_low)
+
+    def texts(self, pair_id: str) -> dict[str, str]:
+        """A pair's texts. The first call reads them for every gold pair at once (the pairs the app
+        shows); another pair is read on its own."""
+        with self._texts_lock:
+            if self._texts is None:
+                self._texts = self._read_texts(sorted(set(self.labels["pair_id"])))
+            if pair_id not in self._texts:
+                self._texts.update(self._read_texts([pair_id]))
+            return self._texts.get(pair_id, dict.fromkeys(TEXTS, ""))
+
+    def _read_texts(self, pair_ids: list[str]) -> dict[str, dict[str, str]]:
+        path = self.study.sample
+        present = [c for c in TEXTS if c in pq.read_schema(path).names]
+        table = pq.read_table(path, columns=["pair_id", *present], filters=[("pair_id", "in", pair_ids)]) \
+            if pair_ids else None
+        if table is None or table.num_rows == 0:
+            return {}
+        frame = table.to_pandas()
+        return {str(row["pair_id"]): {c: str(row.get(c) or "") for c in TEXTS} for row in frame.to_dict("records")}
 
     def label_versions(self, construct: str) -> list[str]:
         """Rubric versions under which gold labels of the construct exist, most labels first."""
@@ -224,10 +247,22 @@ class CalibrationData:
         return np.where(np.isnan(matrix).any(axis=1), np.nan, matrix.mean(axis=1))
 
 
+TEXTS = ("prev_response", "prompt", "response", "reply")
+
+
+def read_sample(study: Workspace) -> pd.DataFrame:
+    """The sample without its texts (most of the file's bytes): those are read when a pair is shown."""
+    path = study.require(study.sample, f"empathy corpus sample {study.root} --n N")
+    columns = [c for c in pq.read_schema(path).names if c not in TEXTS]
+    if "pair_id" not in columns:
+        raise StudyError(f"{path} has no pair_id column")
+    return pd.read_parquet(path, columns=columns).set_index("pair_id", drop=False)
+
+
 def load(study: Workspace) -> CalibrationData:
     """Read a study for calibration: its sample, the panel's judgments under every rubric version, gold labels."""
     config = study.config()
-    sample = load_sample(study).set_index("pair_id", drop=False)
+    sample = read_sample(study)
     frame = panel_judgments(judgments_frame(study), config)
     frame = frame[sample.index.get_indexer(frame["pair_id"]) >= 0]
     labels = gold_labels(study, set(sample.index))
@@ -339,8 +374,7 @@ class PairDetail:
 
 
 def pair_detail(data: CalibrationData, construct: str, pair_id: str, label_version: str | None = None) -> PairDetail:
-    row = data.sample.loc[pair_id]
-    texts = {name: str(row.get(name) or "") for name in ("prev_response", "prompt", "response", "reply")}
+    texts = data.texts(pair_id)
     if not hasattr(data, "_labels_by_pair"):
         data._labels_by_pair = data.labels.groupby("pair_id").indices
     labels = data.labels.iloc[data._labels_by_pair.get(pair_id, [])]

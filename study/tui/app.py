@@ -56,6 +56,14 @@ class CalibrateApp(App):
         else:
             self.sub_title = str(self.data.study.root)
         self.switch_mode("overview")
+        self.prefetch()
+
+    @work(thread=True, group="prefetch")
+    def prefetch(self) -> None:
+        """Read the gold pairs' texts while the overview is on screen (the disagreements screen shows them)."""
+        data = self.data
+        if len(data.labels):
+            data.texts(str(data.labels["pair_id"].iloc[0]))
 
     def action_show(self, mode: str) -> None:
         self.switch_mode(mode)

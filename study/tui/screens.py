@@ -146,6 +146,15 @@ class OverviewScreen(StudyScreen):
 
     def show(self, overview: calibrate.Overview, intervals: bool) -> None:
         gold, ceiling = overview.gold, overview.ceiling
+        if not gold.units:
+            root = self.data.study.root
+            self.query_one("#context", Static).update(Text(
+                f"{overview.construct.upper()} · no blind gold labels yet: `empathy annotate push {root}`, label the "
+                f"audit sample in Label Studio, then `empathy annotate pull {root}`"))
+            self.query_one("#matrix", DataTable).clear()
+            self.rows = {}
+            self.query_one("#detail", Static).update("")
+            return
         lines = [f"{overview.construct.upper()} · gold: {len(gold.units)} pairs, {len(gold.annotators)} annotators, "
                  f"labels under rubric {short_version(gold.label_version)}"
                  + (f" (+{sum(gold.other_versions.values())} labels under other versions, not pooled)"
