@@ -18,14 +18,11 @@
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import nnls
-from sklearn import config_context
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import GroupKFold
 
 from .agreement import VALUE_DOMAIN, AgreementError, alpha
@@ -199,6 +196,20 @@ def human_alpha(humans) -> float | None:
     return _mean([_pair_alpha(humans[i], humans[j]) for i, j in itertools.combinations(range(len(humans)), 2)])
 
 
+def quadratic_kappa(a, b) -> float | None:
+    """Cohen's κ with quadratic weights over the levels 1..7 (as scikit-learn's `cohen_kappa_score(...,
+    weights="quadratic", labels=1..7)`, without its per-call argument checks; tested against it)."""
+    a, b = np.asarray(a, dtype=int) - 1, np.asarray(b, dtype=int) - 1
+    k = len(VALUE_DOMAIN)
+    observed = np.zeros((k, k))
+    np.add.at(observed, (a, b), 1)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    levels = np.arange(k)
+    weights = (levels[:, None] - levels[None, :]) ** 2
+    disagreement = (weights * expected).sum()
+    return None if disagreement == 0 else float(1 - (weights * observed).sum() / disagreement)
+
+
 def judge_kappa(judge, humans) -> float | None:
     """Mean quadratic-weighted κ of a judge with each annotator."""
     judge = to_levels(judge)
@@ -207,11 +218,7 @@ def judge_kappa(judge, humans) -> float | None:
         both = ~np.isnan(judge) & ~np.isnan(row)
         if both.sum() < 2 or np.unique(np.concatenate([judge[both], row[both]])).size < 2:
             continue
-        # sklearn's argument checks cost more than κ itself here; the inputs are checked integer levels
-        with warnings.catch_warnings(), config_context(skip_parameter_validation=True, assume_finite=True):
-            warnings.simplefilter("ignore", RuntimeWarning)
-            found.append(float(cohen_kappa_score(judge[both].astype(int), row[both].astype(int), weights="quadratic",
-                                                 labels=VALUE_DOMAIN)))
+        found.append(quadratic_kappa(judge[both], row[both]))
     return _mean(found)
 
 

@@ -35,6 +35,7 @@ UNKNOWN_VERSION = "unknown"
 _JUDGMENT_COLUMNS = ["pair_id", "construct", "judge", "model", "temperature", "prompt_version", "sample_index",
                      "score", "expected_score", "rationale", "cost_usd", "error"]
 _CACHE = ".cache"
+_KEY_COLUMNS = ("pair_id", "construct", "judge", "model", "prompt_version")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -73,6 +74,7 @@ def judgments_frame(study: Workspace) -> pd.DataFrame:
                     continue  # a torn line (a run killed mid-write), as the log's own reader skips it
         frame = head if not tail else pd.concat([head, judge.records_frame(tail)[_JUDGMENT_COLUMNS]],
                                                 ignore_index=True)
+    frame = frame.astype({column: "category" for column in _KEY_COLUMNS})  # few distinct values: fast groupbys
     if head is None or len(frame) != len(head):
         try:
             cache.parent.mkdir(exist_ok=True)
@@ -97,15 +99,17 @@ def version_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Per pair × construct × judge × rubric version: mean score and expected score over the
     successful samples, how many items failed for good, and what the calls cost."""
     keys = ["pair_id", "construct", "judge", "prompt_version"]
+    group = {"observed": True, "sort": False, "as_index": False}
     ok = frame[frame["score"].notna()].drop_duplicates([*keys, "sample_index"], keep="last")
-    scores = ok.groupby(keys, as_index=False).agg(score=("score", "mean"), expected_score=("expected_score", "mean"))
+    scores = ok.groupby(keys, **group).agg(score=("score", "mean"), expected_score=("expected_score", "mean"))
     items = frame.drop_duplicates([*keys, "sample_index"])[[*keys, "sample_index"]]
     done = ok[[*keys, "sample_index"]].assign(_ok=True)
     items = items.merge(done, on=[*keys, "sample_index"], how="left")
     items["failed"] = items["_ok"].isna()
-    per_pair = items.groupby(keys, as_index=False).agg(items=("failed", "size"), failed=("failed", "sum"))
-    cost = frame.groupby(keys, as_index=False).agg(cost_usd=("cost_usd", "sum"))  # NaN (unpriced) counts 0
-    return per_pair.merge(cost, on=keys).merge(scores, on=keys, how="left")
+    per_pair = items.groupby(keys, **group).agg(items=("failed", "size"), failed=("failed", "sum"))
+    cost = frame.groupby(keys, **group).agg(cost_usd=("cost_usd", "sum"))  # NaN (unpriced) counts 0
+    table = per_pair.merge(cost, on=keys).merge(scores, on=keys, how="left")
+    return table.astype({k: str for k in keys})
 
 
 def annotation_versions(study: Workspace) -> dict[str, str]:
@@ -232,12 +236,13 @@ class CalibrationData:
                      source: str = "score") -> np.ndarray:
         """A judge's score (or expected score) under a rubric version for the given pairs, NaN where missing."""
         if not hasattr(self, "_by_rater"):
-            self._by_rater = {key: own.set_index("pair_id")[["score", "expected_score"]]
-                              for key, own in self.scores.groupby(["construct", "judge", "prompt_version"])}
-        own = self._by_rater.get((construct, name, version))
-        if own is None:
+            self._by_rater = self.scores.groupby(["construct", "judge", "prompt_version"], sort=False).indices
+            self._columns = {c: self.scores[c].to_numpy(dtype=float) for c in SOURCES}
+            self._pair_ids = self.scores["pair_id"].to_numpy(dtype=object)
+        rows = self._by_rater.get((construct, name, version))
+        if rows is None:
             return np.full(len(units), np.nan)
-        return own[source].reindex(units).to_numpy(dtype=float)
+        return pd.Series(self._columns[source][rows], index=self._pair_ids[rows]).reindex(units).to_numpy(dtype=float)
 
     def panel_vector(self, construct: str, version: str, units: list[str], names: list[str] | None = None,
                      source: str = "score") -> np.ndarray:
