@@ -408,8 +408,12 @@ class RubricScreen(StudyScreen):
 
     def refresh_view(self) -> None:
         previous = getattr(self, "editing", None)
-        if previous is not None:
-            self.drafts[previous] = self.query_one("#editor", TextArea).text
+        if previous is not None:  # keep unsaved edits of the construct left behind
+            text = self.query_one("#editor", TextArea).text
+            if text != calibrate.rubric_text(self.data.study, previous):
+                self.drafts[previous] = text
+            else:
+                self.drafts.pop(previous, None)
         super().refresh_view()
         construct = self.app.construct
         self.editing = construct
@@ -523,9 +527,9 @@ class FitReady(Message):
 
 
 class Locked(Message):
-    def __init__(self, path: str | None, error: str | None = None) -> None:
+    def __init__(self, construct: str, path: str | None, error: str | None = None) -> None:
         super().__init__()
-        self.path, self.error = path, error
+        self.construct, self.path, self.error = construct, path, error
 
 
 class CalibrateScreen(StudyScreen):
@@ -667,14 +671,14 @@ class CalibrateScreen(StudyScreen):
         try:
             path = calibrate.lock(self.data, result, boot=self.app.lock_boot, now=self.app.clock)
         except (StudyError, OSError) as exc:
-            self.post_message(Locked(None, str(exc)))
+            self.post_message(Locked(result.construct, None, str(exc)))
             return
-        self.post_message(Locked(str(path)))
+        self.post_message(Locked(result.construct, str(path)))
 
     def on_locked(self, message: Locked) -> None:
         if message.error:
             self.notify(message.error, severity="error")
             return
-        self.notify(f"locked {self.app.construct} → {message.path}")
+        self.notify(f"locked {message.construct} → {message.path}")
         self.app.reload()
 
