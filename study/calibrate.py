@@ -137,7 +137,8 @@ def gold_labels(study: Workspace, sample_ids: set[str]) -> pd.DataFrame:
     labels["prompt_version"] = labels["prompt_version"].astype(object)
     fallback = annotation_versions(study)
     missing = labels["prompt_version"].isna()
-    labels.loc[missing, "prompt_version"] = labels.loc[missing, "construct"].map(fallback).fillna(UNKNOWN_VERSION)
+    labels.loc[missing, "prompt_version"] = labels.loc[missing, "construct"].map(fallback).astype(object).fillna(
+        UNKNOWN_VERSION)
     labels["score"] = labels["score"].astype(float)
     return labels[columns].reset_index(drop=True)
 
