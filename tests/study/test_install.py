@@ -44,7 +44,9 @@ def test_installed_cli_runs_beside_a_users_own_prompts_package(wheel, tmp_path):
                    capture_output=True, text=True)
     site = Path(subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
                                check=True, capture_output=True, text=True).stdout.strip())
-    (site / "zz-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Every site-packages folder this interpreter reads (a venv may take its packages from another).
+    dependencies = [p for p in sys.path if p.endswith("site-packages")] or [sysconfig.get_paths()["purelib"]]
+    (site / "zz-dependencies.pth").write_text("\n".join(dependencies) + "\n")
     installed = {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith((".dist-info", "__pycache__"))}
     assert not installed & {"prompts", "judge", "study", "corpus", "annotation", "causal"}
 
