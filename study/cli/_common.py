@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +13,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from empathy_study.annotation import AgreementError, AnnotationError
 from empathy_study.causal import CausalError
@@ -37,16 +41,74 @@ Seed = Annotated[int, typer.Option(help="Seed of every random step (recorded in 
 LINE_EVERY_SECONDS = 10.0  # without a terminal, progress is a line this often
 
 
+INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
+
+
+def error_line(message: str) -> None:
+    """The one line every failure ends with (the message printed as written, brackets included)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def user_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+            error_line(str(exc))
             raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            error_line("interrupted (Ctrl-C)")
+            raise typer.Exit(code=INTERRUPTED) from None
 
     return run
+
+
+def plain_help(text: str | None) -> str | None:
+    """A docstring or option help as Rich should print it: lines of a paragraph joined (the terminal
+    wraps them), and brackets escaped so that `[[judges]]` or `[causal]` is not taken for markup."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(escape(" ".join(p.split())) for p in paragraphs)
+
+
+def tidy_help(command: Any) -> None:
+    """Apply `plain_help` to a command, its parameters and (for groups) every subcommand, once."""
+    if getattr(command, "_help_tidied", False):
+        return
+    command._help_tidied = True
+    command.help = plain_help(command.help)
+    command.short_help = plain_help(command.short_help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = plain_help(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+
+
+class StudyApp(TyperGroup):
+    """The `empathy` command itself: whatever goes wrong ends with one `error:` line and exit code 1 —
+    a usage error (unknown option, bad value, missing argument) included, for every command."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        tidy_help(self)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # Typer's usage errors: unknown option, bad value, missing argument
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                code = 0  # a bare `empathy judge` asks for the help, which was printed
+            else:
+                context = getattr(exc, "ctx", None)
+                hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+                error_line(exc.format_message() + hint)
+                code = 1
+        except typer.Abort:
+            error_line("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def workspace(path: Path, must_exist: bool = True) -> Workspace:
