@@ -161,6 +161,22 @@ def _cannot_connect(error: BaseException) -> bool:
     return False
 
 
+def _where(endpoint: Endpoint) -> str:
+    """The server a call went to: its api_base, else the provider's own base-URL variables where set."""
+    if endpoint.api_base:
+        return endpoint.api_base
+    _, litellm = _libraries()
+    try:
+        provider = litellm.get_llm_provider(endpoint.model)[1]
+    except Exception:  # LiteLLM raises a bare Exception for models it cannot place
+        provider = endpoint.model.split("/")[0]
+    prefix = provider.upper().replace("-", "_") + "_"
+    variables = sorted(name for name in os.environ if name.startswith(prefix)
+                       and name.endswith(("_BASE_URL", "_API_BASE", "_ENDPOINT")))
+    set_to = ", ".join(f"${name} = {os.environ[name]}" for name in variables)
+    return f"the {provider} endpoint of {endpoint.model}" + (f" ({set_to})" if set_to else "")
+
+
 def _backoff(attempt: int, error: BaseException) -> float:
     retry_after = getattr(getattr(error, "response", None), "headers", {}) or {}
     try:
@@ -190,9 +206,9 @@ async def judge_once(judge: JudgeConfig, endpoints: list[Endpoint], item: WorkIt
                 cause = wrapped.__cause__ or wrapped
                 if isinstance(cause, transient):
                     failure = _reason(cause, endpoint.api_key)
-                    if attempt == judge.retries and endpoint.api_base and _cannot_connect(cause):
+                    if attempt == judge.retries and _cannot_connect(cause):
                         if endpoint is endpoints[-1]:
-                            raise RunCannotContinue(f"judge {judge.name}: cannot reach {endpoint.api_base} ({failure})")
+                            raise RunCannotContinue(f"judge {judge.name}: cannot reach {_where(endpoint)} ({failure})")
                         break  # this server is down: try the fallback
                     await asyncio.sleep(_backoff(attempt, cause))
                     continue

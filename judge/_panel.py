@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -201,6 +202,17 @@ class JudgeTally:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    errors: Counter = field(default_factory=Counter)  # failure reason (as logged) → calls
+
+    def add(self, record: JudgmentRecord) -> None:
+        self.called += 1
+        self.ok += record.score is not None
+        self.failed += record.score is None
+        if record.score is None:
+            self.errors[record.error or "no reason recorded"] += 1
+        self.tokens_in += record.tokens_in or 0
+        self.tokens_out += record.tokens_out or 0
+        self.cost_usd += record.cost_usd or 0.0
 
 
 @dataclass
@@ -209,6 +221,19 @@ class RunSummary:
     stopped_by_budget: bool
     seconds: float
     cancelled: bool = False
+
+    @property
+    def called(self) -> int:
+        return sum(t.called for t in self.tallies.values())
+
+    @property
+    def every_call_failed(self) -> bool:
+        """Calls were made and not one returned a score: the run measured nothing."""
+        return self.called > 0 and not any(t.ok for t in self.tallies.values())
+
+    def commonest_error(self) -> str | None:
+        errors = sum((t.errors for t in self.tallies.values()), Counter())
+        return errors.most_common(1)[0][0] if errors else None
 
 
 def call_estimate(item: WorkItem, judge: JudgeConfig, endpoint: Endpoint) -> float:
@@ -245,12 +270,7 @@ async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]]
             record.run_id = run_id
             budget.settle(estimate, record.cost_usd)
             log.append([record])
-            tally.called += 1
-            tally.ok += record.score is not None
-            tally.failed += record.score is None
-            tally.tokens_in += record.tokens_in or 0
-            tally.tokens_out += record.tokens_out or 0
-            tally.cost_usd += record.cost_usd or 0.0
+            tally.add(record)
             if on_record:
                 on_record(record)
 
@@ -261,9 +281,13 @@ async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]]
             queue.put_nowait(item)
         limiter = RateLimiter(plan.judge.rpm)
         tasks += [work(plan, queue, limiter) for _ in range(min(plan.judge.concurrency, len(plan.items)))]
+    running = [asyncio.ensure_future(task) for task in tasks]
     try:
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*running)
     except RunCannotContinue as exc:
+        for task in running:  # every other call would fail the same way: end them now, not at loop shutdown
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         raise JudgeError(str(exc)) from None
     return RunSummary(tallies, budget.exhausted, time.perf_counter() - started, bool(stop and stop()))
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -115,6 +117,30 @@ def workspace(path: Path, must_exist: bool = True) -> Workspace:
     if must_exist and not path.is_dir():
         raise StudyError(f"{path} is not a study directory: create it with `empathy init {path}`")
     return Workspace(path)
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """A `stop` flag for a long job: the first Ctrl-C asks the job to stop starting new work (what is
+    in flight finishes and is kept); a second Ctrl-C stops at once (KeyboardInterrupt)."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield asked.is_set
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        err_console.print("stopping: no new calls start; the calls in flight finish and are logged "
+                          "(Ctrl-C again to quit at once)", highlight=False)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

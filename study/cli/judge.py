@@ -8,7 +8,17 @@ import typer
 from rich.table import Table
 
 from empathy_study import judge, study
-from empathy_study.study.cli._common import StudyDir, console, err_console, progress_display, user_errors, workspace
+from empathy_study.study.cli._common import (
+    INTERRUPTED,
+    StudyDir,
+    console,
+    err_console,
+    error_line,
+    progress_display,
+    stop_on_interrupt,
+    user_errors,
+    workspace,
+)
 
 app = typer.Typer(help="Score sampled pairs with a panel of LLM judges; export scores; diagnose the judges.",
                   no_args_is_help=True)
@@ -31,8 +41,21 @@ def run(
         plan = study.plan_judging(ws)
         console.print(dry_run_table(plan.lines))
         return
-    with progress_display() as progress:
-        result = study.run_judges(ws, max_cost=max_cost, progress=progress)
+    seen = {"done": 0, "total": None}
+
+    def counting(step: study.Step) -> None:
+        if step.name == "judging":
+            seen.update(done=step.done, total=step.total)
+        progress(step)
+
+    resume = f"run `empathy judge run {study_dir}` again to resume: finished items are never called again"
+    with progress_display() as progress, stop_on_interrupt() as stop:
+        try:
+            result = study.run_judges(ws, max_cost=max_cost, progress=counting, stop=stop)
+        except KeyboardInterrupt:
+            error_line(f"interrupted after {seen['done']:,} of {seen['total'] or 0:,} calls, each logged in "
+                       f"{ws.judgments.name} as it returned (calls in flight were lost); {resume}")
+            raise typer.Exit(code=INTERRUPTED) from None
     if result.plan.torn:
         err_console.print(f"note: {result.plan.torn} torn line(s) in {ws.judgments.name} (an earlier run was killed "
                           "mid-write); those calls were made again")
@@ -42,9 +65,18 @@ def run(
         console.print(f"nothing to do: every item is judged ({cached:,} cached, {gave_up:,} given up after "
                       f"{ws.config().judge.max_attempts} failures)")
         return
-    console.print(run_table(result.summary, result.plan.plans))
-    if result.summary.stopped_by_budget:
+    summary = result.summary
+    console.print(run_table(summary, result.plan.plans))
+    if summary.stopped_by_budget:
         console.print(f"stopped before exceeding --max-cost {max_cost:g} USD; run again with a higher cap to continue")
+    if summary.cancelled and summary.called < result.plan.calls:
+        error_line(f"interrupted after {summary.called:,} of {result.plan.calls:,} calls, each logged in "
+                   f"{ws.judgments.name}; {resume}")
+        raise typer.Exit(code=INTERRUPTED)
+    if summary.every_call_failed:
+        error_line(f"every one of the {summary.called:,} calls failed, e.g. {summary.commonest_error()} "
+                   f"(each failure is logged in {ws.judgments.name}; a later run retries them)")
+        raise typer.Exit(code=1)
     console.print(f"log: {result.log}  ·  next: empathy judge export {study_dir}")
 
 
