@@ -10,11 +10,11 @@ from ._tasks import (
     label_config,
     task_payload,
 )
-from .agreement import VALUE_DOMAIN, AgreementError, agreement, alpha, pair_agreement, verdict
+from .agreement import BIAS_MEANS, VALUE_DOMAIN, AgreementError, agreement, alpha, pair_agreement, verdict
 from .labelstudio import AnnotationError, LabelStudioProjects, connect, project_status, review_predictions
 
 __all__ = [
-    "AgreementError", "AnnotationConfig", "AnnotationError", "BLIND_TASK_KEYS", "LABEL_COLUMNS",
+    "AgreementError", "AnnotationConfig", "BIAS_MEANS", "AnnotationError", "BLIND_TASK_KEYS", "LABEL_COLUMNS",
     "LabelStudioProjects", "MODES", "VALUE_DOMAIN", "agreement", "alpha", "audit_draw", "connect", "gold_scores",
     "label_config", "pair_agreement", "project_status", "review_predictions", "task_payload", "verdict",
 ]

@@ -40,6 +40,10 @@ StudyDir = Annotated[
 ]
 Seed = Annotated[int, typer.Option(help="Seed of every random step (recorded in the outputs).")]
 
+AGREEMENT_CAPTION = ("bias b−a = mean of b − a: positive when b rates higher than a. Verdict from the 95 % CI "
+                     "of α ordinal: reliable = all of it ≥ 0.8, tentative = all ≥ 0.667, unreliable = all < 0.667, "
+                     "inconclusive = it straddles 0.667.")
+
 LINE_EVERY_SECONDS = 10.0  # without a terminal, progress is a line this often
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from empathy_study import study
 from empathy_study.shared import CONSTRUCTS
-from empathy_study.study.cli._common import StudyDir, console, user_errors, workspace
+from empathy_study.study.cli._common import AGREEMENT_CAPTION, StudyDir, console, user_errors, workspace
 
 app = typer.Typer(help="Human ground truth in Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).",
                   no_args_is_help=True)
@@ -82,7 +82,9 @@ def agree(study_dir: StudyDir) -> None:
     """Agreement between annotators, judges and the panel → DIR/agreement.json and a table.
 
     Krippendorff's α (ordinal, interval; values 1..7) with unit-bootstrap 95 % CIs, quadratic-weighted
-    κ, Spearman ρ, MAE and bias for every pair of raters. α ≥ 0.8 reliable, ≥ 0.667 tentative.
+    κ, Spearman ρ, MAE and bias (mean of b − a: positive when b rates higher) for every pair of raters.
+    Verdicts read the interval: reliable when all of it is ≥ 0.8, tentative ≥ 0.667, unreliable when
+    all of it is below 0.667, inconclusive when it straddles 0.667.
     """
     ws = workspace(study_dir)
     report = study.agree(ws)
@@ -92,10 +94,10 @@ def agree(study_dir: StudyDir) -> None:
             console.print(f"{construct}: {result['note']}")
             continue
         ceiling = result.get("human_ceiling")
-        table = Table(title=f"{construct}: agreement (human ceiling α = "
-                            f"{'–' if ceiling is None else f'{ceiling:.2f}'}; ≥ 0.8 reliable, ≥ 0.667 tentative)",
-                      title_justify="left")
-        for column in ("kind", "a", "b", "α ordinal", "95 % CI", "α interval", "n", "κ qw", "ρ", "MAE", "bias", "verdict"):
+        table = Table(title=f"{construct}: agreement (human ceiling α = {'–' if ceiling is None else f'{ceiling:.2f}'})",
+                      title_justify="left", caption=AGREEMENT_CAPTION, caption_justify="left")
+        for column in ("kind", "a", "b", "α ordinal", "95 % CI", "α interval", "n", "κ qw", "ρ", "MAE", "bias b−a",
+                       "verdict"):
             table.add_column(column)
         for p in result["pairs"]:
             table.add_row(p["kind"], p["a"], p["b"], _num(p["alpha_ordinal"]),

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from empathy_study import judge, study
 from empathy_study.study.cli._common import (
+    AGREEMENT_CAPTION,
     INTERRUPTED,
     StudyDir,
     console,
@@ -140,18 +141,18 @@ def report_tables(result: dict) -> list[Table]:
         failures.add_row(f["judge"], f["construct"], str(f["items"]), f"{f['failure_rate']:.1%}", f"{d['mean']:.2f}",
                          *[str(d["counts"].get(s, 0)) for s in range(1, 8)])
     tables.append(failures)
-    agreement = Table(title="Judge–judge and test–retest agreement (α ordinal; ≥ 0.8 reliable, ≥ 0.667 tentative)",
-                      title_justify="left")
-    for column in ("construct", "a", "b", "α ordinal", "95 % CI", "n", "κ qw", "MAE", "bias"):
+    agreement = Table(title="Judge–judge and test–retest agreement (α ordinal)", title_justify="left",
+                      caption=AGREEMENT_CAPTION, caption_justify="left")
+    for column in ("construct", "a", "b", "α ordinal", "95 % CI", "n", "κ qw", "MAE", "bias b−a", "verdict"):
         agreement.add_column(column)
     rows = [(c, p) for c, r in result["judge_judge"].items() for p in r.get("pairs", [])]
     rows += [(t["construct"], t) for t in result["test_retest"] if "alpha_ordinal" in t]
     if not rows:
-        agreement.add_row("–", "needs two judges, or samples ≥ 2 for test–retest", "", "", "", "", "", "", "")
+        agreement.add_row("–", "needs two judges, or samples ≥ 2 for test–retest", "", "", "", "", "", "", "", "")
     for construct, p in rows:
         agreement.add_row(construct, p["a"], p["b"], _num(p["alpha_ordinal"]),
                           "–" if not p["ci"] else f"[{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]", str(p["n"]),
-                          _num(p["kappa_qw"]), _num(p["mae"]), _num(p["bias"]))
+                          _num(p["kappa_qw"]), _num(p["mae"]), _num(p["bias"]), p["verdict"])
     tables.append(agreement)
     bias = Table(title="Length bias (Spearman ρ of score with the rated text's length)", title_justify="left")
     for column in ("judge", "construct", "ρ", "p", "n"):
