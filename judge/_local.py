@@ -7,7 +7,10 @@ is stopped when the run ends. Zero network.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+import math
 import os
 import socket
 import subprocess
@@ -56,6 +59,93 @@ def local_alias(model: str) -> str:
         raise JudgeError(f"unknown local model {model!r}: choose one of "
                          + ", ".join(LOCAL_PREFIX + name for name in LOCAL_MODELS))
     return alias
+
+
+class LocalTokenizer:
+    """A local model's vocabulary and chat template, loaded without its weights: the prompt exactly as
+    llama.cpp's server builds it from chat messages, its token count, and token boundaries."""
+
+    def __init__(self, alias: str):
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        with _quiet_stderr():  # llama.cpp's C code reports the (unused) context size on stderr
+            self.vocab = llama_cpp.Llama(model_path=str(LOCAL_MODELS[alias]()), vocab_only=True, verbose=False)
+        eos, bos = self.vocab.token_eos(), self.vocab.token_bos()
+        # As llama-cpp-python's server does for a GGUF whose template it does not know by name.
+        text = self.vocab._model.token_get_text
+        self.formatter = Jinja2ChatFormatter(template=self.vocab.metadata["tokenizer.chat_template"],
+                                             eos_token=text(eos) if eos != -1 else "",
+                                             bos_token=text(bos) if bos != -1 else "")
+
+    def prompt(self, messages: list[dict]) -> str:
+        return self.formatter(messages=messages).prompt
+
+    def tokens(self, text: str) -> list[int]:
+        return self.vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def count(self, messages: list[dict]) -> int:
+        return len(self.tokens(self.prompt(messages)))
+
+    def before_score(self, content: str) -> str | None:
+        """The answer's text up to the token that writes the score (its canonical tokenization)."""
+        start = content.find('"score"')
+        if start < 0:
+            return None
+        pieces = [self.vocab.detokenize([t]).decode("utf-8", errors="replace")
+                  for t in self.vocab.tokenize(content[start:].encode("utf-8"), add_bos=False, special=False)]
+        text = ""
+        for piece in pieces:
+            if ":" in text and piece.strip()[:1].isdigit():
+                return content[:start] + text
+            text += piece
+        return None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@functools.cache
+def local_tokenizer(alias: str) -> LocalTokenizer:
+    return LocalTokenizer(alias)
+
+
+async def score_probe(api_base: str, alias: str, messages: list[dict], content: str, top: int = 10) -> float | None:
+    """Σ p(s)·s at the position where an answer wrote its score, asked of the server afterwards.
+
+    Asking for logprobs during generation makes llama-cpp-python sort the whole vocabulary at every
+    token (about 40 ms each); the score needs them at one position only. This one-token completion
+    re-reads the prompt and the answer up to the score — llama.cpp has them cached from the call
+    just made — and returns the top `top` alternatives there, from the same raw logits.
+    """
+    import httpx
+
+    tokenizer = local_tokenizer(alias)
+    head = tokenizer.before_score(content)
+    if head is None:
+        return None
+    body = {"model": alias, "prompt": tokenizer.prompt(messages) + head, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": top}
+    async with httpx.AsyncClient(timeout=120) as client:
+        answer = await client.post(f"{api_base}/completions", json=body)
+    answer.raise_for_status()
+    offered = (answer.json()["choices"][0].get("logprobs") or {}).get("top_logprobs") or [{}]
+    weights: dict[int, float] = {}
+    for token, logprob in offered[0].items():
+        value = token.strip()
+        if value in {"1", "2", "3", "4", "5", "6", "7"}:
+            weights[int(value)] = weights.get(int(value), 0.0) + math.exp(logprob)
+    total = sum(weights.values())
+    return sum(s * p for s, p in weights.items()) / total if total > 0 else None
 
 
 def _free_port() -> int:

@@ -51,6 +51,11 @@ class JudgingPlan:
     def calls(self) -> int:
         return sum(len(p.items) for p in self.plans)
 
+    @property
+    def seconds(self) -> float | None:
+        """Expected wall time of the run (None while some judge's latency is unknown)."""
+        return judge.panel_seconds(self.lines)
+
 
 def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
                  judges: Collection[str] | None = None) -> JudgingPlan:
@@ -58,7 +63,7 @@ def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
     config = study.config()
     state = judge.JudgmentLog(study.judgments).read()
     plans = judge.plan_panel(_tasks(config, load_sample(study), pairs), _panel(config, judges), state, config.judge)
-    return JudgingPlan(plans, judge.dry_run(plans), state.torn)
+    return JudgingPlan(plans, judge.dry_run(plans, judge.records_frame(state.records)), state.torn)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from empathy_study import judge, study
@@ -41,6 +42,11 @@ def run(
     if dry_run:
         plan = study.plan_judging(ws)
         console.print(dry_run_table(plan.lines))
+        for note in latency_notes(plan.lines):
+            console.print(note, markup=False, highlight=False)
+        seconds = plan.seconds
+        console.print(f"wall time (est.): {_duration(seconds)}" if seconds is not None else
+                      "wall time: unknown until every judge has a measured or configured latency", highlight=False)
         return
     seen = {"done": 0, "total": None}
 
@@ -82,14 +88,31 @@ def run(
 
 
 def dry_run_table(lines: list[judge.DryRunLine]) -> Table:
-    table = Table(title="Dry run — nothing was called", title_justify="left")
-    for column in ("judge", "model", "calls", "cached", "given up", "tokens in (est.)", "tokens out (max)", "cost USD (max)"):
-        table.add_column(column, justify="left" if column in ("judge", "model") else "right")
+    table = Table(title="Dry run — nothing was called", title_justify="left",
+                  caption="tokens in: counted on the messages as sent; tokens out: the judge's mean in the log, "
+                          f"else {judge.EXPECTED_TOKENS_OUT} a call; time: calls × latency ÷ concurrency",
+                  caption_justify="left")
+    for column in ("judge", "calls", "cached", "given up", "tokens in", "tokens out", "cost USD (max)", "time"):
+        table.add_column(column, justify="left" if column == "judge" else "right")
     for line in lines:
-        cost = "unknown price" if line.cost_usd_max is None else f"{line.cost_usd_max:.4f}"
-        table.add_row(line.judge, line.model, f"{line.calls:,}", f"{line.cached:,}", f"{line.gave_up:,}",
-                      f"{line.tokens_in:,}", f"{line.tokens_out_max:,}", cost)
+        cost = "unknown price" if line.cost_usd is None else f"{line.cost_usd:.4f} ({line.cost_usd_max:.4f})"
+        table.add_row(escape(line.judge), f"{line.calls:,}", f"{line.cached:,}", f"{line.gave_up:,}",
+                      f"{line.tokens_in:,}", f"{line.tokens_out:,}", cost, _duration(line.seconds))
     return table
+
+
+def latency_notes(lines: list[judge.DryRunLine]) -> list[str]:
+    return [f"{line.judge}: latency from the {line.latency_from}" if line.seconds is not None else
+            f"{line.judge}: no call measured yet — set latency = <seconds a call> in its [[judges]] table "
+            "for a time estimate" for line in lines if line.calls]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def run_table(summary: judge.RunSummary, plans) -> Table:
