@@ -72,6 +72,7 @@ class JudgeRunResult:
     summary: judge.RunSummary | None  # None: nothing was left to do
     run_id: str | None
     log: Path
+    warnings: list[dict] = field(default_factory=list)  # judges whose scores never vary or whose rationales are not sentences
 
 
 def run_spec(config: StudyConfig) -> dict:
@@ -112,7 +113,9 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
         progress(Step("judging", 0, plan.calls, {"failed": 0, "cost_usd": 0.0}))
         summary = asyncio.run(judge.run_panel(plan.plans, endpoints, log, config.judge, max_cost, on_record,
                                               run_id=run_id, stop=stop))
-    return JudgeRunResult(plan, summary, run_id, study.judgments)
+    ran = [p.judge for p in plan.plans]
+    current = judge.current_judgments(judge.records_frame(log.read().records), ran, config.prompt_versions())
+    return JudgeRunResult(plan, summary, run_id, study.judgments, judge.judge_warnings(current))
 
 
 @dataclass

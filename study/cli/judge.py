@@ -74,6 +74,8 @@ def run(
         return
     summary = result.summary
     console.print(run_table(summary, result.plan.plans))
+    for warning in result.warnings:
+        console.print(f"warning: {warning['message']}", markup=False, highlight=False)
     if summary.stopped_by_budget:
         console.print(f"stopped before exceeding --max-cost {max_cost:g} USD; run again with a higher cap to continue")
     if summary.cancelled and summary.called < result.plan.calls:
@@ -191,6 +193,13 @@ def report_tables(result: dict) -> list[Table]:
         leak.add_row(row["judge"], str(row["n"]), _num(row.get("mean_change_when_shown")),
                      _num(row.get("spearman_change_vs_empathy")), _num(row.get("mean_shown_minus_swapped")))
     tables.append(leak)
+    if result.get("warnings"):
+        warned = Table(title="Warnings: scores to distrust whatever their agreement", title_justify="left")
+        for column in ("judge", "construct", "what"):
+            warned.add_column(column)
+        for w in result["warnings"]:
+            warned.add_row(escape(w["judge"]), w["construct"], escape(w["message"]))
+        tables.insert(0, warned)
     use = Table(title="Usage", title_justify="left")
     for column in ("judge", "calls", "tokens in", "tokens out", "cost USD", "median latency ms", "expected score"):
         use.add_column(column)
