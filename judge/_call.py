@@ -26,10 +26,11 @@ from ._local import score_probe
 from ._schema import Judgment, JudgmentRecord
 
 SCHEMA = Judgment.model_json_schema()
-# What the embedded judge's grammar allows: the same object, its rationale one sentence (no ".", "!"
-# or "?" before the end, no line break). A pattern, not maxLength: llama.cpp expands a length bound
-# into as many nested optional rules, and sampling under that grammar was ten times slower.
-ONE_SENTENCE = r'^[^.!?"\\\n\r\t]*[.!?]$'
+# What the embedded judge's grammar allows: the same object, its rationale at most one sentence (no
+# ".", "!" or "?" but at the end, no line break; the string may close at any point, so it is never
+# longer than the model's own first sentence). A pattern, not maxLength: llama.cpp expands a length
+# bound into as many nested optional rules, and sampling under that grammar was ten times slower.
+ONE_SENTENCE = r'^[^.!?"\\\n\r\t]*[.!?]?$'
 LOCAL_SCHEMA = copy.deepcopy(SCHEMA)
 LOCAL_SCHEMA["properties"]["rationale"]["pattern"] = ONE_SENTENCE
 TOP_LOGPROBS = 10

@@ -59,11 +59,14 @@ def push(
     ws = workspace(study_dir)
     results = study.push(ws, review)
     table = Table(title="Label Studio push", title_justify="left")
-    for column in ("project", "annotator", "server", "id", "new tasks", "already there", "new predictions"):
+    review_pushed = any(r.annotator is None for r in results)
+    for column in ("project", "annotator", "server", "id", "new tasks", "had") + (("predictions",) if review_pushed else ()):
         table.add_column(column)
     for r in results:
-        table.add_row(r.project + (" (created)" if r.created else ""), r.annotator or "–", r.server, str(r.project_id),
-                      str(r.new_tasks), str(r.existing_tasks), str(r.new_predictions))
+        row = [r.project + (" (new)" if r.created else ""), r.annotator or "– (main server)",
+               r.server.removeprefix("http://").removeprefix("https://"), str(r.project_id), str(r.new_tasks),
+               str(r.existing_tasks)]
+        table.add_row(*row, *((str(r.new_predictions),) if review_pushed else ()))
     console.print(table)
     for r in results:
         if r.note:
