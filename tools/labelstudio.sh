@@ -47,9 +47,13 @@ print(port)
 EOF
 }
 
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+
 # serve DATA_DIR PORT: start a server unless one runs from DATA_DIR already; wait until it answers.
 serve() {
-  local data=$1 port=$2 pidfile="$1/server.pid"
+  local data port=$2 pidfile
+  data=$(absolute "$1")
+  pidfile="$data/server.pid"
   mkdir -p "$data"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     port=$(cat "$data/port")
@@ -58,11 +62,11 @@ serve() {
     credentials
     echo "$port" > "$data/port"
     LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true \
-      LABEL_STUDIO_BASE_DATA_DIR="$PWD/$data" \
+      LABEL_STUDIO_BASE_DATA_DIR="$data" \
       LABEL_STUDIO_USERNAME="$LABEL_STUDIO_USERNAME" LABEL_STUDIO_PASSWORD="$LABEL_STUDIO_PASSWORD" \
       LABEL_STUDIO_USER_TOKEN="$LABEL_STUDIO_USER_TOKEN" \
       nohup "$LS_VENV/bin/label-studio" start --host "$LS_HOST" --port "$port" --no-browser \
-        --data-dir "$PWD/$data" > "$data/server.log" 2>&1 &
+        --data-dir "$data" > "$data/server.log" 2>&1 &
     echo $! > "$pidfile"
   fi
   printf "waiting for http://%s:%s/health " "$LS_HOST" "$port"
