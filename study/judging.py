@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,14 @@ def _panel(config: StudyConfig, judges: Collection[str] | None) -> list[judge.Ju
 @dataclass
 class JudgingPlan:
     plans: list[judge.JudgePlan]
-    lines: list[judge.DryRunLine]  # per judge: calls, cached, given up, tokens and cost estimates
     torn: int  # unreadable log lines (an earlier run killed mid-write); those calls are made again
+    history: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # the log so far, for the estimates
+
+    @functools.cached_property
+    def lines(self) -> list[judge.DryRunLine]:
+        """Per judge: calls, cached, given up, tokens, cost and time estimates (counting tokens loads the
+        local model's vocabulary: done only when asked for)."""
+        return judge.dry_run(self.plans, self.history)
 
     @property
     def calls(self) -> int:
@@ -63,7 +70,7 @@ def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
     config = study.config()
     state = judge.JudgmentLog(study.judgments).read()
     plans = judge.plan_panel(_tasks(config, load_sample(study), pairs), _panel(config, judges), state, config.judge)
-    return JudgingPlan(plans, judge.dry_run(plans, judge.records_frame(state.records)), state.torn)
+    return JudgingPlan(plans, state.torn, judge.records_frame(state.records))
 
 
 @dataclass
