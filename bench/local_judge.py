@@ -4,14 +4,15 @@ Same script, same code, same calls: the demo's study (bundled ShareGPT corpus, a
 seed 0, response-swap check on 4 pairs: 32 calls) is judged twice, each time in a fresh copy with a
 fresh server:
 
-  before  the rationale free, logprobs at every generated token (judge._call.LOCAL_ONE_SENTENCE and
+  before  the server on as many threads as there are cores, the rationale free, logprobs at every
+          generated token (judge._local.LOCAL_THREADS = cpu count, judge._call.LOCAL_ONE_SENTENCE and
           LOCAL_SCORE_PROBE off: the behaviour before them)
-  after   the defaults: a one-sentence rationale, the score's logprobs asked for at its position after
-          the answer
+  after   the defaults: one thread, a one-sentence rationale, the score's logprobs asked for at its
+          position after the answer
 
-Reported: wall time of the judge step, median per-call latency, the llama server's CPU seconds (its
-own work, less sensitive to other load on a shared machine than wall time), output tokens, and
-whether the scores stayed the same — exact agreement, mean |difference|, Krippendorff's α between
+Reported: wall time of the judge step, median per-call latency, the llama server's CPU seconds,
+llama.cpp's own prompt-evaluation and generation times (the rest of a call is Python: sampling
+under the grammar, logprobs, HTTP), output tokens, and whether the scores stayed the same — exact agreement, mean |difference|, Krippendorff's α between
 the two runs — and how far the expected scores moved. Run it once, under nice:
 
     nice .venv/bin/python bench/local_judge.py [--out DIR]
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -31,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from empathy_study import annotation, judge, study
-from empathy_study.judge import _call
+from empathy_study.judge import _call, _local
 from empathy_study.study.demo import DEMO_SAMPLE, DEMO_SEED, DEMO_SWAP_CHECK
 from empathy_study.study.workspace import Workspace
 
@@ -53,15 +55,37 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+PERF = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens.*?\n.*?eval time =\s*([\d.]+) ms /\s*(\d+) runs")
+
+
+def server_work(log: str) -> dict:
+    """llama.cpp's own timings, summed over every request the server answered."""
+    found = [tuple(map(float, m)) for m in PERF.findall(log)]
+    return {"requests": len(found), "prompt_s": sum(f[0] for f in found) / 1000, "prompt_tokens": sum(f[1] for f in found),
+            "generate_s": sum(f[2] for f in found) / 1000, "generated": sum(f[3] for f in found)}
+
+
 def judge_step(template: Path, where: Path, fast: bool) -> dict:
     shutil.copytree(template, where)
     _call.LOCAL_ONE_SENTENCE = _call.LOCAL_SCORE_PROBE = fast
-    cpu, started, load = children_cpu(), time.perf_counter(), os.getloadavg()[0]
-    result = study.run_judges(Workspace(where))
-    seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
+    _local.LOCAL_THREADS = 1 if fast else (os.cpu_count() or 2)
+    logs = []
+    stop = _local.LocalServer.stop
+
+    def keep_log(server) -> None:  # the server deletes its request log when it stops: read it first
+        logs.append(server.log.read_text(errors="replace"))
+        stop(server)
+
+    _local.LocalServer.stop = keep_log
+    try:
+        cpu, started, load = children_cpu(), time.perf_counter(), os.getloadavg()[0]
+        result = study.run_judges(Workspace(where))
+        seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
+    finally:
+        _local.LocalServer.stop = stop
     records = judge.records_frame(judge.JudgmentLog(where / "judgments.jsonl").read().records)
     return {"records": records, "seconds": seconds, "server_cpu": cpu, "load": (load, os.getloadavg()[0]),
-            "calls": result.summary.called if result.summary else 0}
+            "calls": result.summary.called if result.summary else 0, "work": server_work("".join(logs))}
 
 
 def main() -> None:
@@ -83,6 +107,13 @@ def main() -> None:
         print(f"{name:10}{len(r):>7}{int(r['score'].isna().sum()):>8}{run['seconds']:>9.0f}"
               f"{r['latency_ms'].median() / 1000:>15.1f}{run['server_cpu']:>14.0f}{int(r['tokens_out'].sum()):>12,}"
               f"{run['load'][0]:>7.1f}→{run['load'][1]:.1f}")
+    print(f"\n{'':10}{'requests':>9}{'prompt eval s':>15}{'tokens':>8}{'generation s':>14}{'tokens':>8}"
+          f"{'rest of the call s':>20}")
+    for name, run in runs.items():
+        w = run["work"]
+        rest = run["records"]["latency_ms"].sum() / 1000 - w["prompt_s"] - w["generate_s"]
+        print(f"{name:10}{w['requests']:>9}{w['prompt_s']:>15.0f}{w['prompt_tokens']:>8,.0f}{w['generate_s']:>14.0f}"
+              f"{w['generated']:>8,.0f}{rest:>20.0f}")
     before, after = runs["before"], runs["after"]
     print(f"\nspeed-up: wall {before['seconds'] / after['seconds']:.2f}×, median call "
           f"{before['records']['latency_ms'].median() / after['records']['latency_ms'].median():.2f}×, "

@@ -34,9 +34,10 @@ ONE_SENTENCE = r'^[^.!?"\\\n\r\t]*[.!?]?$'
 LOCAL_SCHEMA = copy.deepcopy(SCHEMA)
 LOCAL_SCHEMA["properties"]["rationale"]["pattern"] = ONE_SENTENCE
 TOP_LOGPROBS = 10
-# The embedded judge's two speed-ups, switchable only so that bench/local_judge.py can measure the
-# behaviour before them with the same code: a one-sentence rationale, and the score's logprobs asked
-# for at the score's position after the answer (`score_probe`) instead of at every generated token.
+# Two of the embedded judge's speed-ups (the third is _local.LOCAL_THREADS), switchable only so that
+# bench/local_judge.py can measure the behaviour before them with the same code: a one-sentence
+# rationale, and the score's logprobs asked for at the score's position after the answer
+# (`score_probe`) instead of at every generated token.
 LOCAL_ONE_SENTENCE = True
 LOCAL_SCORE_PROBE = True
 

@@ -28,6 +28,11 @@ from ._errors import JudgeError
 
 LOCAL_PREFIX = "local/"
 STARTUP_SECONDS = 120
+# llama.cpp's worker threads wait for one another at every layer, so a thread that another program
+# pre-empts holds all of them up. Measured on a shared 2-core machine (bench/local_judge.py): with two
+# threads a 600-token prompt took 24–51 ms a token and 20 generated tokens 2–108 s; with one, 14 ms
+# and 0.5–1 s. A 135M model gains little from a second thread even on idle cores: one is the default.
+LOCAL_THREADS = 1
 
 
 def _smollm2() -> Path:
@@ -178,6 +183,7 @@ class LocalServer:
 
 def start_local_server(model: str, threads: int | None = None, context: int = 4096) -> LocalServer:
     """Start llama.cpp's server for a `local/<name>` model and wait until it answers."""
+    threads = threads or LOCAL_THREADS
     alias = local_alias(model)
     gguf = LOCAL_MODELS[alias]()
     if not gguf.exists():
@@ -185,7 +191,7 @@ def start_local_server(model: str, threads: int | None = None, context: int = 40
     port = _free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context),
-               "--n_threads", str(threads or os.cpu_count() or 2)]
+               "--n_threads", str(threads), "--n_threads_batch", str(threads)]
     # The server logs every request: to a file, never to a pipe nobody drains (it would block).
     log = tempfile.NamedTemporaryFile(prefix=f"llama-{alias}-", suffix=".log", delete=False)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
