@@ -18,7 +18,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # llama-cpp-python compiles from source; a native build dies with "invalid opcode" on these CPUs.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup labelstudio-setup demo test lint bench lock labelstudio labelstudio-stop clean
+.PHONY: setup labelstudio-setup demo test lint bench lock labelstudio labelstudio-annotator labelstudio-stop clean
 
 setup: $(STAMP)
 
@@ -80,6 +80,11 @@ lock:
 
 labelstudio: labelstudio-setup
 	tools/labelstudio.sh start
+
+# One server per annotator (blind ratings stay independent only when no annotator can log in to another's).
+labelstudio-annotator: labelstudio-setup
+	@test -n "$(NAME)" || { echo "usage: make labelstudio-annotator NAME=alice"; exit 2; }
+	tools/labelstudio.sh annotator $(NAME)
 
 labelstudio-stop:
 	tools/labelstudio.sh stop

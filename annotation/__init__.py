@@ -6,16 +6,19 @@ from ._tasks import (
     BLIND_TASK_KEYS,
     LABEL_COLUMNS,
     MODES,
+    assign_annotators,
     audit_draw,
     gold_scores,
     label_config,
+    pseudonym,
     task_payload,
 )
-from .agreement import VALUE_DOMAIN, AgreementError, agreement, alpha, pair_agreement, verdict
-from .labelstudio import AnnotationError, LabelStudioProjects, connect, project_status, review_predictions
+from .agreement import BIAS_MEANS, VALUE_DOMAIN, AgreementError, agreement, alpha, pair_agreement, verdict
+from .labelstudio import AnnotationError, LabelStudioProjects, ProjectRef, PushResult, connect, review_predictions
 
 __all__ = [
-    "AgreementError", "AnnotationConfig", "calibration", "AnnotationError", "BLIND_TASK_KEYS", "LABEL_COLUMNS",
-    "LabelStudioProjects", "MODES", "VALUE_DOMAIN", "agreement", "alpha", "audit_draw", "connect", "gold_scores",
-    "label_config", "pair_agreement", "project_status", "review_predictions", "task_payload", "verdict",
+    "AgreementError", "AnnotationConfig", "AnnotationError", "BIAS_MEANS", "BLIND_TASK_KEYS", "LABEL_COLUMNS",
+    "LabelStudioProjects", "MODES", "ProjectRef", "PushResult", "VALUE_DOMAIN", "agreement", "alpha",
+    "assign_annotators", "audit_draw", "calibration", "connect", "gold_scores", "label_config", "pair_agreement",
+    "pseudonym", "review_predictions", "task_payload", "verdict",
 ]

@@ -1,5 +1,5 @@
 """What annotators see and what comes back, as pure functions: label configs, task and prediction
-payloads, the audit draw, and the labels table with its gold scores."""
+payloads, the audit draw, who rates which pair, and the labels table with its gold scores."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 if TYPE_CHECKING:  # a type only: judge imports this package for its agreement figures
     from empathy_study.judge import Rubric
 
-LABEL_COLUMNS = ("pair_id", "construct", "annotator", "score", "mode", "annotation_id", "updated_at")
+LABEL_COLUMNS = ("pair_id", "construct", "annotator", "score", "mode", "annotation_id", "updated_at", "prompt_version")
 MODES = ("blind", "review", "calibration")
 BLIND_TASK_KEYS = {"pair_id", "construct", "kind", "dialogue"}  # nothing else, ever, in a blind task
 _ROLES = {"prompt": "User", "response": "Assistant", "reply": "User (next message)"}
@@ -79,9 +79,33 @@ def audit_draw(pair_ids: pd.Series, rate: float, seed: int) -> np.ndarray:
     return uniform < rate
 
 
-def pseudonym(user_id: int, salt: str) -> str:
-    """Stable within a study, unlinkable to the e-mail without Label Studio's database."""
-    return "annotator-" + hashlib.sha256(f"{salt}:{user_id}".encode()).hexdigest()[:10]
+def pseudonym(email: str, salt: str) -> str:
+    """Stable within a study (and across the servers a person works on), never the e-mail itself."""
+    return "annotator-" + hashlib.sha256(f"{salt}:{email.strip().lower()}".encode()).hexdigest()[:10]
+
+
+def _unit(*parts) -> float:
+    """A uniform draw in [0, 1) from a hash of the parts: the same parts, the same draw, on any machine."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:15], 16) / 16**15
+
+
+def assign_annotators(pair_ids, annotators: list[str], overlap: int, overlap_share: int, seed: int) -> dict[str, list[str]]:
+    """pair_id → the annotators who rate it, each on their own server (blind to one another).
+
+    `overlap_share` percent of the pairs (a hash draw) go to `overlap` annotators, the rest to one;
+    which ones by rendezvous hashing: the load is even, and a pair's draw does not depend on the
+    other pairs, so pairs added later leave earlier ones as they were. An annotator added later is
+    given the pairs where they now rank among the first k (tasks already pushed stay with whoever
+    had them). Capped at the number of annotators.
+    """
+    out: dict[str, list[str]] = {}
+    if not annotators:
+        return out
+    for pair in pair_ids:
+        k = overlap if _unit("overlap", seed, pair) < overlap_share / 100 else 1
+        ranked = sorted(annotators, key=lambda a: _unit("rater", seed, pair, a))
+        out[str(pair)] = ranked[:min(k, len(annotators))]
+    return out
 
 
 def gold_scores(labels: pd.DataFrame) -> pd.DataFrame:

@@ -41,14 +41,33 @@ def alpha(matrix: np.ndarray, level: str, value_domain=VALUE_DOMAIN) -> float | 
                                         value_domain=value_domain))
 
 
-def verdict(value: float | None) -> str:
+def verdict(value: float | None, ci: list[float] | tuple[float, float] | None = None) -> str:
+    """Krippendorff's thresholds applied to the 95 % interval, not to the point estimate.
+
+    reliable: the whole interval at or above 0.8; tentative: at or above 0.667; unreliable: the
+    whole interval below 0.667; inconclusive: the interval straddles 0.667 (n = 10 with
+    CI [0.56, 0.89] is not "reliable"), or there is no interval to judge by.
+    """
     if value is None:
         return "undefined"
-    return "reliable" if value >= RELIABLE else "tentative" if value >= TENTATIVE else "unreliable"
+    if ci is None:
+        return "inconclusive"
+    low, high = ci
+    if low >= RELIABLE:
+        return "reliable"
+    if low >= TENTATIVE:
+        return "tentative"
+    if high < TENTATIVE:
+        return "unreliable"
+    return "inconclusive"
+
+
+BIAS_MEANS = "mean of b − a over the units both rated: positive when b rates higher than a"
 
 
 def pair_agreement(a: pd.Series, b: pd.Series, *, boot: int = 1_000, seed: int = 0) -> dict:
-    """Every figure for two raters over the units both rated. `bias` = mean(b − a)."""
+    """Every figure for two raters over the units both rated. `bias` = mean(b − a): positive when b
+    rates higher than a. The verdict reads the bootstrap interval of α ordinal (see `verdict`)."""
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna()
     n = len(both)
     if n < 2:
@@ -71,7 +90,7 @@ def pair_agreement(a: pd.Series, b: pd.Series, *, boot: int = 1_000, seed: int =
         rho = None if constant else float(stats.spearmanr(x, y).statistic)
     return {"a": str(a.name), "b": str(b.name), "alpha_ordinal": ordinal, "alpha_interval": interval, "ci": ci,
             "n": n, "kappa_qw": kappa, "spearman": rho, "mae": float(np.mean(np.abs(x - y))),
-            "bias": float(np.mean(y - x)), "verdict": verdict(ordinal)}
+            "bias": float(np.mean(y - x)), "verdict": verdict(ordinal, ci)}
 
 
 def agreement(ratings: pd.DataFrame, humans: list[str], judges: list[str], *, panel: str | None = "panel",
@@ -118,5 +137,6 @@ def agreement(ratings: pd.DataFrame, humans: list[str], judges: list[str], *, pa
         "human_ceiling": ceiling,
         "judge_human": {j: mean_alpha([p for p in pairs if p["kind"] == "judge-human" and p["a"] == j])
                         for j in present_judges},
-        "thresholds": {"reliable": RELIABLE, "tentative": TENTATIVE},
+        "thresholds": {"reliable": RELIABLE, "tentative": TENTATIVE, "applied_to": "the 95 % interval of α ordinal"},
+        "bias": BIAS_MEANS,
     }

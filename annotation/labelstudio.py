@@ -1,16 +1,26 @@
-"""Syncing with a real Label Studio server (SDK 2.x): projects, tasks, predictions, annotations.
+"""Syncing with real Label Studio servers (SDK 2.x): projects, tasks, predictions, annotations, accounts.
 
-One project per construct and mode: `<study> · empathy · blind`, `<study> · attachment · blind`,
-and — only when review is asked for — `… · review`. Blind and review never share a project: the
-free edition shows predictions to every annotator, and a blind project never receives one.
+Blind ratings are independent only if no annotator can open another's. Label Studio's free
+edition has no roles: every account of a server can open every project and annotation on it
+(and can even switch its active organization to any other organization of the server by id).
+So each annotator rates on **their own server**, which holds no other annotator's account; the
+study's main server (LABEL_STUDIO_URL) keeps the review projects, which carry the judges' scores
+and are never gold. Every server is reached with the same admin token (LABEL_STUDIO_API_KEY).
+
+A project is this study's when its description carries the marker written at creation
+(`empathy-study: study=…; construct=…; mode=…; rubric=…`): the rubric version its annotators
+saw travels with the project, so a changed rubric makes new projects and old labels keep their
+version.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,7 +29,11 @@ import pandas as pd
 if TYPE_CHECKING:  # a type only: judge imports this package for its agreement figures
     from empathy_study.judge import Rubric
 
-from ._tasks import LABEL_COLUMNS, control_name, label_config, prediction_payload, pseudonym, task_payload
+from ._tasks import LABEL_COLUMNS, label_config, prediction_payload, pseudonym, task_payload
+
+TITLE_MAX = 50  # Label Studio refuses longer project titles
+_MARKER = re.compile(r"empathy-study: study=(?P<study>.*?); construct=(?P<construct>\w+); mode=(?P<mode>\w+); "
+                     r"rubric=(?P<version>\S+)$")
 
 
 class AnnotationError(Exception):
@@ -38,7 +52,8 @@ def connect(url: str, api_key: str | None):
     from label_studio_sdk import LabelStudio
 
     if not api_key:
-        raise AnnotationError("set LABEL_STUDIO_API_KEY (the API token; `make labelstudio` prints it)")
+        raise AnnotationError("set LABEL_STUDIO_API_KEY (the admin's API token: `source .labelstudio/credentials.env` "
+                              "and export LABEL_STUDIO_API_KEY=$LABEL_STUDIO_USER_TOKEN)")
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as answer:
             healthy = answer.status == 200
@@ -54,9 +69,48 @@ def connect(url: str, api_key: str | None):
         if getattr(exc, "status_code", None) in (401, 403):
             raise AnnotationError(
                 f"Label Studio at {url} refused the API key in LABEL_STUDIO_API_KEY: check the token (a legacy "
-                "token needs LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true at the server's first boot)") from exc
+                "token needs LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true at the server's first boot; every server of a "
+                "study is started with the same credentials, see `tools/labelstudio.sh`)") from exc
         raise AnnotationError(f"Label Studio at {url} answered an error: {_api_message(exc)}") from exc
     return client
+
+
+def accounts(client) -> dict[int, str]:
+    """user id → e-mail of every account of the server (the admin's included)."""
+    return {int(user.id): str(user.email or "") for user in client.users.list()}
+
+
+def admin_id(client) -> int:
+    return int(client.users.whoami().id)
+
+
+def fresh_invite(client, url: str) -> str:
+    """A new sign-up link for the server (the old one stops working): the only way into it."""
+    invite = client.organizations.reset_token()
+    return url.rstrip("/") + str(invite.invite_url)
+
+
+def project_title(study: str, construct: str, mode: str, version: str) -> str:
+    """`<study> · <construct> · <mode> · v<rubric>`, the study's name shortened to fit 50 characters."""
+    tail = f" · {construct} · {mode} · v{version[:4]}"
+    room = TITLE_MAX - len(tail)
+    name = study if len(study) <= room else study[:room - 1] + "…"
+    return name + tail
+
+
+def project_marker(study: str, construct: str, mode: str, version: str) -> str:
+    return f"empathy-study: study={study}; construct={construct}; mode={mode}; rubric={version}"
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """One of this study's projects on one server, as its description records it."""
+
+    server: str
+    id: int
+    construct: str
+    mode: str
+    prompt_version: str
 
 
 @dataclass
@@ -67,72 +121,80 @@ class PushResult:
     new_tasks: int
     existing_tasks: int
     new_predictions: int = 0
+    server: str = ""
+    annotator: str | None = None  # the annotator whose own server holds the project (blind projects)
+    note: str | None = None  # what a person should know about this push (e.g. it is empty, and why)
 
 
 @dataclass
 class PulledLabels:
     labels: pd.DataFrame
-    skipped: Counter = field(default_factory=Counter)  # project → skipped (cancelled) annotations
+    skipped: Counter = field(default_factory=Counter)  # pair_id → skipped (cancelled) annotations
     foreign: int = 0  # results from controls that are not ours: ignored
     unparsed: int = 0  # our control without a 1..7 choice
+    other_accounts: Counter = field(default_factory=Counter)  # e-mail → annotations not counted (not the annotator)
 
 
 class LabelStudioProjects:
-    def __init__(self, client, study_name: str, known: dict[str, int]):
+    """This study's projects on one server."""
+
+    def __init__(self, client, url: str, study_name: str):
         self.client = client
+        self.url = url.rstrip("/")
         self.study_name = study_name
-        self.known = dict(known)  # project key → id, remembered in DIR/annotation.json
+        self._found: list[ProjectRef] | None = None
 
-    @staticmethod
-    def key(construct: str, mode: str) -> str:
-        return f"{construct}-{mode}"
+    def projects(self) -> list[ProjectRef]:
+        """Every project of this study on the server, any rubric version, found by its marker."""
+        if self._found is None:
+            self._found = []
+            for project in self.client.projects.list():
+                match = _MARKER.search(str(getattr(project, "description", "") or ""))
+                if match and match["study"] == self.study_name:
+                    self._found.append(ProjectRef(self.url, int(project.id), match["construct"], match["mode"],
+                                                  match["version"]))
+        return self._found
 
-    def _find(self, key: str, title: str) -> int | None:
-        if key in self.known:
-            try:
-                self.client.projects.get(id=self.known[key])
-                return self.known[key]
-            except Exception:  # deleted on the server: look it up again by title
-                self.known.pop(key)
-        for project in self.client.projects.list():
-            if project.title == title:
-                return project.id
-        return None
+    def find(self, construct: str, mode: str, version: str) -> ProjectRef | None:
+        return next((p for p in self.projects() if (p.construct, p.mode, p.prompt_version) == (construct, mode, version)),
+                    None)
 
-    def ensure(self, rubric: Rubric, mode: str, overlap: int, overlap_share: int) -> tuple[int, bool]:
-        """The project's id (created on first use with the rubric's label config)."""
-        key = self.key(rubric.construct, mode)
-        title = f"{self.study_name} · {rubric.construct} · {mode}"
-        found = self._find(key, title)
+    def ensure(self, rubric: Rubric, mode: str, maximum_annotations: int) -> tuple[ProjectRef, bool]:
+        """The project for this construct, mode and rubric version (created on first use)."""
+        found = self.find(rubric.construct, mode, rubric.version)
         if found is not None:
-            self.known[key] = found
             return found, False
-        config = label_config(rubric, review=mode == "review")
+        title = project_title(self.study_name, rubric.construct, mode, rubric.version)
+        what = "blind ratings (no judge's score is shown anywhere)" if mode == "blind" else \
+            "review of the judges' scores (never used as gold)"
         try:
             project = self.client.projects.create(
-                title=title, label_config=config, maximum_annotations=overlap,
-                overlap_cohort_percentage=overlap_share, show_skip_button=True,
-                description=f"empathy-study {mode} ratings of {rubric.construct} (rubric {rubric.version})",
+                title=title, label_config=label_config(rubric, review=mode == "review"),
+                maximum_annotations=maximum_annotations, overlap_cohort_percentage=100, show_skip_button=True,
+                description=f"{rubric.construct}: {what}. "
+                            + project_marker(self.study_name, rubric.construct, mode, rubric.version),
             )
         except Exception as exc:
-            raise AnnotationError(f"Label Studio rejected the label config of {title}: {_api_message(exc)}") from exc
-        self.known[key] = project.id
-        return project.id, True
+            raise AnnotationError(f"Label Studio at {self.url} rejected the label config of {title}: "
+                                  f"{_api_message(exc)}") from exc
+        ref = ProjectRef(self.url, int(project.id), rubric.construct, mode, rubric.version)
+        self.projects().append(ref)
+        return ref, True
 
     def tasks(self, project_id: int) -> list:
         return list(self.client.tasks.list(project=project_id, fields="all"))
 
-    def push(self, rubric: Rubric, mode: str, rows: list[dict], kinds: dict[str, str], overlap: int,
-             overlap_share: int, predictions: list[tuple[str, str, dict]] = ()) -> PushResult:
+    def push(self, rubric: Rubric, mode: str, rows: list[dict], kinds: dict[str, str], maximum_annotations: int = 1,
+             predictions: list[tuple[str, str, dict]] = ()) -> PushResult:
         """Add the tasks (and, in review mode, predictions) that the project does not hold yet."""
-        project_id, created = self.ensure(rubric, mode, overlap, overlap_share)
-        existing = {t.data.get("pair_id"): t for t in self.tasks(project_id)}
+        ref, created = self.ensure(rubric, mode, maximum_annotations)
+        existing = {t.data.get("pair_id"): t for t in self.tasks(ref.id)}
         new = [task_payload(rubric, row, kinds[row["pair_id"]]) for row in rows if row["pair_id"] not in existing]
         if new:
-            self.client.projects.import_tasks(id=project_id, request=new)
-        result = PushResult(f"{rubric.construct} · {mode}", project_id, created, len(new), len(existing))
+            self.client.projects.import_tasks(id=ref.id, request=new)
+        result = PushResult(f"{rubric.construct} · {mode}", ref.id, created, len(new), len(existing), server=self.url)
         if predictions:
-            tasks = {t.data.get("pair_id"): t for t in self.tasks(project_id)}
+            tasks = {t.data.get("pair_id"): t for t in self.tasks(ref.id)}
             for pair_id, model_version, payload in predictions:
                 task = tasks.get(pair_id)
                 if task is None or any(_get(p, "model_version") == model_version for p in (task.predictions or [])):
@@ -141,26 +203,28 @@ class LabelStudioProjects:
                 result.new_predictions += 1
         return result
 
-    def pull(self, rubric: Rubric, mode: str, salt: str) -> PulledLabels:
-        """Every current annotation of the project as label rows (deleted ones are simply absent)."""
-        key = self.key(rubric.construct, mode)
-        title = f"{self.study_name} · {rubric.construct} · {mode}"
-        project_id = self._find(key, title)
-        if project_id is None:
-            return PulledLabels(pd.DataFrame(columns=LABEL_COLUMNS))
-        self.known[key] = project_id
+    def pull(self, project: ProjectRef, annotator_of: Callable[[int], str | None],
+             email_of: Callable[[int], str]) -> PulledLabels:
+        """Every current annotation of a project as label rows (deleted ones are simply absent).
+
+        `annotator_of(user id)` gives the pseudonym the labels are recorded under, or None for an
+        account whose annotations do not count here (on an annotator's own server: anyone else).
+        """
         rows, pulled = [], PulledLabels(pd.DataFrame(columns=LABEL_COLUMNS))
-        control = control_name(rubric)
-        for task in self.tasks(project_id):
+        for task in self.tasks(project.id):
             pair_id = task.data.get("pair_id")
             kind = task.data.get("kind")
             for annotation in task.annotations or []:
+                who = annotator_of(annotation.get("completed_by"))
+                if who is None:
+                    pulled.other_accounts[email_of(annotation.get("completed_by"))] += 1
+                    continue
                 if annotation.get("was_cancelled"):
                     pulled.skipped[pair_id] += 1
                     continue
                 score = None
                 for item in annotation.get("result") or []:
-                    if item.get("from_name") != control:
+                    if item.get("from_name") != project.construct:
                         pulled.foreign += 1
                         continue
                     choices = (item.get("value") or {}).get("choices") or []
@@ -169,26 +233,43 @@ class LabelStudioProjects:
                     pulled.unparsed += 1
                     continue
                 rows.append({
-                    "pair_id": pair_id, "construct": rubric.construct,
-                    "annotator": pseudonym(annotation.get("completed_by"), salt), "score": score,
-                    "mode": "review" if mode == "review" else ("blind" if kind == "audit" else "calibration"),
+                    "pair_id": pair_id, "construct": project.construct, "annotator": who, "score": score,
+                    "mode": "review" if project.mode == "review" else ("blind" if kind == "audit" else "calibration"),
                     "annotation_id": int(annotation["id"]), "updated_at": annotation.get("updated_at"),
+                    "prompt_version": project.prompt_version,
                 })
         pulled.labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
         return pulled
 
-    def delete_skips(self, rubric: Rubric, mode: str) -> int:
+    def delete_skips(self, project: ProjectRef) -> int:
         """Remove skipped (cancelled) annotations so the task goes back into the queue."""
-        project_id = self.known.get(self.key(rubric.construct, mode))
-        if project_id is None:
-            return 0
         removed = 0
-        for task in self.tasks(project_id):
+        for task in self.tasks(project.id):
             for annotation in task.annotations or []:
                 if annotation.get("was_cancelled"):
                     self.client.annotations.delete(id=annotation["id"])
                     removed += 1
         return removed
+
+    def status(self, project: ProjectRef, annotator_of: Callable[[int], str | None]) -> dict:
+        """Tasks, labelled, skipped, per-annotator counts, and which pairs carry a label."""
+        per_annotator: Counter = Counter()
+        labelled_pairs, skipped, other = set(), 0, 0
+        tasks = self.tasks(project.id)
+        for task in tasks:
+            for annotation in task.annotations or []:
+                who = annotator_of(annotation.get("completed_by"))
+                if who is None:
+                    other += 1
+                elif annotation.get("was_cancelled"):
+                    skipped += 1
+                else:
+                    per_annotator[who] += 1
+                    labelled_pairs.add(task.data.get("pair_id"))
+        return {"project": f"{project.construct} · {project.mode}", "server": self.url, "id": project.id,
+                "construct": project.construct, "mode": project.mode, "prompt_version": project.prompt_version,
+                "tasks": len(tasks), "labelled": len(labelled_pairs), "skipped": skipped,
+                "other_accounts": other, "per_annotator": dict(per_annotator), "labelled_pairs": labelled_pairs}
 
 
 def _get(item, name: str):
@@ -211,20 +292,12 @@ def review_predictions(rubric: Rubric, scores: pd.DataFrame, rationales: dict[tu
     return out
 
 
-def project_status(projects: LabelStudioProjects, rubric: Rubric, mode: str, salt: str, overlap: int) -> dict | None:
-    """Tasks, labelled, overlap reached, skips and per-annotator counts of one project."""
-    key = projects.key(rubric.construct, mode)
-    project_id = projects._find(key, f"{projects.study_name} · {rubric.construct} · {mode}")
-    if project_id is None:
-        return None
-    per_annotator: Counter = Counter()
-    labelled = reached = skipped = 0
-    tasks = projects.tasks(project_id)
-    for task in tasks:
-        done = [a for a in task.annotations or [] if not a.get("was_cancelled")]
-        skipped += sum(1 for a in task.annotations or [] if a.get("was_cancelled"))
-        labelled += bool(done)
-        reached += len(done) >= overlap
-        per_annotator.update(pseudonym(a.get("completed_by"), salt) for a in done)
-    return {"project": f"{rubric.construct} · {mode}", "id": project_id, "tasks": len(tasks), "labelled": labelled,
-            "overlap_reached": reached, "skipped": skipped, "per_annotator": dict(per_annotator)}
+def annotator_lookup(people: dict[int, str], salt: str, only: str | None = None) -> Callable[[int], str | None]:
+    """user id → pseudonym; with `only`, every account but that annotator's maps to None."""
+    def lookup(user_id) -> str | None:
+        email = people.get(int(user_id)) if user_id is not None else None
+        if email is None:
+            return None
+        name = pseudonym(email, salt)
+        return name if only is None or name == only else None
+    return lookup

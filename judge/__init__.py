@@ -1,10 +1,11 @@
 """Judge stage: a panel of LLMs scores empathy and attachment through instructor + LiteLLM into Pydantic schemas."""
 
 from ._config import JudgeConfig, JudgeSettings, default_panel
-from ._diagnostics import judge_matrix, judge_report, retest_matrices
+from ._diagnostics import is_sentence, judge_matrix, judge_report, judge_warnings, retest_matrices
 from ._errors import JudgeError
 from ._log import LOG_FILE, RUNS_FILE, JudgmentLog, LogState
 from ._panel import (
+    EXPECTED_TOKENS_OUT,
     DryRunLine,
     JudgePlan,
     RunSummary,
@@ -12,6 +13,7 @@ from ._panel import (
     dry_run,
     main_tasks,
     open_endpoints,
+    panel_seconds,
     plan_panel,
     run_panel,
     swap_tasks,
@@ -30,10 +32,11 @@ from ._schema import Judgment, JudgmentRecord, Score
 from ._scores import current_judgments, first_draws, judge_scores, of_panel, panel_scores, records_frame
 
 __all__ = [
-    "CONSTRUCTS", "DryRunLine", "JudgePlan", "Judgment", "JudgmentLog", "JudgmentRecord", "JudgeConfig", "JudgeError",
+    "CONSTRUCTS", "DryRunLine", "EXPECTED_TOKENS_OUT", "JudgePlan", "Judgment", "JudgmentLog", "JudgmentRecord", "JudgeConfig", "JudgeError",
     "JudgeSettings", "LOG_FILE", "LogState", "RUNS_FILE", "Rubric", "RunSummary", "Score", "Task",
-    "current_judgments", "default_panel", "dry_run", "first_draws", "judge_matrix", "judge_report", "judge_scores",
-    "load_rubric", "main_tasks", "of_panel", "open_endpoints", "panel_scores", "plan_panel", "records_frame",
-    "render_messages", "retest_matrices", "rubric_bytes", "run_panel", "scale_text", "study_rubrics", "swap_check_rubrics",
+    "current_judgments", "default_panel", "dry_run", "first_draws", "is_sentence", "judge_matrix", "judge_report",
+    "judge_scores", "judge_warnings", "load_rubric", "main_tasks", "of_panel", "open_endpoints", "panel_scores",
+    "panel_seconds", "plan_panel", "records_frame", "render_messages", "retest_matrices", "rubric_bytes", "run_panel",
+    "scale_text", "study_rubrics", "swap_check_rubrics",
     "swap_tasks",
 ]

@@ -22,10 +22,24 @@ from datetime import datetime, timezone
 from pydantic import ValidationError
 
 from ._config import JudgeConfig
+from ._local import score_probe
 from ._schema import Judgment, JudgmentRecord
 
 SCHEMA = Judgment.model_json_schema()
+# What the embedded judge's grammar allows: the same object, its rationale at most one sentence (no
+# ".", "!" or "?" but at the end, no line break; the string may close at any point, so it is never
+# longer than the model's own first sentence). A pattern, not maxLength: llama.cpp expands a length
+# bound into as many nested optional rules, and sampling under that grammar was ten times slower.
+ONE_SENTENCE = r'^[^.!?"\\\n\r\t]*[.!?]?$'
+LOCAL_SCHEMA = copy.deepcopy(SCHEMA)
+LOCAL_SCHEMA["properties"]["rationale"]["pattern"] = ONE_SENTENCE
 TOP_LOGPROBS = 10
+# Two of the embedded judge's speed-ups (the third is _local.LOCAL_THREADS), switchable only so that
+# bench/local_judge.py can measure the behaviour before them with the same code: a one-sentence
+# rationale, and the score's logprobs asked for at the score's position after the answer
+# (`score_probe`) instead of at every generated token.
+LOCAL_ONE_SENTENCE = True
+LOCAL_SCORE_PROBE = True
 
 
 @functools.cache
@@ -58,6 +72,7 @@ class Endpoint:
     schema_in_response_format: bool
     price_in: float  # USD per input token; NaN when nobody knows the price
     price_out: float
+    local: str | None = None  # the alias of the embedded llama.cpp model this endpoint serves
 
     @property
     def priced(self) -> bool:
@@ -161,6 +176,22 @@ def _cannot_connect(error: BaseException) -> bool:
     return False
 
 
+def _where(endpoint: Endpoint) -> str:
+    """The server a call went to: its api_base, else the provider's own base-URL variables where set."""
+    if endpoint.api_base:
+        return endpoint.api_base
+    _, litellm = _libraries()
+    try:
+        provider = litellm.get_llm_provider(endpoint.model)[1]
+    except Exception:  # LiteLLM raises a bare Exception for models it cannot place
+        provider = endpoint.model.split("/")[0]
+    prefix = provider.upper().replace("-", "_") + "_"
+    variables = sorted(name for name in os.environ if name.startswith(prefix)
+                       and name.endswith(("_BASE_URL", "_API_BASE", "_ENDPOINT")))
+    set_to = ", ".join(f"${name} = {os.environ[name]}" for name in variables)
+    return f"the {provider} endpoint of {endpoint.model}" + (f" ({set_to})" if set_to else "")
+
+
 def _backoff(attempt: int, error: BaseException) -> float:
     retry_after = getattr(getattr(error, "response", None), "headers", {}) or {}
     try:
@@ -190,9 +221,9 @@ async def judge_once(judge: JudgeConfig, endpoints: list[Endpoint], item: WorkIt
                 cause = wrapped.__cause__ or wrapped
                 if isinstance(cause, transient):
                     failure = _reason(cause, endpoint.api_key)
-                    if attempt == judge.retries and endpoint.api_base and _cannot_connect(cause):
+                    if attempt == judge.retries and _cannot_connect(cause):
                         if endpoint is endpoints[-1]:
-                            raise RunCannotContinue(f"judge {judge.name}: cannot reach {endpoint.api_base} ({failure})")
+                            raise RunCannotContinue(f"judge {judge.name}: cannot reach {_where(endpoint)} ({failure})")
                         break  # this server is down: try the fallback
                     await asyncio.sleep(_backoff(attempt, cause))
                     continue
@@ -208,17 +239,42 @@ async def judge_once(judge: JudgeConfig, endpoints: list[Endpoint], item: WorkIt
             except IncompleteOutputException:
                 failure = f"answer cut off at max_tokens={judge.max_tokens}"
                 break
-            return _record(judge, endpoint, item, started, parsed=parsed, raw=raw)
+            expected = None
+            if judge.logprobs and _probes(endpoint):
+                expected = await _probe(endpoint, item, raw)
+            return _record(judge, endpoint, item, started, parsed=parsed, raw=raw, expected=expected)
     if spent is not None:  # the tokens of rejected answers were paid for: record them
         endpoint, last, usage = spent
         return _record(judge, endpoint, item, started, raw=last, usage=usage, error=failure)
     return _record(judge, None, item, started, error=failure)
 
 
+def _probes(endpoint: Endpoint) -> bool:
+    return endpoint.local is not None and LOCAL_SCORE_PROBE
+
+
+def sent_messages(messages: list[dict]) -> list[dict]:
+    """The chat messages as instructor sends them: its JSON mode adds the schema and an instruction."""
+    from instructor import Mode
+    from instructor.processing.response import handle_response_model
+
+    return handle_response_model(_response_model(), mode=Mode.MD_JSON, messages=copy.deepcopy(messages))[1]["messages"]
+
+
+async def _probe(endpoint: Endpoint, item: WorkItem, raw) -> float | None:
+    content = raw.choices[0].message.content if raw is not None and raw.choices else None
+    if not content:
+        return None
+    try:
+        return await score_probe(endpoint.api_base, endpoint.local, sent_messages(item.messages), content)
+    except Exception:  # the score stands without its expected value; the record says so by a null
+        return None
+
+
 def _request(judge: JudgeConfig, endpoint: Endpoint, item: WorkItem) -> dict:
     response_format = {"type": "json_object"}
     if endpoint.schema_in_response_format:
-        response_format["schema"] = SCHEMA
+        response_format["schema"] = LOCAL_SCHEMA if endpoint.local and LOCAL_ONE_SENTENCE else SCHEMA
     request = {
         "model": endpoint.model, "messages": item.messages, "temperature": judge.temperature,
         "max_tokens": judge.max_tokens, "timeout": judge.timeout, "response_format": response_format,
@@ -233,14 +289,15 @@ def _request(judge: JudgeConfig, endpoint: Endpoint, item: WorkItem) -> dict:
         # its cost calculation was the largest single item of client CPU per call (bench/judge_throughput.py).
         request["input_cost_per_token"] = endpoint.price_in
         request["output_cost_per_token"] = endpoint.price_out
-    if judge.logprobs:
+    if judge.logprobs and not _probes(endpoint):
         request["logprobs"] = True
         request["top_logprobs"] = TOP_LOGPROBS
     return request
 
 
 def _record(judge: JudgeConfig, endpoint: Endpoint | None, item: WorkItem, started: float, *,
-            parsed: Judgment | None = None, raw=None, usage=None, error: str | None = None) -> JudgmentRecord:
+            parsed: Judgment | None = None, raw=None, usage=None, error: str | None = None,
+            expected: float | None = None) -> JudgmentRecord:
     usage = usage if usage is not None else getattr(raw, "usage", None)
     tokens_in = getattr(usage, "prompt_tokens", None)
     tokens_out = getattr(usage, "completion_tokens", None)
@@ -253,7 +310,8 @@ def _record(judge: JudgeConfig, endpoint: Endpoint | None, item: WorkItem, start
         model_returned=getattr(raw, "model", None), prompt_version=item.prompt_version,
         sample_index=item.sample_index, temperature=judge.temperature,
         score=parsed.score if parsed else None,
-        expected_score=expected_score(getattr(choice, "logprobs", None)) if parsed and judge.logprobs else None,
+        expected_score=(expected if expected is not None else expected_score(getattr(choice, "logprobs", None)))
+        if parsed and judge.logprobs else None,
         rationale=parsed.rationale if parsed else None, tokens_in=tokens_in, tokens_out=tokens_out,
         cost_usd=cost, latency_ms=round(1000 * (time.perf_counter() - started), 1), error=error,
         created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),

@@ -27,6 +27,8 @@ class JudgeConfig(BaseModel):
     fallbacks: list[str] = Field(default_factory=list, description="models tried, in order, when this one keeps failing")
     max_tokens: int = Field(256, ge=16)
     timeout: float = Field(120, gt=0, description="seconds per call")
+    latency: float | None = Field(None, gt=0, description="seconds a call takes: the dry run's time estimate "
+                                                          "until the log has measured this judge")
     retries: int = Field(4, ge=0, description="retries with backoff on 429 / 5xx / timeouts within one run")
     schema_in_response_format: bool | None = Field(
         None, description="send the JSON schema inside response_format json_object (llama.cpp grammar); "

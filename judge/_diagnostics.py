@@ -4,6 +4,8 @@ applied by the study) compare: judge against judge, sample against sample. Pure 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -113,6 +115,48 @@ def usage(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
+_WORD = re.compile(r"[^\W\d_]{2,}")  # two or more letters, any script
+MIN_SCORES = 5  # scores of a judge × construct before "never varies" means something
+MIN_RATIONALES = 3
+
+
+def is_sentence(text: str | None) -> bool:
+    """Reads like a sentence: three words or more (two different), mostly letters, not markup or JSON.
+
+    What a small model writes when it fails to reason — "{", "][", "Development Officer", a copy of
+    the schema — is not.
+    """
+    text = (text or "").strip()
+    words = _WORD.findall(text)
+    visible = sum(not ch.isspace() for ch in text)
+    letters = sum(ch.isalpha() for ch in text)
+    return (len(words) >= 3 and len({w.lower() for w in words}) >= 2 and visible > 0 and letters / visible >= 0.6
+            and not text.startswith(("{", "[", "<")))
+
+
+def judge_warnings(frame: pd.DataFrame) -> list[dict]:
+    """Per judge × construct, what makes its scores unusable whatever their agreement says: scores that
+    never vary (they cannot rank pairs), rationales that are mostly not sentences (the model is not
+    reasoning about the text)."""
+    ok = frame[frame["score"].notna()]
+    found = []
+    for (judge, construct), group in ok.groupby(["judge", "construct"]):
+        scores = group["score"].astype(int)
+        if len(scores) >= MIN_SCORES and scores.nunique() == 1:
+            found.append({"judge": judge, "construct": construct, "kind": "constant_scores",
+                          "message": f"{judge} gave every one of its {len(scores)} {construct} scores a "
+                                     f"{scores.iloc[0]}: its scores cannot tell pairs apart"})
+        rationales = group["rationale"].fillna("")
+        if len(rationales) >= MIN_RATIONALES:
+            bad = rationales[~rationales.map(is_sentence)]
+            if len(bad) / len(rationales) > 0.5:
+                examples = ", ".join(repr(t[:40]) for t in bad.drop_duplicates().head(2))
+                found.append({"judge": judge, "construct": construct, "kind": "not_sentences",
+                              "message": f"{len(bad)} of {len(rationales)} {construct} rationales of {judge} are "
+                                         f"not sentences (e.g. {examples}): the model is not reasoning about the text"})
+    return found
+
+
 def judge_report(records, texts: pd.DataFrame, judges: list[JudgeConfig], versions: dict[str, str],
                  swap_versions: tuple[str, str] | None) -> dict:
     """Every diagnostic of the current panel that needs no agreement statistic, as plain data."""
@@ -132,4 +176,5 @@ def judge_report(records, texts: pd.DataFrame, judges: list[JudgeConfig], versio
         "length_bias": length_bias(current, texts),
         "response_leakage": leakage,
         "usage": usage(frame),
+        "warnings": judge_warnings(current),
     }

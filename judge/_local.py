@@ -7,7 +7,10 @@ is stopped when the run ends. Zero network.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+import math
 import os
 import socket
 import subprocess
@@ -25,6 +28,11 @@ from ._errors import JudgeError
 
 LOCAL_PREFIX = "local/"
 STARTUP_SECONDS = 120
+# llama.cpp's worker threads wait for one another at every layer, so a thread that another program
+# pre-empts holds all of them up. Measured on a shared 2-core machine (bench/local_judge.py): with two
+# threads a 600-token prompt took 24–51 ms a token and 20 generated tokens 2–108 s; with one, 14 ms
+# and 0.5–1 s. A 135M model gains little from a second thread even on idle cores: one is the default.
+LOCAL_THREADS = 1
 
 
 def _smollm2() -> Path:
@@ -58,6 +66,93 @@ def local_alias(model: str) -> str:
     return alias
 
 
+class LocalTokenizer:
+    """A local model's vocabulary and chat template, loaded without its weights: the prompt exactly as
+    llama.cpp's server builds it from chat messages, its token count, and token boundaries."""
+
+    def __init__(self, alias: str):
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        with _quiet_stderr():  # llama.cpp's C code reports the (unused) context size on stderr
+            self.vocab = llama_cpp.Llama(model_path=str(LOCAL_MODELS[alias]()), vocab_only=True, verbose=False)
+        eos, bos = self.vocab.token_eos(), self.vocab.token_bos()
+        # As llama-cpp-python's server does for a GGUF whose template it does not know by name.
+        text = self.vocab._model.token_get_text
+        self.formatter = Jinja2ChatFormatter(template=self.vocab.metadata["tokenizer.chat_template"],
+                                             eos_token=text(eos) if eos != -1 else "",
+                                             bos_token=text(bos) if bos != -1 else "")
+
+    def prompt(self, messages: list[dict]) -> str:
+        return self.formatter(messages=messages).prompt
+
+    def tokens(self, text: str) -> list[int]:
+        return self.vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def count(self, messages: list[dict]) -> int:
+        return len(self.tokens(self.prompt(messages)))
+
+    def before_score(self, content: str) -> str | None:
+        """The answer's text up to the token that writes the score (its canonical tokenization)."""
+        start = content.find('"score"')
+        if start < 0:
+            return None
+        pieces = [self.vocab.detokenize([t]).decode("utf-8", errors="replace")
+                  for t in self.vocab.tokenize(content[start:].encode("utf-8"), add_bos=False, special=False)]
+        text = ""
+        for piece in pieces:
+            if ":" in text and piece.strip()[:1].isdigit():
+                return content[:start] + text
+            text += piece
+        return None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@functools.cache
+def local_tokenizer(alias: str) -> LocalTokenizer:
+    return LocalTokenizer(alias)
+
+
+async def score_probe(api_base: str, alias: str, messages: list[dict], content: str, top: int = 10) -> float | None:
+    """Σ p(s)·s at the position where an answer wrote its score, asked of the server afterwards.
+
+    Asking for logprobs during generation makes llama-cpp-python sort the whole vocabulary at every
+    token (about 40 ms each); the score needs them at one position only. This one-token completion
+    re-reads the prompt and the answer up to the score — llama.cpp has them cached from the call
+    just made — and returns the top `top` alternatives there, from the same raw logits.
+    """
+    import httpx
+
+    tokenizer = local_tokenizer(alias)
+    head = tokenizer.before_score(content)
+    if head is None:
+        return None
+    body = {"model": alias, "prompt": tokenizer.prompt(messages) + head, "max_tokens": 1, "temperature": 0.0,
+            "logprobs": top}
+    async with httpx.AsyncClient(timeout=120) as client:
+        answer = await client.post(f"{api_base}/completions", json=body)
+    answer.raise_for_status()
+    offered = (answer.json()["choices"][0].get("logprobs") or {}).get("top_logprobs") or [{}]
+    weights: dict[int, float] = {}
+    for token, logprob in offered[0].items():
+        value = token.strip()
+        if value in {"1", "2", "3", "4", "5", "6", "7"}:
+            weights[int(value)] = weights.get(int(value), 0.0) + math.exp(logprob)
+    total = sum(weights.values())
+    return sum(s * p for s, p in weights.items()) / total if total > 0 else None
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -88,6 +183,7 @@ class LocalServer:
 
 def start_local_server(model: str, threads: int | None = None, context: int = 4096) -> LocalServer:
     """Start llama.cpp's server for a `local/<name>` model and wait until it answers."""
+    threads = threads or LOCAL_THREADS
     alias = local_alias(model)
     gguf = LOCAL_MODELS[alias]()
     if not gguf.exists():
@@ -95,7 +191,7 @@ def start_local_server(model: str, threads: int | None = None, context: int = 40
     port = _free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context),
-               "--n_threads", str(threads or os.cpu_count() or 2)]
+               "--n_threads", str(threads), "--n_threads_batch", str(threads)]
     # The server logs every request: to a file, never to a pipe nobody drains (it would block).
     log = tempfile.NamedTemporaryFile(prefix=f"llama-{alias}-", suffix=".log", delete=False)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

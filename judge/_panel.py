@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ import pandas as pd
 from ._call import Endpoint, RunCannotContinue, WorkItem, _libraries, judge_once
 from ._config import JudgeConfig, JudgeSettings
 from ._errors import JudgeError
-from ._local import LocalServer, is_local, local_alias, start_local_server
+from ._local import LocalServer, is_local, local_alias, local_tokenizer, start_local_server
 from ._log import JudgmentLog, LogState
 from ._rubric import Rubric, render_messages, swap_check_rubrics
 from ._schema import JudgmentRecord, cache_key
@@ -146,7 +148,8 @@ def open_endpoints(judges: list[JudgeConfig]) -> Iterator[dict[str, list[Endpoin
                 schema = judge.schema_in_response_format
                 endpoints.append(Endpoint(call_model, api_base, api_key,
                                           is_local(model) if schema is None else schema,
-                                          *(price or (float("nan"), float("nan")))))
+                                          *(price or (float("nan"), float("nan"))),
+                                          local=local_alias(model) if is_local(model) else None))
             resolved[judge.name] = endpoints
         yield resolved
     finally:
@@ -201,6 +204,17 @@ class JudgeTally:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    errors: Counter = field(default_factory=Counter)  # failure reason (as logged) → calls
+
+    def add(self, record: JudgmentRecord) -> None:
+        self.called += 1
+        self.ok += record.score is not None
+        self.failed += record.score is None
+        if record.score is None:
+            self.errors[record.error or "no reason recorded"] += 1
+        self.tokens_in += record.tokens_in or 0
+        self.tokens_out += record.tokens_out or 0
+        self.cost_usd += record.cost_usd or 0.0
 
 
 @dataclass
@@ -209,6 +223,19 @@ class RunSummary:
     stopped_by_budget: bool
     seconds: float
     cancelled: bool = False
+
+    @property
+    def called(self) -> int:
+        return sum(t.called for t in self.tallies.values())
+
+    @property
+    def every_call_failed(self) -> bool:
+        """Calls were made and not one returned a score: the run measured nothing."""
+        return self.called > 0 and not any(t.ok for t in self.tallies.values())
+
+    def commonest_error(self) -> str | None:
+        errors = sum((t.errors for t in self.tallies.values()), Counter())
+        return errors.most_common(1)[0][0] if errors else None
 
 
 def call_estimate(item: WorkItem, judge: JudgeConfig, endpoint: Endpoint) -> float:
@@ -245,25 +272,37 @@ async def run_panel(plans: list[JudgePlan], endpoints: dict[str, list[Endpoint]]
             record.run_id = run_id
             budget.settle(estimate, record.cost_usd)
             log.append([record])
-            tally.called += 1
-            tally.ok += record.score is not None
-            tally.failed += record.score is None
-            tally.tokens_in += record.tokens_in or 0
-            tally.tokens_out += record.tokens_out or 0
-            tally.cost_usd += record.cost_usd or 0.0
+            tally.add(record)
             if on_record:
                 on_record(record)
 
-    tasks = []
+    async def in_turn(jobs: list[tuple[JudgePlan, asyncio.Queue, RateLimiter]]) -> None:
+        for job in jobs:
+            await work(*job)
+
+    tasks: list = []
+    local: dict[str, list] = {}
     for plan in plans:
         queue: asyncio.Queue = asyncio.Queue()
-        for item in plan.items:
+        primary = endpoints[plan.judge.name][0]
+        # llama.cpp answers one request at a time and reuses the evaluated prompt only while consecutive
+        # requests share it: a local server's calls go one after another, grouped by rubric.
+        items = sorted(plan.items, key=lambda item: item.prompt_version) if primary.local else plan.items
+        for item in items:
             queue.put_nowait(item)
         limiter = RateLimiter(plan.judge.rpm)
-        tasks += [work(plan, queue, limiter) for _ in range(min(plan.judge.concurrency, len(plan.items)))]
+        if primary.local:
+            local.setdefault(primary.api_base, []).append((plan, queue, limiter))
+        else:
+            tasks += [work(plan, queue, limiter) for _ in range(min(plan.judge.concurrency, len(plan.items)))]
+    tasks += [in_turn(jobs) for jobs in local.values()]
+    running = [asyncio.ensure_future(task) for task in tasks]
     try:
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*running)
     except RunCannotContinue as exc:
+        for task in running:  # every other call would fail the same way: end them now, not at loop shutdown
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         raise JudgeError(str(exc)) from None
     return RunSummary(tallies, budget.exhausted, time.perf_counter() - started, bool(stop and stop()))
 
@@ -275,21 +314,100 @@ class DryRunLine:
     calls: int
     cached: int
     gave_up: int
-    tokens_in: int
+    tokens_in: int  # counted on the messages as sent (instructor's additions included) with the model's tokenizer
+    tokens_out: int  # expected: this judge's mean from the log, else EXPECTED_TOKENS_OUT a call
     tokens_out_max: int
-    cost_usd_max: float | None  # None: LiteLLM has no price for the model
+    cost_usd: float | None  # expected; None: nobody knows the price
+    cost_usd_max: float | None
+    seconds: float | None  # wall time: calls × latency / concurrency (local servers: one call at a time), rpm-bound
+    latency_from: str  # where the latency came from: "log (median of N calls)", "configured", or "unknown"
+    server: str | None = None  # judges on one local server take turns: their times add up
 
 
-def dry_run(plans: list[JudgePlan]) -> list[DryRunLine]:
-    """What a run would do, without starting a server or calling anything."""
+EXPECTED_TOKENS_OUT = 40  # a one-sentence rationale and the score, until the log has measured the judge
+MEASURED_MIN = 3  # calls of a judge in the log before its own figures replace the defaults
+EXACT_ITEMS = 400  # items tokenized one by one; beyond that, a seeded sample gives tokens per character
+
+
+def dry_run(plans: list[JudgePlan], history: pd.DataFrame | None = None) -> list[DryRunLine]:
+    """What a run would do, without starting a server or calling anything: calls, tokens (counted with
+    the model's own tokenizer where it is local), cost, and wall time from the latency the log measured
+    for the judge (else its configured `latency`)."""
     lines = []
     for plan in plans:
         judge = plan.judge
         model = f"openai/{local_alias(judge.model)}" if is_local(judge.model) else judge.model
         price = price_per_token(judge, model)
-        tokens_in = sum(item.estimated_tokens_in() for item in plan.items)
-        tokens_out = judge.max_tokens * len(plan.items)
+        tokens_in = count_tokens(judge, plan.items)
+        past = _history_of(judge, history)
+        ok = past[past["score"].notna()] if past is not None else None
+        per_call_out = (float(ok["tokens_out"].dropna().mean()) if ok is not None and ok["tokens_out"].notna().sum()
+                        >= MEASURED_MIN else EXPECTED_TOKENS_OUT)
+        tokens_out = round(per_call_out * len(plan.items))
+        tokens_out_max = judge.max_tokens * len(plan.items)
         cost = None if price is None else tokens_in * price[0] + tokens_out * price[1]
-        lines.append(DryRunLine(judge.name, judge.model, len(plan.items), plan.cached, plan.gave_up,
-                                tokens_in, tokens_out, cost))
+        cost_max = None if price is None else tokens_in * price[0] + tokens_out_max * price[1]
+        latency, source = None, "unknown"
+        if past is not None and past["latency_ms"].notna().sum() >= MEASURED_MIN:
+            latency = float(past["latency_ms"].median()) / 1000
+            source = f"log (median of {int(past['latency_ms'].notna().sum())} calls)"
+        elif judge.latency is not None:
+            latency, source = judge.latency, "study.toml (its latency key)"
+        seconds = None
+        if latency is not None:
+            parallel = 1 if is_local(judge.model) else judge.concurrency
+            seconds = len(plan.items) * latency / parallel
+            if judge.rpm:
+                seconds = max(seconds, len(plan.items) * 60.0 / judge.rpm)
+        lines.append(DryRunLine(judge.name, judge.model, len(plan.items), plan.cached, plan.gave_up, tokens_in,
+                                tokens_out, tokens_out_max, cost, cost_max, seconds, source,
+                                local_alias(judge.model) if is_local(judge.model) else None))
     return lines
+
+
+def panel_seconds(lines: list[DryRunLine]) -> float | None:
+    """Wall time of the whole run: judges run side by side, except those sharing a local server."""
+    if any(line.seconds is None for line in lines if line.calls):
+        return None
+    shared: dict[str, float] = {}
+    alone = []
+    for line in lines:
+        if line.server:
+            shared[line.server] = shared.get(line.server, 0.0) + (line.seconds or 0.0)
+        else:
+            alone.append(line.seconds or 0.0)
+    return max([*shared.values(), *alone], default=0.0)
+
+
+def _history_of(judge: JudgeConfig, history: pd.DataFrame | None) -> pd.DataFrame | None:
+    if history is None or history.empty:
+        return None
+    return history[(history["judge"] == judge.name) & (history["model"] == judge.model)]
+
+
+def count_tokens(judge: JudgeConfig, items: list[WorkItem]) -> int:
+    """Input tokens of the planned calls as they will be sent: instructor's schema and instruction
+    added, the local model's chat template and vocabulary (else LiteLLM's tokenizer for the model)."""
+    if not items:
+        return 0
+    from ._call import sent_messages
+
+    if is_local(judge.model):
+        tokenizer = local_tokenizer(local_alias(judge.model))
+        count = tokenizer.count
+    else:
+        _, litellm = _libraries()
+
+        def count(messages: list[dict]) -> int:
+            return int(litellm.token_counter(model=judge.model, messages=messages))
+
+    chosen = items if len(items) <= EXACT_ITEMS else random.Random(0).sample(items, EXACT_ITEMS)
+    counted = [count(sent_messages(item.messages)) for item in chosen]
+    if len(chosen) == len(items):
+        return sum(counted)
+    per_char = sum(counted) / sum(_chars(item) for item in chosen)
+    return round(per_char * sum(_chars(item) for item in items))
+
+
+def _chars(item: WorkItem) -> int:
+    return sum(len(m["content"]) for m in item.messages)

@@ -4,7 +4,7 @@ The `empathy` CLI, the calibration app, the demo, the tests and the benchmarks a
 through these functions; none of them rebuilds a stage's sequence of calls by hand.
 """
 
-from empathy_study.study.annotate import agree, pull, push, requeue_skipped, status
+from empathy_study.study.annotate import add_annotator, agree, pull, push, requeue_skipped, status
 from empathy_study.study.build import BuildResult, SampleResult, build_corpus, draw_sample
 from empathy_study.study.estimate import estimate, estimate_config, locate_pairs
 from empathy_study.study.export import ExportResult, export, read_scored_pairs
@@ -22,7 +22,7 @@ from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 __all__ = [
     "BuildResult", "ExportResult", "JudgeRunResult", "JudgingPlan", "Progress", "SampleResult", "ScoresResult", "Step",
-    "StudyConfig", "StudyError", "Workspace", "agree", "build_corpus", "draw_sample", "estimate", "estimate_config",
+    "StudyConfig", "StudyError", "Workspace", "add_annotator", "agree", "build_corpus", "draw_sample", "estimate", "estimate_config",
     "export", "export_scores", "locate_pairs", "plan_judging", "pull", "push", "quiet", "read_scored_pairs",
     "report_judges", "requeue_skipped", "run_judges", "status",
 ]

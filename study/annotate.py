@@ -1,7 +1,9 @@
-"""Wiring the study to Label Studio: which pairs go where, what comes back, and agreement.
+"""Wiring the study to Label Studio: who rates which pair where, what comes back, and agreement.
 
-State that must survive between runs (project ids, the pseudonym salt, the audit design) lives in
-DIR/annotation.json; the API key never does.
+Each annotator rates blind on their own Label Studio server (`add_annotator`), so that no one can
+open another's labels; the study's main server (LABEL_STUDIO_URL) holds the review projects.
+State that must survive between runs (the annotators' servers, the pseudonym salt, the audit
+design) lives in DIR/annotation.json; the API key and the e-mails never do.
 """
 
 from __future__ import annotations
@@ -9,39 +11,56 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from empathy_study import annotation, judge
+from empathy_study.annotation import labelstudio
 from empathy_study.shared import write_json, write_parquet
 from empathy_study.study.judging import load_sample
 from empathy_study.study.workspace import StudyConfig, Workspace
 
 
+def _same(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
 @dataclass
 class AnnotationState:
     path: Path
-    projects: dict
     salt: str
+    annotators: list[dict] = field(default_factory=list)  # {"annotator": pseudonym, "url": their own server}
+    pushed: bool = False  # a push has run (projects may exist on the servers)
+    review: bool = False  # review projects were pushed to the main server
 
     @classmethod
     def load(cls, study: Workspace) -> "AnnotationState":
         path = study.annotation_state
         data = json.loads(path.read_text()) if path.exists() else {}
-        return cls(path, data.get("projects", {}), data.get("salt") or secrets.token_hex(8))
+        return cls(path, data.get("salt") or secrets.token_hex(8), list(data.get("annotators") or []),
+                   bool(data.get("pushed")), bool(data.get("review")))
 
     def save(self, url: str, config: annotation.AnnotationConfig) -> None:
-        write_json(self.path, {"url": url, "projects": self.projects, "salt": self.salt,
-                               "audit": {"rate": config.audit_rate, "seed": config.audit_seed}})
+        write_json(self.path, {"url": url, "salt": self.salt, "annotators": self.annotators, "pushed": self.pushed,
+                               "review": self.review, "audit": {"rate": config.audit_rate, "seed": config.audit_seed}})
+
+
+def main_url(study: Workspace) -> str:
+    return os.environ.get("LABEL_STUDIO_URL") or study.config().annotation.url
+
+
+def _key() -> str | None:
+    return os.environ.get("LABEL_STUDIO_API_KEY")
 
 
 def server(study: Workspace) -> tuple[str, object]:
-    config = study.config().annotation
-    url = os.environ.get("LABEL_STUDIO_URL") or config.url
-    return url, annotation.connect(url, os.environ.get("LABEL_STUDIO_API_KEY"))
+    """The study's main server (review projects): its URL and a client."""
+    url = main_url(study)
+    return url, annotation.connect(url, _key())
 
 
 def audit_kinds(sample: pd.DataFrame, config: annotation.AnnotationConfig) -> dict[str, str]:
@@ -55,31 +74,104 @@ def audit_kinds(sample: pd.DataFrame, config: annotation.AnnotationConfig) -> di
     return kinds
 
 
-def push(study: Workspace, review: bool) -> list[annotation.labelstudio.PushResult]:
+@dataclass
+class AddedAnnotator:
+    annotator: str  # the pseudonym their labels carry
+    url: str
+    invite: str  # the sign-up link (a new one each time: older links stop working)
+    signed_up: bool  # an account with their e-mail exists on the server already
+
+
+def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
+    """Register `url` — a Label Studio server of this annotator's own — and make its sign-up link.
+
+    The server must hold no other person's account: whoever has an account on a Label Studio
+    server can open every annotation on it. The admin token (LABEL_STUDIO_API_KEY) must work
+    there too (`tools/labelstudio.sh annotator NAME` starts such a server).
+    """
     config = study.config()
-    url, client = server(study)
+    email = email.strip()
+    if "@" not in email or len(email) < 3:
+        raise annotation.AnnotationError(f"{email!r} is not an e-mail address: the annotator signs up with it")
     state = AnnotationState.load(study)
-    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
+    name = annotation.pseudonym(email, state.salt)
+    main = main_url(study)
+    if _same(url, main):
+        raise annotation.AnnotationError(
+            f"{url} is the study's main server (LABEL_STUDIO_URL), where the review projects show the judges' scores "
+            "to every account: give each annotator a server of their own (`tools/labelstudio.sh annotator NAME`)")
+    taken = [a for a in state.annotators if _same(a["url"], url) and a["annotator"] != name]
+    if taken:
+        raise annotation.AnnotationError(f"{url} is already another annotator's server ({taken[0]['annotator']}): "
+                                         "two annotators on one server could open each other's labels")
+    client = annotation.connect(url, _key())
+    admin = labelstudio.admin_id(client)
+    others = [e for uid, e in labelstudio.accounts(client).items()
+              if uid != admin and annotation.pseudonym(e, state.salt) != name]
+    if others:
+        raise annotation.AnnotationError(
+            f"{url} already has an account other than the admin's ({others[0]}): an annotator's server must hold "
+            "only that annotator, or they could open each other's labels; start a fresh one with "
+            "`tools/labelstudio.sh annotator NAME`")
+    signed_up = any(annotation.pseudonym(e, state.salt) == name for e in labelstudio.accounts(client).values())
+    invite = labelstudio.fresh_invite(client, url)
+    state.annotators = [a for a in state.annotators if a["annotator"] != name] + [{"annotator": name,
+                                                                                  "url": url.rstrip("/")}]
+    state.save(main, config.annotation)
+    return AddedAnnotator(name, url.rstrip("/"), invite, signed_up)
+
+
+def push(study: Workspace, review: bool) -> list[labelstudio.PushResult]:
+    """Blind tasks to each annotator's own server (who rates which pair: `annotation.assign_annotators`);
+    with `review`, the judges' scores as predictions to review projects on the main server."""
+    config = study.config()
+    state = AnnotationState.load(study)
+    if not state.annotators and not review:
+        raise annotation.AnnotationError(
+            f"no annotator yet: each annotator rates on a Label Studio server of their own; start one with "
+            f"`tools/labelstudio.sh annotator NAME` and add it with "
+            f"`empathy annotate add-annotator {study.root} EMAIL --url URL`")
     sample = load_sample(study)
     rubrics = config.rubrics()
     kinds = audit_kinds(sample, config.annotation)
-    rows = sample.to_dict("records")
-    chosen = [r for r in rows if r["pair_id"] in kinds]
+    rows = {r["pair_id"]: r for r in sample.to_dict("records")}
+    who = annotation.assign_annotators(sorted(kinds), [a["annotator"] for a in state.annotators],
+                                       config.annotation.overlap, config.annotation.overlap_share,
+                                       config.annotation.audit_seed)
     results = []
     try:
-        for rubric in rubrics.values():
-            results.append(projects.push(rubric, "blind", chosen, kinds, config.annotation.overlap,
-                                         config.annotation.overlap_share))
+        for seat in state.annotators:
+            projects = annotation.LabelStudioProjects(annotation.connect(seat["url"], _key()), seat["url"],
+                                                      config.study.name)
+            mine = [rows[p] for p in sorted(kinds) if seat["annotator"] in who.get(p, [])]
+            for rubric in rubrics.values():
+                result = projects.push(rubric, "blind", mine, kinds)
+                result.annotator = seat["annotator"]
+                if not kinds:
+                    result.note = (f"empty: none of the {len(sample):,} sampled pairs drew into the audit (audit_rate "
+                                   f"{config.annotation.audit_rate:g}, audit_seed {config.annotation.audit_seed}) and "
+                                   "no calibration pairs are asked for; raise [annotation] audit_rate or sample more")
+                elif not mine:
+                    result.note = (f"empty: the {len(kinds):,} audit pairs went to the other annotators "
+                                   f"(overlap {config.annotation.overlap}, overlap_share "
+                                   f"{config.annotation.overlap_share} %)")
+                results.append(result)
+            state.pushed = True
         if review:
+            url, client = server(study)
+            projects = annotation.LabelStudioProjects(client, url, config.study.name)
             scores, rationales = _judge_output(study, config)
-            judged = set(scores["pair_id"])
+            judged = sorted(set(scores["pair_id"]) & set(rows))
             for rubric in rubrics.values():
                 predictions = annotation.review_predictions(rubric, scores, rationales)
-                results.append(projects.push(rubric, "review", [r for r in rows if r["pair_id"] in judged],
-                                             {p: "review" for p in judged}, 1, 100, predictions))
+                result = projects.push(rubric, "review", [rows[p] for p in judged], {p: "review" for p in judged},
+                                       predictions=predictions)
+                if not judged:
+                    result.note = f"empty: no pair is judged yet (run `empathy judge run {study.root}` first)"
+                results.append(result)
+            state.pushed = state.review = True
     finally:
-        state.projects = projects.known
-        state.save(url, config.annotation)
+        state.save(main_url(study), config.annotation)
     return results
 
 
@@ -94,65 +186,140 @@ def _judge_output(study: Workspace, config: StudyConfig) -> tuple[pd.DataFrame, 
 
 
 @dataclass
+class _Server:
+    """One server this study uses, with what pull and status need from it."""
+
+    url: str
+    projects: annotation.LabelStudioProjects
+    people: dict[int, str]
+    lookup: object  # user id → pseudonym, or None for accounts that do not count here
+    annotator: str | None  # whose own server it is (None: the main server)
+
+
+def _servers(study: Workspace, state: AnnotationState, main: bool) -> list[_Server]:
+    config = study.config()
+    found = []
+    for seat in state.annotators:
+        client = annotation.connect(seat["url"], _key())
+        people = labelstudio.accounts(client)
+        found.append(_Server(seat["url"], annotation.LabelStudioProjects(client, seat["url"], config.study.name),
+                             people, labelstudio.annotator_lookup(people, state.salt, only=seat["annotator"]),
+                             seat["annotator"]))
+    if main:
+        url, client = server(study)
+        people = labelstudio.accounts(client)
+        found.append(_Server(url, annotation.LabelStudioProjects(client, url, config.study.name), people,
+                             labelstudio.annotator_lookup(people, state.salt), None))
+    return found
+
+
+@dataclass
 class PullSummary:
     labels: pd.DataFrame
     skipped: int
     foreign: int
     unparsed: int
+    other_accounts: dict[str, int] = field(default_factory=dict)  # "<e-mail> on <server>" → annotations not counted
+    other_versions: int = 0  # labels made under a rubric version the study no longer uses
 
 
 def pull(study: Workspace) -> PullSummary:
     """Fetch every annotation; write DIR/labels.parquet only once everything was read."""
     config = study.config()
-    url, client = server(study)
     state = AnnotationState.load(study)
-    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
-    frames, skipped, foreign, unparsed = [], 0, 0, 0
-    for rubric in config.rubrics().values():
-        for mode in ("blind", "review"):
-            pulled = projects.pull(rubric, mode, state.salt)
+    frames, skipped, foreign, unparsed, others = [], 0, 0, 0, Counter()
+    for place in _servers(study, state, main=state.review):
+        for project in place.projects.projects():
+            if place.annotator is not None and project.mode != "blind":
+                continue
+            if place.annotator is None and project.mode != "review":
+                continue  # blind projects live on annotators' own servers only
+            pulled = place.projects.pull(project, place.lookup, lambda uid, p=place: p.people.get(int(uid), "?"))
             frames.append(pulled.labels)
-            skipped += sum(pulled.skipped.values()) if mode == "blind" else 0
+            skipped += sum(pulled.skipped.values()) if project.mode == "blind" else 0
             foreign += pulled.foreign
             unparsed += pulled.unparsed
+            others.update({f"{email} on {place.url}": n for email, n in pulled.other_accounts.items()})
     labels = pd.concat([f for f in frames if not f.empty] or [pd.DataFrame(columns=annotation.LABEL_COLUMNS)],
                        ignore_index=True)
     labels["score"] = labels["score"].astype("Int64")
     write_parquet(study.labels, labels)
-    state.projects = projects.known
-    state.save(url, config.annotation)
-    return PullSummary(labels, skipped, foreign, unparsed)
+    versions = config.prompt_versions()
+    other_versions = int((labels["prompt_version"] != labels["construct"].map(versions)).sum())
+    return PullSummary(labels, skipped, foreign, unparsed, dict(others), other_versions)
 
 
-def status(study: Workspace) -> list[dict]:
+@dataclass
+class AnnotationStatus:
+    projects: list[dict]  # one row per project: server, construct, mode, tasks, labelled, skipped, …
+    annotators: list[dict]  # per annotator: their server, whether they signed up, other accounts there
+    overlap_reached: dict[str, int]  # construct → audit pairs labelled by as many annotators as were assigned
+    next_step: str | None = None  # what to run when there is nothing to show yet
+
+
+def status(study: Workspace) -> AnnotationStatus:
     config = study.config()
-    _, client = server(study)
     state = AnnotationState.load(study)
-    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
-    rows = []
-    for rubric in config.rubrics().values():
-        for mode in ("blind", "review"):
-            found = annotation.project_status(projects, rubric, mode, state.salt, config.annotation.overlap)
-            if found:
-                rows.append(found)
-    return rows
+    add = f"`empathy annotate add-annotator {study.root} EMAIL --url URL` (one Label Studio server per annotator: " \
+          "`tools/labelstudio.sh annotator NAME`)"
+    if not state.annotators and not state.pushed:
+        return AnnotationStatus([], [], {}, f"no annotator and nothing pushed yet: add an annotator with {add}, "
+                                            f"then run `empathy annotate push {study.root}`")
+    versions = config.prompt_versions()
+    rows, people, labelled = [], [], {c: Counter() for c in versions}
+    for place in _servers(study, state, main=state.review):
+        if place.annotator is not None:
+            mine = [e for e in place.people.values() if annotation.pseudonym(e, state.salt) == place.annotator]
+            admin = labelstudio.admin_id(place.projects.client)
+            extra = sorted(e for uid, e in place.people.items() if uid != admin and e not in mine)
+            people.append({"annotator": place.annotator, "server": place.url, "signed_up": bool(mine),
+                           "other_accounts": extra})
+        for project in place.projects.projects():
+            row = place.projects.status(project, place.lookup)
+            if project.mode == "blind" and project.prompt_version == versions.get(project.construct):
+                labelled[project.construct].update(row["labelled_pairs"])
+            rows.append({k: v for k, v in row.items() if k != "labelled_pairs"})
+    kinds = audit_kinds(load_sample(study), config.annotation) if study.sample.exists() else {}
+    who = annotation.assign_annotators(sorted(kinds), [a["annotator"] for a in state.annotators],
+                                       config.annotation.overlap, config.annotation.overlap_share,
+                                       config.annotation.audit_seed)
+    reached = {c: sum(1 for p, names in who.items() if kinds.get(p) == "audit" and counts[p] >= len(names))
+               for c, counts in labelled.items()}
+    next_step = None
+    if not rows:
+        next_step = f"nothing pushed yet: run `empathy annotate push {study.root}`"
+        if not state.annotators:
+            next_step = f"no annotator yet: add one with {add}"
+    return AnnotationStatus(rows, people, reached, next_step)
 
 
 def requeue_skipped(study: Workspace) -> int:
-    config = study.config()
-    _, client = server(study)
+    """Delete skipped annotations of blind tasks so the tasks go back into their annotator's queue."""
     state = AnnotationState.load(study)
-    projects = annotation.LabelStudioProjects(client, config.study.name, state.projects)
-    return sum(projects.delete_skips(r, "blind") for r in config.rubrics().values())
+    removed = 0
+    for place in _servers(study, state, main=False):
+        removed += sum(place.projects.delete_skips(p) for p in place.projects.projects() if p.mode == "blind")
+    return removed
 
 
 def read_labels(study: Workspace) -> pd.DataFrame | None:
-    return pd.read_parquet(study.labels) if study.labels.exists() else None
+    if not study.labels.exists():
+        return None
+    labels = pd.read_parquet(study.labels)
+    if "prompt_version" not in labels.columns:  # pulled before labels recorded their rubric version
+        labels["prompt_version"] = None
+    return labels
+
+
+def current_labels(labels: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
+    """The labels made under the rubric version the study uses now for their construct: labels under
+    another text measured something else, as judgments under another version do."""
+    return labels[labels["prompt_version"] == labels["construct"].map(versions)]
 
 
 def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
-    """Agreement per construct between annotators (blind and calibration labels) and judges (sample 0)
-    → DIR/agreement.json."""
+    """Agreement per construct between annotators (blind and calibration labels under the current
+    rubric) and judges (sample 0) → DIR/agreement.json."""
     config = study.config()
     labels = read_labels(study)
     versions = config.prompt_versions()
@@ -162,9 +329,12 @@ def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
     report = {"prompt_version": versions, "judges": judges}
     for construct in versions:
         humans = pd.DataFrame()
+        other_rubric = 0
         if labels is not None and not labels.empty:
             own = labels[(labels["construct"] == construct) & labels["mode"].isin(["blind", "calibration"])]
-            humans = own.pivot_table(index="pair_id", columns="annotator", values="score", aggfunc="last")
+            current = current_labels(own, versions)
+            other_rubric = len(own) - len(current)
+            humans = current.pivot_table(index="pair_id", columns="annotator", values="score", aggfunc="last")
         machines = frame[frame["construct"] == construct].pivot(index="pair_id", columns="judge", values="score")
         ratings = pd.concat([humans, machines], axis=1).astype(float)
         try:
@@ -172,16 +342,18 @@ def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
                                                      boot=boot, seed=seed)
         except annotation.AgreementError as exc:
             report[construct] = {"note": str(exc), "raters": list(ratings.columns)}
+        report[construct]["labels_under_other_rubric_versions"] = other_rubric
     write_json(study.agreement, report)
     return report
 
 
 def gold_columns(study: Workspace, sample: pd.DataFrame) -> pd.DataFrame | None:
-    """empathy_gold, attachment_gold (blind audit labels) and gold_prob for the export, if labels exist."""
+    """empathy_gold, attachment_gold (blind audit labels under the current rubric) and gold_prob for
+    the export, if labels exist."""
     labels = read_labels(study)
     if labels is None:
         return None
-    gold = annotation.gold_scores(labels)
+    gold = annotation.gold_scores(current_labels(labels, study.config().prompt_versions()))
     table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
     state = study.annotation_state
     recorded = json.loads(state.read_text()).get("audit", {}).get("rate") if state.exists() else None

@@ -68,8 +68,10 @@ def push_to_label_studio(demo: Workspace) -> None:
         results = study.push(demo, review=False)
     except annotation.AnnotationError as exc:
         console.print(f"skipped: {exc}\nTo annotate: `make labelstudio`, `source .labelstudio/credentials.env`, "
-                      "export LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY as it prints, then "
-                      f"`empathy annotate push {demo.root}`.")
+                      "export LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY as it prints; for each annotator "
+                      "`make labelstudio-annotator NAME=…` and "
+                      f"`empathy annotate add-annotator {demo.root} EMAIL --url URL`; then "
+                      f"`empathy annotate push {demo.root}`.", highlight=False)
         return
     for r in results:
         console.print(f"{r.project}: {r.new_tasks} new tasks ({r.existing_tasks} already there) — project {r.project_id}")

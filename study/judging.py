@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +45,23 @@ def _panel(config: StudyConfig, judges: Collection[str] | None) -> list[judge.Ju
 @dataclass
 class JudgingPlan:
     plans: list[judge.JudgePlan]
-    lines: list[judge.DryRunLine]  # per judge: calls, cached, given up, tokens and cost estimates
     torn: int  # unreadable log lines (an earlier run killed mid-write); those calls are made again
+    history: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # the log so far, for the estimates
+
+    @functools.cached_property
+    def lines(self) -> list[judge.DryRunLine]:
+        """Per judge: calls, cached, given up, tokens, cost and time estimates (counting tokens loads the
+        local model's vocabulary: done only when asked for)."""
+        return judge.dry_run(self.plans, self.history)
 
     @property
     def calls(self) -> int:
         return sum(len(p.items) for p in self.plans)
+
+    @property
+    def seconds(self) -> float | None:
+        """Expected wall time of the run (None while some judge's latency is unknown)."""
+        return judge.panel_seconds(self.lines)
 
 
 def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
@@ -58,7 +70,7 @@ def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
     config = study.config()
     state = judge.JudgmentLog(study.judgments).read()
     plans = judge.plan_panel(_tasks(config, load_sample(study), pairs), _panel(config, judges), state, config.judge)
-    return JudgingPlan(plans, judge.dry_run(plans), state.torn)
+    return JudgingPlan(plans, state.torn, judge.records_frame(state.records))
 
 
 @dataclass
@@ -67,6 +79,7 @@ class JudgeRunResult:
     summary: judge.RunSummary | None  # None: nothing was left to do
     run_id: str | None
     log: Path
+    warnings: list[dict] = field(default_factory=list)  # judges whose scores never vary or whose rationales are not sentences
 
 
 def run_spec(config: StudyConfig) -> dict:
@@ -107,7 +120,9 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
         progress(Step("judging", 0, plan.calls, {"failed": 0, "cost_usd": 0.0}))
         summary = asyncio.run(judge.run_panel(plan.plans, endpoints, log, config.judge, max_cost, on_record,
                                               run_id=run_id, stop=stop))
-    return JudgeRunResult(plan, summary, run_id, study.judgments)
+    ran = [p.judge for p in plan.plans]
+    current = judge.current_judgments(judge.records_frame(log.read().records), ran, config.prompt_versions())
+    return JudgeRunResult(plan, summary, run_id, study.judgments, judge.judge_warnings(current))
 
 
 @dataclass

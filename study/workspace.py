@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import functools
+import difflib
 import tomllib
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -70,18 +71,112 @@ class StudyConfig(BaseModel):
         return {construct: rubric.version for construct, rubric in self.rubrics().items()}
 
 
+def config_problem(error: ValidationError, raw: dict) -> str:
+    """The first thing wrong with a study.toml, said the way its author wrote it: the table as it is
+    written in the file, the key it probably meant, single versus double brackets."""
+    problems = error.errors()
+    # A misspelt key also makes the key it stands for "missing": the misspelling explains both.
+    first = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
+    loc, kind = tuple(first["loc"]), first["type"]
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    if kind == "extra_forbidden":
+        *parent, key = loc
+        return _unknown_key_message(tuple(parent), str(key), raw) + more
+    if kind == "model_type" and len(loc) == 1 and isinstance(first.get("input"), list):
+        name = loc[0]
+        if name == "judge":
+            return ("[[judge]] (double brackets) makes a list of tables, but [judge] is one table of settings for the "
+                    "whole panel; each judge of the panel is its own [[judges]] table (with an s)")
+        return f"[[{name}]] (double brackets) makes a list of tables; [{name}] is one table: write [{name}]{more}"
+    if kind == "list_type" and len(loc) == 1 and isinstance(first.get("input"), dict):
+        name = loc[0]
+        return (f"[{name}] (single brackets) is one table, but {name} is a list: write one [[{name}]] table "
+                f"(double brackets) per item{more}")
+    *parent, key = loc if loc else ("",)
+    got = first.get("input")
+    shown = "" if kind == "missing" or isinstance(got, (dict, list)) else f" (got {got!r})"
+    return f"{_where(tuple(parent), raw)}: {key}: {first['msg']}{shown}{more}"
+
+
+def _unknown_key_message(parent: tuple, key: str, raw: dict) -> str:
+    known = _keys_at(parent)
+    guess = _guess(key, known)
+    if not parent:
+        tables = ", ".join(f"[[{k}]]" if k == "judges" else f"[{k}]" for k in known)
+        hint = f"did you mean {'[[judges]]' if guess == 'judges' else f'[{guess}]'}? " if guess else ""
+        return f"unknown table [{key}]: {hint}the tables are {tables}"
+    hint = f"did you mean {guess!r}?" if guess else f"the keys of this table are {', '.join(known)}"
+    return f"{_where(parent, raw)}: unknown key {key!r}: {hint}"
+
+
+def unknown_key(raw: dict, loc: tuple = ()) -> tuple[tuple, str] | None:
+    """The first key of study.toml that no model field takes — also in tables whose model would
+    ignore it silently — as (where, key)."""
+    known = _keys_at(loc)
+    for key, value in raw.items():
+        if key not in known:
+            return loc, key
+        listed = _is_list((*loc, key))
+        if isinstance(value, dict) and not listed and _keys_at((*loc, key)):
+            found = unknown_key(value, (*loc, key))
+        elif isinstance(value, list) and listed and _keys_at((*loc, key)):
+            found = next((hit for i, item in enumerate(value) if isinstance(item, dict)
+                          for hit in [unknown_key(item, (*loc, key, i))] if hit), None)
+        else:
+            found = None
+        if found:
+            return found
+    return None
+
+
+def _is_list(loc: tuple) -> bool:
+    parent = _model_at(loc[:-1])
+    field = getattr(parent, "model_fields", {}).get(loc[-1])
+    return field is not None and typing.get_origin(field.annotation) is list
+
+
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys allowed at a location of study.toml, read from the pydantic models."""
+    return list(getattr(_model_at(loc), "model_fields", {}))
+
+
+def _model_at(loc: tuple) -> object:
+    model: object = StudyConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        model = fields[part].annotation
+        while typing.get_origin(model) in (list, typing.Union) or type(model).__name__ == "UnionType":
+            model = next((a for a in typing.get_args(model) if a is not type(None)), None)
+    return model
+
+
+def _guess(key: str, known: list[str]) -> str | None:
+    found = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _where(loc: tuple, raw: dict) -> str:
+    """`[annotation]`, or `[[judges]] table 2 (name = "x")` — how the author finds the place."""
+    if not loc:
+        return "top level"
+    table = loc[0]
+    if table == "judges" and len(loc) > 1 and isinstance(loc[1], int):
+        index = loc[1]
+        entries = raw.get("judges") if isinstance(raw.get("judges"), list) else []
+        name = entries[index].get("name") if index < len(entries) and isinstance(entries[index], dict) else None
+        label = f"[[judges]] table {index + 1}" + (f" (name = {name!r})" if name else "")
+        rest = loc[2:]
+    else:
+        label, rest = f"[{table}]", loc[1:]
+    return label + "".join(f".{part}" if not isinstance(part, int) else f"[{part}]" for part in rest)
+
+
 def default_config_text() -> str:
     return resources.files("empathy_study.study").joinpath("study.toml").read_text(encoding="utf-8")
-
-
-def _rooted(read):
-    """A configuration read from a study knows its directory (for the study's rubric copies)."""
-
-    @functools.wraps(read)
-    def config(self: "Workspace") -> StudyConfig:
-        return read(self).at(self.root)
-
-    return config
 
 
 @dataclass(frozen=True)
@@ -165,21 +260,25 @@ class Workspace:
             raise StudyError(f"{path} does not exist yet: run `{made_by}` first")
         return path
 
-    @_rooted
     def config(self) -> StudyConfig:
-        """The study's configuration; built-in defaults when the directory has no study.toml."""
+        """The study's configuration (built-in defaults when the directory has no study.toml), rooted at
+        the study so its rubric copies take precedence."""
+        return self._read_config().at(self.root)
+
+    def _read_config(self) -> StudyConfig:
         if not self.config_path.exists():
             return StudyConfig()
         try:
             raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise StudyError(f"{self.config_path} is not valid TOML: {exc}") from exc
+        unknown = unknown_key(raw)
+        if unknown:
+            raise StudyError(f"{self.config_path}: {_unknown_key_message(*unknown, raw)}")
         try:
             return StudyConfig.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StudyError(f"{self.config_path}: {where}: {first['msg']}") from exc
+            raise StudyError(f"{self.config_path}: {config_problem(exc, raw)}") from exc
 
     def init(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +15,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from empathy_study.annotation import AgreementError, AnnotationError
 from empathy_study.causal import CausalError
@@ -34,7 +40,19 @@ StudyDir = Annotated[
 ]
 Seed = Annotated[int, typer.Option(help="Seed of every random step (recorded in the outputs).")]
 
+AGREEMENT_CAPTION = ("bias b−a = mean of b − a: positive when b rates higher than a. Verdict from the 95 % CI "
+                     "of α ordinal: reliable = all of it ≥ 0.8, tentative = all ≥ 0.667, unreliable = all < 0.667, "
+                     "inconclusive = it straddles 0.667.")
+
 LINE_EVERY_SECONDS = 10.0  # without a terminal, progress is a line this often
+
+
+INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
+
+
+def error_line(message: str) -> None:
+    """The one line every failure ends with (the message printed as written, brackets included)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def user_errors(command: Callable) -> Callable:
@@ -43,16 +61,90 @@ def user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+            error_line(str(exc))
             raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            error_line("interrupted (Ctrl-C)")
+            raise typer.Exit(code=INTERRUPTED) from None
 
     return run
+
+
+def plain_help(text: str | None) -> str | None:
+    """A docstring or option help as Rich should print it: lines of a paragraph joined (the terminal
+    wraps them), and brackets escaped so that `[[judges]]` or `[causal]` is not taken for markup."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(escape(" ".join(p.split())) for p in paragraphs)
+
+
+def tidy_help(command: Any) -> None:
+    """Apply `plain_help` to a command, its parameters and (for groups) every subcommand, once."""
+    if getattr(command, "_help_tidied", False):
+        return
+    command._help_tidied = True
+    command.help = plain_help(command.help)
+    command.short_help = plain_help(command.short_help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = plain_help(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+
+
+class StudyApp(TyperGroup):
+    """The `empathy` command itself: whatever goes wrong ends with one `error:` line and exit code 1 —
+    a usage error (unknown option, bad value, missing argument) included, for every command."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        tidy_help(self)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # Typer's usage errors: unknown option, bad value, missing argument
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                code = 0  # a bare `empathy judge` asks for the help, which was printed
+            else:
+                context = getattr(exc, "ctx", None)
+                hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+                error_line(exc.format_message() + hint)
+                code = 1
+        except typer.Abort:
+            error_line("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def workspace(path: Path, must_exist: bool = True) -> Workspace:
     if must_exist and not path.is_dir():
         raise StudyError(f"{path} is not a study directory: create it with `empathy init {path}`")
     return Workspace(path)
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """A `stop` flag for a long job: the first Ctrl-C asks the job to stop starting new work (what is
+    in flight finishes and is kept); a second Ctrl-C stops at once (KeyboardInterrupt)."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield asked.is_set
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        err_console.print("stopping: no new calls start; the calls in flight finish and are logged "
+                          "(Ctrl-C again to quit at once)", highlight=False)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""`empathy annotate push | pull | status | requeue` and `empathy agree`."""
+"""`empathy annotate add-annotator | push | pull | status | requeue` and `empathy agree`."""
 
 from __future__ import annotations
 
@@ -9,38 +9,76 @@ from rich.table import Table
 
 from empathy_study import study
 from empathy_study.shared import CONSTRUCTS
-from empathy_study.study.cli._common import StudyDir, console, user_errors, workspace
+from empathy_study.study.cli._common import AGREEMENT_CAPTION, StudyDir, console, user_errors, workspace
 
-app = typer.Typer(help="Human ground truth in Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY).",
-                  no_args_is_help=True)
+app = typer.Typer(help="Human ground truth in Label Studio: each annotator rates blind on a server of their own "
+                       "(LABEL_STUDIO_URL: the study's main server; LABEL_STUDIO_API_KEY: the admin token of every "
+                       "server).", no_args_is_help=True)
+
+
+@app.command("add-annotator")
+@user_errors
+def add_annotator(
+    study_dir: StudyDir,
+    email: Annotated[str, typer.Argument(help="The annotator's e-mail: they sign up with it (it is never stored; "
+                                              "labels carry a pseudonym).")],
+    url: Annotated[str, typer.Option(help="Their own Label Studio server, started with "
+                                          "`tools/labelstudio.sh annotator NAME` (it prints the URL).")],
+) -> None:
+    """Give an annotator their own Label Studio server and print the link they sign up with.
+
+    Whoever has an account on a Label Studio server can open every annotation on it, so blind
+    ratings stay independent only when each annotator works on a server that no other annotator
+    can log in to. The server must hold no account but the admin's (and, on a second run, theirs).
+    """
+    ws = workspace(study_dir)
+    added = study.add_annotator(ws, email, url)
+    console.print(f"{email} → {added.url} (labels recorded as {added.annotator})")
+    if added.signed_up:
+        console.print(f"{email} has an account there already: they log in at {added.url}")
+    else:
+        console.print(f"send {email} this sign-up link (only they should have it; it replaces any earlier one):")
+        console.print(f"  {added.invite}", soft_wrap=True, highlight=False)
+        console.print("they sign up with that e-mail and a password of their own, then open the study's projects at "
+                      f"{added.url} and press \"Label All Tasks\"")
+    console.print(f"next: `empathy annotate push {study_dir}` gives them their tasks")
 
 
 @app.command()
 @user_errors
 def push(
     study_dir: StudyDir,
-    review: Annotated[bool, typer.Option("--review", help="Also sync review projects: the judges' scores and "
-                                         "rationales as predictions, for checking the judge (never gold).")] = False,
+    review: Annotated[bool, typer.Option("--review", help="Also sync review projects on the main server: the judges' "
+                                         "scores and rationales as predictions, for checking the judge (never gold).")] = False,
 ) -> None:
-    """Send the blind audit sample (and calibration pairs) to Label Studio; re-pushing adds only what is new.
+    """Send each annotator their share of the blind audit sample (and calibration pairs); re-pushing adds only what is new.
 
-    Blind projects carry no judge score anywhere (the free edition shows predictions to every annotator).
+    Blind projects carry no judge score anywhere and live on each annotator's own server. Which
+    annotators rate a pair follows [annotation] overlap and overlap_share.
     """
     ws = workspace(study_dir)
+    results = study.push(ws, review)
     table = Table(title="Label Studio push", title_justify="left")
-    for column in ("project", "id", "new tasks", "already there", "new predictions"):
+    review_pushed = any(r.annotator is None for r in results)
+    for column in ("project", "annotator", "server", "id", "new tasks", "had") + (("predictions",) if review_pushed else ()):
         table.add_column(column)
-    for r in study.push(ws, review):
-        table.add_row(r.project + (" (created)" if r.created else ""), str(r.project_id), str(r.new_tasks),
-                      str(r.existing_tasks), str(r.new_predictions))
+    for r in results:
+        row = [r.project + (" (new)" if r.created else ""), r.annotator or "– (main server)",
+               r.server.removeprefix("http://").removeprefix("https://"), str(r.project_id), str(r.new_tasks),
+               str(r.existing_tasks)]
+        table.add_row(*row, *((str(r.new_predictions),) if review_pushed else ()))
     console.print(table)
+    for r in results:
+        if r.note:
+            console.print(f"note: {r.project} on {r.server}: {r.note}", highlight=False)
 
 
 @app.command()
 @user_errors
 def pull(study_dir: StudyDir) -> None:
-    """Fetch every annotation into DIR/labels.parquet (annotators under pseudonymous ids; edits replace,
-    deletions disappear). Nothing is overwritten when the server cannot be read."""
+    """Fetch every annotation into DIR/labels.parquet (annotators under pseudonymous ids, each label with the
+    rubric version its annotator saw; edits replace, deletions disappear). Nothing is overwritten when a
+    server cannot be read."""
     ws = workspace(study_dir)
     summary = study.pull(ws)
     counts = summary.labels.groupby(["construct", "mode"]).size().to_dict() if len(summary.labels) else {}
@@ -49,6 +87,12 @@ def pull(study_dir: StudyDir) -> None:
         console.print(f"ignored {summary.foreign} result(s) from controls that are not this study's")
     if summary.unparsed:
         console.print(f"ignored {summary.unparsed} annotation(s) without a 1-7 choice")
+    for where, n in sorted(summary.other_accounts.items()):
+        console.print(f"not counted: {n} annotation(s) by {where}, which is not the annotator registered for that "
+                      "server (if it is them under another address, run add-annotator again with it)", highlight=False)
+    if summary.other_versions:
+        console.print(f"{summary.other_versions} label(s) were made under an earlier rubric version: kept in "
+                      f"{ws.labels.name} with their prompt_version, not used for agreement or gold")
     if summary.skipped:
         console.print(f"{summary.skipped} audit task(s) were skipped: a skipped audit pair breaks its known sampling "
                       f"probability. Put them back in the queue with `empathy annotate requeue {study_dir}`.")
@@ -57,22 +101,39 @@ def pull(study_dir: StudyDir) -> None:
 @app.command()
 @user_errors
 def status(study_dir: StudyDir) -> None:
-    """Tasks, labelled, overlap reached, skips and labels per annotator, per project."""
+    """Per annotator: their server and whether they signed up; per project: tasks, labelled, skips."""
     ws = workspace(study_dir)
-    table = Table(title="Annotation status", title_justify="left")
-    for column in ("project", "tasks", "labelled", "overlap reached", "skipped", "per annotator"):
+    found = study.status(ws)
+    if found.next_step:
+        console.print(found.next_step, highlight=False)
+        return
+    people = Table(title="Annotators (each on a server of their own)", title_justify="left")
+    for column in ("annotator", "server", "signed up", "other accounts there"):
+        people.add_column(column)
+    for row in found.annotators:
+        people.add_row(row["annotator"], row["server"], "yes" if row["signed_up"] else "not yet",
+                       ", ".join(row["other_accounts"]) or "–")
+    console.print(people)
+    table = Table(title="Projects", title_justify="left")
+    for column in ("project", "server", "rubric", "tasks", "labelled", "skipped", "per annotator"):
         table.add_column(column)
-    for row in study.status(ws):
-        people = ", ".join(f"{k}: {v}" for k, v in sorted(row["per_annotator"].items())) or "–"
-        table.add_row(row["project"], str(row["tasks"]), str(row["labelled"]), str(row["overlap_reached"]),
-                      str(row["skipped"]), people)
+    for row in found.projects:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(row["per_annotator"].items())) or "–"
+        table.add_row(row["project"], row["server"], row["prompt_version"], str(row["tasks"]), str(row["labelled"]),
+                      str(row["skipped"]), counts)
     console.print(table)
+    reached = ", ".join(f"{c} {n:,}" for c, n in found.overlap_reached.items())
+    console.print(f"audit pairs labelled by every annotator assigned to them: {reached}")
+    for row in found.annotators:
+        if row["other_accounts"]:
+            console.print(f"warning: {row['server']} has other accounts ({', '.join(row['other_accounts'])}): they "
+                          f"can open {row['annotator']}'s labels, and their own are not counted", highlight=False)
 
 
 @app.command()
 @user_errors
 def requeue(study_dir: StudyDir) -> None:
-    """Delete skipped annotations of blind audit tasks so the tasks go back into the queue."""
+    """Delete skipped annotations of blind tasks so the tasks go back into their annotator's queue."""
     removed = study.requeue_skipped(workspace(study_dir))
     console.print(f"re-queued {removed} skipped task annotation(s)")
 
@@ -82,7 +143,9 @@ def agree(study_dir: StudyDir) -> None:
     """Agreement between annotators, judges and the panel → DIR/agreement.json and a table.
 
     Krippendorff's α (ordinal, interval; values 1..7) with unit-bootstrap 95 % CIs, quadratic-weighted
-    κ, Spearman ρ, MAE and bias for every pair of raters. α ≥ 0.8 reliable, ≥ 0.667 tentative.
+    κ, Spearman ρ, MAE and bias (mean of b − a: positive when b rates higher) for every pair of raters.
+    Verdicts read the interval: reliable when all of it is ≥ 0.8, tentative ≥ 0.667, unreliable when
+    all of it is below 0.667, inconclusive when it straddles 0.667.
     """
     ws = workspace(study_dir)
     report = study.agree(ws)
@@ -92,10 +155,10 @@ def agree(study_dir: StudyDir) -> None:
             console.print(f"{construct}: {result['note']}")
             continue
         ceiling = result.get("human_ceiling")
-        table = Table(title=f"{construct}: agreement (human ceiling α = "
-                            f"{'–' if ceiling is None else f'{ceiling:.2f}'}; ≥ 0.8 reliable, ≥ 0.667 tentative)",
-                      title_justify="left")
-        for column in ("kind", "a", "b", "α ordinal", "95 % CI", "α interval", "n", "κ qw", "ρ", "MAE", "bias", "verdict"):
+        table = Table(title=f"{construct}: agreement (human ceiling α = {'–' if ceiling is None else f'{ceiling:.2f}'})",
+                      title_justify="left", caption=AGREEMENT_CAPTION, caption_justify="left")
+        for column in ("kind", "a", "b", "α ordinal", "95 % CI", "α interval", "n", "κ qw", "ρ", "MAE", "bias b−a",
+                       "verdict"):
             table.add_column(column)
         for p in result["pairs"]:
             table.add_row(p["kind"], p["a"], p["b"], _num(p["alpha_ordinal"]),

@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from empathy_study import judge, study
-from empathy_study.study.cli._common import StudyDir, console, err_console, progress_display, user_errors, workspace
+from empathy_study.study.cli._common import (
+    AGREEMENT_CAPTION,
+    INTERRUPTED,
+    StudyDir,
+    console,
+    err_console,
+    error_line,
+    progress_display,
+    stop_on_interrupt,
+    user_errors,
+    workspace,
+)
 
 app = typer.Typer(help="Score sampled pairs with a panel of LLM judges; export scores; diagnose the judges.",
                   no_args_is_help=True)
@@ -30,9 +42,27 @@ def run(
     if dry_run:
         plan = study.plan_judging(ws)
         console.print(dry_run_table(plan.lines))
+        for note in latency_notes(plan.lines):
+            console.print(note, markup=False, highlight=False)
+        seconds = plan.seconds
+        console.print(f"wall time (est.): {_duration(seconds)}" if seconds is not None else
+                      "wall time: unknown until every judge has a measured or configured latency", highlight=False)
         return
-    with progress_display() as progress:
-        result = study.run_judges(ws, max_cost=max_cost, progress=progress)
+    seen = {"done": 0, "total": None}
+
+    def counting(step: study.Step) -> None:
+        if step.name == "judging":
+            seen.update(done=step.done, total=step.total)
+        progress(step)
+
+    resume = f"run `empathy judge run {study_dir}` again to resume: finished items are never called again"
+    with progress_display() as progress, stop_on_interrupt() as stop:
+        try:
+            result = study.run_judges(ws, max_cost=max_cost, progress=counting, stop=stop)
+        except KeyboardInterrupt:
+            error_line(f"interrupted after {seen['done']:,} of {seen['total'] or 0:,} calls, each logged in "
+                       f"{ws.judgments.name} as it returned (calls in flight were lost); {resume}")
+            raise typer.Exit(code=INTERRUPTED) from None
     if result.plan.torn:
         err_console.print(f"note: {result.plan.torn} torn line(s) in {ws.judgments.name} (an earlier run was killed "
                           "mid-write); those calls were made again")
@@ -42,21 +72,49 @@ def run(
         console.print(f"nothing to do: every item is judged ({cached:,} cached, {gave_up:,} given up after "
                       f"{ws.config().judge.max_attempts} failures)")
         return
-    console.print(run_table(result.summary, result.plan.plans))
-    if result.summary.stopped_by_budget:
+    summary = result.summary
+    console.print(run_table(summary, result.plan.plans))
+    for warning in result.warnings:
+        console.print(f"warning: {warning['message']}", markup=False, highlight=False)
+    if summary.stopped_by_budget:
         console.print(f"stopped before exceeding --max-cost {max_cost:g} USD; run again with a higher cap to continue")
+    if summary.cancelled and summary.called < result.plan.calls:
+        error_line(f"interrupted after {summary.called:,} of {result.plan.calls:,} calls, each logged in "
+                   f"{ws.judgments.name}; {resume}")
+        raise typer.Exit(code=INTERRUPTED)
+    if summary.every_call_failed:
+        error_line(f"every one of the {summary.called:,} calls failed, e.g. {summary.commonest_error()} "
+                   f"(each failure is logged in {ws.judgments.name}; a later run retries them)")
+        raise typer.Exit(code=1)
     console.print(f"log: {result.log}  ·  next: empathy judge export {study_dir}")
 
 
 def dry_run_table(lines: list[judge.DryRunLine]) -> Table:
-    table = Table(title="Dry run — nothing was called", title_justify="left")
-    for column in ("judge", "model", "calls", "cached", "given up", "tokens in (est.)", "tokens out (max)", "cost USD (max)"):
-        table.add_column(column, justify="left" if column in ("judge", "model") else "right")
+    table = Table(title="Dry run — nothing was called", title_justify="left",
+                  caption="tokens in: counted on the messages as sent; tokens out: the judge's mean in the log, "
+                          f"else {judge.EXPECTED_TOKENS_OUT} a call; time: calls × latency ÷ concurrency",
+                  caption_justify="left")
+    for column in ("judge", "calls", "cached", "given up", "tokens in", "tokens out", "cost USD (max)", "time"):
+        table.add_column(column, justify="left" if column == "judge" else "right")
     for line in lines:
-        cost = "unknown price" if line.cost_usd_max is None else f"{line.cost_usd_max:.4f}"
-        table.add_row(line.judge, line.model, f"{line.calls:,}", f"{line.cached:,}", f"{line.gave_up:,}",
-                      f"{line.tokens_in:,}", f"{line.tokens_out_max:,}", cost)
+        cost = "unknown price" if line.cost_usd is None else f"{line.cost_usd:.4f} ({line.cost_usd_max:.4f})"
+        table.add_row(escape(line.judge), f"{line.calls:,}", f"{line.cached:,}", f"{line.gave_up:,}",
+                      f"{line.tokens_in:,}", f"{line.tokens_out:,}", cost, _duration(line.seconds))
     return table
+
+
+def latency_notes(lines: list[judge.DryRunLine]) -> list[str]:
+    return [f"{line.judge}: latency from the {line.latency_from}" if line.seconds is not None else
+            f"{line.judge}: no call measured yet — set latency = <seconds a call> in its [[judges]] table "
+            "for a time estimate" for line in lines if line.calls]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def run_table(summary: judge.RunSummary, plans) -> Table:
@@ -108,18 +166,18 @@ def report_tables(result: dict) -> list[Table]:
         failures.add_row(f["judge"], f["construct"], str(f["items"]), f"{f['failure_rate']:.1%}", f"{d['mean']:.2f}",
                          *[str(d["counts"].get(s, 0)) for s in range(1, 8)])
     tables.append(failures)
-    agreement = Table(title="Judge–judge and test–retest agreement (α ordinal; ≥ 0.8 reliable, ≥ 0.667 tentative)",
-                      title_justify="left")
-    for column in ("construct", "a", "b", "α ordinal", "95 % CI", "n", "κ qw", "MAE", "bias"):
+    agreement = Table(title="Judge–judge and test–retest agreement (α ordinal)", title_justify="left",
+                      caption=AGREEMENT_CAPTION, caption_justify="left")
+    for column in ("construct", "a", "b", "α ordinal", "95 % CI", "n", "κ qw", "MAE", "bias b−a", "verdict"):
         agreement.add_column(column)
     rows = [(c, p) for c, r in result["judge_judge"].items() for p in r.get("pairs", [])]
     rows += [(t["construct"], t) for t in result["test_retest"] if "alpha_ordinal" in t]
     if not rows:
-        agreement.add_row("–", "needs two judges, or samples ≥ 2 for test–retest", "", "", "", "", "", "", "")
+        agreement.add_row("–", "needs two judges, or samples ≥ 2 for test–retest", "", "", "", "", "", "", "", "")
     for construct, p in rows:
         agreement.add_row(construct, p["a"], p["b"], _num(p["alpha_ordinal"]),
                           "–" if not p["ci"] else f"[{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]", str(p["n"]),
-                          _num(p["kappa_qw"]), _num(p["mae"]), _num(p["bias"]))
+                          _num(p["kappa_qw"]), _num(p["mae"]), _num(p["bias"]), p["verdict"])
     tables.append(agreement)
     bias = Table(title="Length bias (Spearman ρ of score with the rated text's length)", title_justify="left")
     for column in ("judge", "construct", "ρ", "p", "n"):
@@ -135,6 +193,13 @@ def report_tables(result: dict) -> list[Table]:
         leak.add_row(row["judge"], str(row["n"]), _num(row.get("mean_change_when_shown")),
                      _num(row.get("spearman_change_vs_empathy")), _num(row.get("mean_shown_minus_swapped")))
     tables.append(leak)
+    if result.get("warnings"):
+        warned = Table(title="Warnings: scores to distrust whatever their agreement", title_justify="left")
+        for column in ("judge", "construct", "what"):
+            warned.add_column(column)
+        for w in result["warnings"]:
+            warned.add_row(escape(w["judge"]), w["construct"], escape(w["message"]))
+        tables.insert(0, warned)
     use = Table(title="Usage", title_justify="left")
     for column in ("judge", "calls", "tokens in", "tokens out", "cost USD", "median latency ms", "expected score"):
         use.add_column(column)

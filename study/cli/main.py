@@ -10,11 +10,12 @@ import typer
 from empathy_study.study.cli import annotate as annotate_cli
 from empathy_study.study.cli import corpus as corpus_cli
 from empathy_study.study.cli import judge as judge_cli
-from empathy_study.study.cli._common import StudyDir, console, user_errors, workspace
+from empathy_study.study.cli._common import StudyApp, StudyDir, console, user_errors, workspace
 from empathy_study.study.cli.estimate import estimate
 from empathy_study.study.cli.export import export_pairs
 
 app = typer.Typer(
+    cls=StudyApp,  # usage errors end in one `error:` line and exit 1; help texts print as written
     help="Does empathetic language from an LLM cause users to become emotionally attached? "
     "From raw chat logs to judge-validated causal estimates.",
     no_args_is_help=True,
