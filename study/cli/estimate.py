@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from empathy_study import causal, study
@@ -18,9 +19,19 @@ def results_table(result: causal.EstimateResult) -> Table:
     for column in ("method", "estimand", "weighted", "estimate", "95 % CI", "n used"):
         table.add_column(column, justify="left" if column in ("method", "estimand") else "right")
     for r in result.rows:
-        table.add_row(r.method, r.estimand, "yes" if r.weighted else "", f"{r.estimate:+.3f}",
-                      f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.n_used:,}")
+        if r.estimate != r.estimate:  # not estimated: its reason is among the warnings
+            table.add_row(r.method, r.estimand, "yes" if r.weighted else "", "–", "–", "0")
+            continue
+        ci = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]" + ("" if r.interval_valid else " ✗")
+        table.add_row(r.method + (" ★" if r.label == result.primary else ""), r.estimand,
+                      "yes" if r.weighted else "", f"{r.estimate:+.3f}", ci, f"{r.n_used:,}")
+    table.caption = "★ pre-specified primary estimate; ✗ interval known not to cover (plain matching)"
     return table
+
+
+def print_warnings(result: causal.EstimateResult) -> None:
+    for line in result.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -57,5 +68,6 @@ def estimate(
     with progress_display() as progress:
         result = study.estimate(path, out, config, progress)
     console.print(results_table(result))
+    print_warnings(result)
     console.print(f"rule: {result.rule}")
     console.print(f"report: {out / 'report.html'}")
