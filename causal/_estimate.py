@@ -379,17 +379,39 @@ def _gold_block(fit: Fit) -> dict:
     return block
 
 
-def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
-    c, counts, out = fit.config, fit.all.counts, list(fit.warnings)
-    for arm in ("treated", "control"):
-        if counts[arm] < c.min_arm:
-            out.append(f"only {counts[arm]} {arm} pairs by the judges' labels (minimum {c.min_arm}): estimates are fragile")
+def row_warnings(rows: list[EffectRow]) -> list[str]:
+    """One line per row past what the 1–7 scale allows, and per row that could not be estimated."""
+    out = []
     for r in rows:
         if not np.isfinite(r.estimate):
             out.append(f"{r.label}: not estimated — {r.note}")
         elif abs(r.estimate) > SCALE_LIMIT:
             out.append(f"{r.label}: {r.estimate:+.2f} lies outside ±{SCALE_LIMIT:g}, the widest effect a 1–7 scale "
                        "allows — the model is extrapolating (check overlap)")
+    return out
+
+
+def correction_summary(rows: list[EffectRow]) -> str | None:
+    """One sentence on what the judge-error correction did (unweighted rows)."""
+    found = {r.method: r for r in rows if r.estimand == "ATE" and not r.weighted}
+    if not {"dr", "dr_gold_corrected", "dr_gold_only"} <= set(found):
+        return None
+    plain, corrected, only = found["dr"], found["dr_gold_corrected"], found["dr_gold_only"]
+    if not all(np.isfinite(r.estimate) for r in (plain, corrected, only)):
+        return None
+    width = lambda r: r.ci_high - r.ci_low  # noqa: E731
+    return (f"Correcting the judges' labels with {corrected.gold_n} human-labelled audit pairs moved the estimate by "
+            f"{corrected.estimate - plain.estimate:+.3f} (from {plain.estimate:.3f} to {corrected.estimate:.3f}); its "
+            f"interval is {width(corrected) / width(only):.2f} × as wide as the human labels alone give "
+            f"(worth {corrected.effective_gold_n:.0f} human-labelled pairs).")
+
+
+def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
+    c, counts, out = fit.config, fit.all.counts, list(fit.warnings)
+    for arm in ("treated", "control"):
+        if counts[arm] < c.min_arm:
+            out.append(f"only {counts[arm]} {arm} pairs by the judges' labels (minimum {c.min_arm}): estimates are fragile")
+    out += row_warnings(rows)
     if fit.shape.few:
         out.append(f"few or very unequal clusters: {fit.shape.describe()}; intervals use a t(G−1) reference")
     partial = sum(v for k, v in counts.items() if k.endswith("_partial_panel"))
@@ -475,7 +497,7 @@ def estimate_effects(
                  "source": "the cross-fitted propensity every estimate uses"},
         matching=matching_summary,
         hte=hte,
-        gold=_gold_block(fit),
+        gold={**_gold_block(fit), "summary": correction_summary(rows)},
         warnings=_warnings(fit, rows),
         primary=f"{primary_method} · ATE{' · weighted' if primary_weighted else ''}",
         matched_pairs=matched_pairs,

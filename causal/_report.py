@@ -118,22 +118,6 @@ def _ci(r) -> str:
     return text if r.interval_valid else text + " (does not cover)"
 
 
-def correction_sentence(result: EstimateResult) -> str | None:
-    """One sentence on what the judge-error correction did, from the rows the result holds."""
-    try:
-        corrected, plain, only = (result.row(m) for m in ("dr_gold_corrected", "dr", "dr_gold_only"))
-    except KeyError:
-        return None
-    if not all(np.isfinite(r.estimate) for r in (corrected, plain, only)):
-        return None
-    moved = corrected.estimate - plain.estimate
-    width = lambda r: r.ci_high - r.ci_low  # noqa: E731
-    return (f"Correcting the judges' labels with {corrected.gold_n} human-labelled audit pairs moved the estimate by "
-            f"{moved:+.3f} (from {plain.estimate:.3f} to {corrected.estimate:.3f}); its interval is "
-            f"{width(corrected) / width(only):.2f} × as wide as the human labels alone give "
-            f"(worth {corrected.effective_gold_n:.0f} human-labelled pairs).")
-
-
 def _gold_section(result: EstimateResult) -> str:
     gold = result.gold
     if not gold:
@@ -151,7 +135,7 @@ def _gold_section(result: EstimateResult) -> str:
                              r.ci_high - r.ci_low, r.n_used, r.gold_n, r.effective_gold_n])
     parts.append(_table(["estimate", "ATE", "95 % CI", "width", "n used", "human-labelled pairs",
                          "worth (human-labelled pairs)"], rows))
-    sentence = correction_sentence(result)
+    sentence = gold.get("summary")
     if sentence:
         parts.append(f"<p><b>{html.escape(sentence)}</b></p>")
     parts.append(f"<p class='note'>Audit: {gold['audited']} pairs labelled of {gold['expected_audited']:.0f} expected "
@@ -223,7 +207,7 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
 def _heterogeneity_section(hte: dict) -> str:
     test = hte["calibration_test"]
     parts = ["<h2>Heterogeneity</h2>",
-             f"<p>On {html.escape(hte['population'])}. Calibration test (best linear predictor of the doubly robust "
+             f"<p>On {html.escape(hte['population'])}, from the judges' labels. Calibration test (best linear predictor of the doubly robust "
              f"scores on the out-of-bag CATEs of the same forest; median over {test['repeats']} forests): "
              f"β<sub>het</sub> = {test['beta_het']:.2f} (SE {test['beta_het_se']:.2f}), one-sided p = "
              f"{test['p_value']:.3f} — heterogeneity {'detected' if hte['heterogeneity_detected'] else 'not detected'}. "

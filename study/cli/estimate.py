@@ -51,11 +51,13 @@ def estimate(
     bootstrap: Annotated[int | None, typer.Option(help="Cluster-bootstrap draws for matching SEs (default 1000).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random step (default 0).")] = None,
 ) -> None:
-    """Estimate the effect of empathetic responses on attachment: naive, matching (greedy, optimal), doubly robust.
+    """Estimate the effect of empathetic responses on attachment: naive, matching (greedy, optimal), doubly
+    robust, and — once the blind audit sample has human labels — doubly robust corrected for the judges' errors.
 
     Defaults come from the [causal] table of the study's study.toml (the directory given, or the
     one holding PAIRS); options given here override them. Every output records the treatment
-    rule, seeds and versions.
+    rule, seeds and versions; warnings (estimates past the scale, rows not estimated, small arms,
+    few clusters, failed judges, missing audit labels) are printed here and shown in the report.
     """
     path, ws = study.locate_pairs(pairs)
     if out is None:
@@ -68,6 +70,8 @@ def estimate(
     with progress_display() as progress:
         result = study.estimate(path, out, config, progress)
     console.print(results_table(result))
+    if result.gold.get("summary"):
+        console.print(result.gold["summary"], highlight=False)
     print_warnings(result)
     console.print(f"rule: {result.rule}")
     console.print(f"report: {out / 'report.html'}")
