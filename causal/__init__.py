@@ -1,14 +1,28 @@
-"""Causal stage: scored pairs → matching and doubly robust estimates with intervals, balance, heterogeneity."""
+"""Causal stage: scored pairs → matching and doubly robust estimates with intervals, balance, heterogeneity,
+and the judge-error correction from the blind audit sample."""
 
-from ._data import TreatmentRule, prepare
+from ._data import Audit, TreatmentRule, prepare
 from ._embeddings import Embedder, EmbeddingCache, default_cache_dir
 from ._errors import CausalError
-from ._estimate import CausalConfig, EffectRow, EstimateResult, estimate_effects
+from ._estimate import DEFAULT_ESTIMATORS, ESTIMATORS, PRIMARY, CausalConfig, Fit, estimate_effects, estimator
+from ._gold import AuditPlan, corrected_mean, corrected_regression, plan_audit, pseudo_outcome
 from ._report import render_report
-from ._semisynthetic import PlantedEffect, personal_score, semisynthetic_study, simulate, target_pairs, true_effects
+from ._results import EffectRow, EstimateResult
+from ._semisynthetic import (
+    JudgeNoise,
+    PlantedEffect,
+    judge_labels,
+    personal_score,
+    semisynthetic_study,
+    simulate,
+    target_pairs,
+    true_effects,
+)
 
 __all__ = [
-    "CausalConfig", "CausalError", "EffectRow", "Embedder", "EmbeddingCache", "EstimateResult",
-    "PlantedEffect", "TreatmentRule", "default_cache_dir", "estimate_effects", "personal_score", "prepare", "render_report",
-    "semisynthetic_study", "simulate", "target_pairs", "true_effects",
+    "DEFAULT_ESTIMATORS", "ESTIMATORS", "PRIMARY", "Audit", "AuditPlan", "CausalConfig", "CausalError", "EffectRow",
+    "Embedder", "EmbeddingCache", "EstimateResult", "Fit", "JudgeNoise", "PlantedEffect", "TreatmentRule",
+    "corrected_mean", "corrected_regression", "default_cache_dir", "estimate_effects", "estimator", "judge_labels",
+    "personal_score", "plan_audit", "prepare", "pseudo_outcome", "render_report", "semisynthetic_study", "simulate",
+    "target_pairs", "true_effects",
 ]

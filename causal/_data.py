@@ -1,8 +1,9 @@
-"""From a scored-pairs table to the arrays every estimator uses: treatment, outcome, clusters, weights."""
+"""From a scored-pairs table to the arrays every estimator uses: treatment, outcome, clusters, weights,
+and — where the blind audit sample has human labels — the gold versions of both."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from empathy_study.shared import CONSTRUCTS
 from ._errors import CausalError
 
 REQUIRED = ("pair_id", "prompt", "model", "turn_index", *CONSTRUCTS)
+GOLD_COLUMNS = ("empathy_gold", "attachment_gold", "gold_prob")
 SCALE = (1.0, 7.0)
 
 
@@ -30,19 +32,59 @@ class TreatmentRule:
         return f"treated: empathy ≥ {self.high:g}; control: empathy ≤ {self.low:g}; excluded: {self.low:g} < empathy < {self.high:g}"
 
     def assign(self, empathy: pd.Series) -> pd.Series:
-        """1 treated, 0 control, NaN excluded."""
+        """1 treated, 0 control, NaN excluded (or unscored)."""
         return pd.Series(np.select([empathy >= self.high, empathy <= self.low], [1.0, 0.0], np.nan), index=empathy.index)
+
+
+@dataclass
+class Audit:
+    """The blind audit sample: which rows have human (gold) labels, with what probability, and the
+    treatment rule applied to the gold empathy.
+
+    `audited` holds where the gold labels the estimand needs exist: gold empathy, and gold attachment
+    unless the gold empathy falls in the excluded band (such a pair is outside the estimand's
+    population and needs no outcome). `probability` is gold_prob × the response rate (labels found
+    ÷ labels expected), i.e. missing audit labels are modelled as missing at random among audited
+    pairs; it is treated as known.
+    """
+
+    audited: np.ndarray  # bool
+    probability: np.ndarray  # > 0 everywhere
+    in_arm: np.ndarray  # 1 where the gold empathy is in an arm (audited rows), else 0
+    treatment: np.ndarray  # gold treatment 1/0, NaN outside audited in-arm rows
+    outcome: np.ndarray  # gold attachment, NaN outside audited in-arm rows
+    expected: float  # Σ gold_prob: labelled pairs a complete audit would have
+    response_rate: float
+    incomplete: int  # audited pairs with gold empathy but no gold attachment (in an arm)
+
+    def subset(self, mask: np.ndarray) -> "Audit":
+        return replace(self, audited=self.audited[mask], probability=self.probability[mask],
+                       in_arm=self.in_arm[mask], treatment=self.treatment[mask], outcome=self.outcome[mask])
 
 
 @dataclass
 class StudyArrays:
     frame: pd.DataFrame  # the rows in the analysis, in order
-    treatment: np.ndarray  # 0/1
-    outcome: np.ndarray
+    treatment: np.ndarray  # judge rule: 1/0, NaN where excluded or unscored
+    outcome: np.ndarray  # judge attachment, NaN where unscored
+    empathy: np.ndarray  # judge empathy (panel aggregate), NaN where unscored
     clusters: np.ndarray  # integer codes of user_id (fallback conversation_id)
     cluster_column: str
     design_weight: np.ndarray | None  # 1 / inclusion_prob where the sample recorded it
     counts: dict[str, int]  # how many rows went where
+    audit: Audit | None = None
+
+    @property
+    def in_arm(self) -> np.ndarray:
+        """Rows the judge-label estimators use: scored and in an arm by the rule."""
+        return ~np.isnan(self.treatment)
+
+    def subset(self, mask: np.ndarray) -> "StudyArrays":
+        return replace(self, frame=self.frame[mask].reset_index(drop=True), treatment=self.treatment[mask],
+                       outcome=self.outcome[mask], empathy=self.empathy[mask],
+                       clusters=np.unique(self.clusters[mask], return_inverse=True)[1],
+                       design_weight=None if self.design_weight is None else self.design_weight[mask],
+                       audit=None if self.audit is None else self.audit.subset(mask))
 
     def weightings(self, units: np.ndarray | None = None) -> list[tuple[bool, np.ndarray | None]]:
         """(weighted, weights) to report: unweighted always; by design weight (of `units`) where recorded."""
@@ -51,42 +93,89 @@ class StudyArrays:
         return [(False, None), (True, self.design_weight if units is None else self.design_weight[units])]
 
 
-def _check_scale(frame: pd.DataFrame, column: str) -> None:
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = frame[column].notna() & values.isna()
     if bad.any():
         raise CausalError(f"column '{column}' has non-numeric values (e.g. {frame.loc[bad, column].iloc[0]!r})")
+    return values
+
+
+def _check_scale(frame: pd.DataFrame, column: str) -> pd.Series:
+    values = _numeric(frame, column)
     outside = values.notna() & ~values.between(*SCALE)
     if outside.any():
         raise CausalError(
             f"column '{column}' has {int(outside.sum())} scores outside 1..7 (e.g. {values[outside].iloc[0]:g})"
         )
+    return values
+
+
+def has_gold(pairs: pd.DataFrame) -> bool:
+    return all(c in pairs.columns for c in GOLD_COLUMNS) and pairs["empathy_gold"].notna().any()
+
+
+def _audit(frame: pd.DataFrame, rule: TreatmentRule) -> Audit:
+    empathy = _check_scale(frame, "empathy_gold")
+    attachment = _check_scale(frame, "attachment_gold")
+    probability = _numeric(frame, "gold_prob")
+    if probability.isna().any() or ((probability <= 0) | (probability > 1)).any():
+        raise CausalError("column 'gold_prob' must lie in (0, 1] on every row: it is the probability that the pair "
+                          "was drawn into the audit sample")
+    arm = rule.assign(empathy)
+    in_arm = arm.notna().to_numpy()
+    labelled = empathy.notna().to_numpy()
+    complete = labelled & (~in_arm | attachment.notna().to_numpy())
+    expected = float(probability.sum())
+    rate = min(1.0, float(complete.sum()) / expected)
+    usable = complete & in_arm
+    return Audit(
+        audited=complete,
+        probability=probability.to_numpy(dtype=float) * rate,
+        in_arm=usable.astype(float),
+        treatment=np.where(usable, arm.to_numpy(), np.nan),
+        outcome=np.where(usable, attachment.to_numpy(), np.nan),
+        expected=expected,
+        response_rate=rate,
+        incomplete=int((labelled & ~complete).sum()),
+    )
 
 
 def prepare(pairs: pd.DataFrame, rule: TreatmentRule) -> StudyArrays:
-    """Validate the table, apply the treatment rule, and count every row that is left out."""
+    """Validate the table, apply the treatment rule, and count every row that is left out.
+
+    Without human labels the rows are those the judge put in an arm. With an audit sample every row
+    stays: the judge-error correction averages over all pairs (a pair the judge left unscored or in
+    the excluded band may be in an arm by its gold label); judge-label estimators use `in_arm`.
+    """
     missing = [c for c in REQUIRED if c not in pairs.columns]
     if missing:
         raise CausalError(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
     cluster_column = next((c for c in ("user_id", "conversation_id") if c in pairs.columns), None)
     if cluster_column is None:
         raise CausalError("missing column: user_id (or conversation_id) — needed to cluster standard errors")
-    for column in CONSTRUCTS:
-        _check_scale(pairs, column)
     frame = pairs.copy()
-    frame["empathy"] = pd.to_numeric(frame["empathy"])
-    frame["attachment"] = pd.to_numeric(frame["attachment"])
+    for column in CONSTRUCTS:
+        frame[column] = _check_scale(frame, column)
     counts = {"input": len(frame)}
     unscored = frame["empathy"].isna() | frame["attachment"].isna()
     counts["unscored"] = int(unscored.sum())
-    frame = frame[~unscored]
+    for construct in CONSTRUCTS:  # pairs some judge of the panel failed on (the export leaves them NaN)
+        judges = f"{construct}_judges"
+        if judges in frame.columns:
+            counts[f"{construct}_partial_panel"] = int(((frame[judges].fillna(0) > 0) & frame[construct].isna()).sum())
+    assigned = rule.assign(frame["empathy"])
+    counts["excluded_by_rule"] = int((assigned.isna() & ~unscored).sum())
+    assigned[unscored] = np.nan
+    gold = has_gold(frame)
+    if not gold:
+        frame = frame[assigned.notna()].reset_index(drop=True)
+        assigned = assigned[assigned.notna()].reset_index(drop=True)
     if frame["prompt"].isna().any() or (frame["prompt"].astype(str).str.strip() == "").any():
         raise CausalError("column 'prompt' has empty texts: the prompt embedding is the main confounder")
-    frame["treated"] = rule.assign(frame["empathy"])
-    counts["excluded_by_rule"] = int(frame["treated"].isna().sum())
-    frame = frame[frame["treated"].notna()].reset_index(drop=True)
-    counts["treated"] = int((frame["treated"] == 1).sum())
-    counts["control"] = int((frame["treated"] == 0).sum())
+    unscored_rows = (frame["empathy"].isna() | frame["attachment"].isna()).to_numpy()
+    counts["treated"] = int((assigned == 1).sum())
+    counts["control"] = int((assigned == 0).sum())
     if counts["treated"] == 0 or counts["control"] == 0:
         raise CausalError(
             f"after the rule ({rule.describe()}) there are {counts['treated']} treated and "
@@ -99,12 +188,19 @@ def prepare(pairs: pd.DataFrame, rule: TreatmentRule) -> StudyArrays:
         if ((probability <= 0) | (probability > 1)).any():
             raise CausalError("column 'inclusion_prob' must lie in (0, 1]")
         weight = 1.0 / probability
-    return StudyArrays(
+    arrays = StudyArrays(
         frame=frame,
-        treatment=frame["treated"].to_numpy(dtype=int),
-        outcome=frame["attachment"].to_numpy(dtype=float),
+        treatment=assigned.to_numpy(dtype=float),
+        outcome=np.where(unscored_rows, np.nan, frame["attachment"].to_numpy(dtype=float)),
+        empathy=frame["empathy"].to_numpy(dtype=float),
         clusters=pd.factorize(clusters)[0],
         cluster_column=cluster_column,
         design_weight=weight,
         counts=counts,
+        audit=_audit(frame, rule) if gold else None,
     )
+    if arrays.audit is not None:
+        counts["audited"] = int(arrays.audit.audited.sum())
+        counts["audited_in_arm"] = int(arrays.audit.in_arm.sum())
+        counts["audit_incomplete"] = arrays.audit.incomplete
+    return arrays

@@ -1,33 +1,57 @@
-"""The estimation run: every estimator on one scored-pairs table, with balance, overlap and heterogeneity."""
+"""The estimation run: registered estimators over one scored-pairs table and one set of
+cross-fitted nuisances, with balance, overlap, heterogeneity and the warnings a reader must see.
+
+Estimators register by name (`@estimator("dr")`) and receive a `Fit` — the prepared data, the
+confounders and lazily computed shared pieces (nuisances, matchings, judge-error fits). A new
+estimator (an X-learner, TMLE) is a new registered function; nothing else changes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ._balance import pooled_sd, smd
 from ._data import StudyArrays, TreatmentRule, prepare
-from ._dr import (
-    blp_test,
-    crossfit_control_outcome,
-    doubly_robust_scores,
-    folds_for,
-    forest_cate,
-    group_effects,
-    out_of_fold_cate,
-)
 from ._embeddings import Embedder
+from ._errors import CausalError
 from ._features import Confounders, build_confounders
-from ._inference import cluster_bootstrap, difference_in_means, normal_interval, weighted_mean_with_se
+from ._gold import GoldFit, corrected_effect, gold_only_effect, judge_view, nuisance_summary
+from ._hte import forest_cate, subgroup_table
+from ._inference import (
+    ClusterShape,
+    cluster_bootstrap,
+    cluster_shape,
+    difference_in_means,
+    pair_components,
+    weighted_mean_with_se,
+)
 from ._matching import Edges, Matching, cosine_edges, match, scalar_edges
+from ._nuisance import Nuisances, crossfit, dr_scores, fold_ids
+from ._results import SCALE_LIMIT, EffectRow, EstimateResult, empty_row
 
 # progress(step, done, total): called as each step advances (embedding reports per batch).
 Progress = Callable[[str, int, int], None]
+
+ESTIMATORS: dict[str, Callable[["Fit"], list[EffectRow]]] = {}
+
+
+def estimator(name: str):
+    """Register an estimator under `name`: a function Fit → rows of estimates.json."""
+    def register(function):
+        ESTIMATORS[name] = function
+        return function
+    return register
+
+
+DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching"]
+PRIMARY = "dr_gold_corrected"  # pre-specified: the judge-error-corrected DR ATE (dr where no audit labels exist)
 
 
 class CausalConfig(BaseModel):
@@ -48,66 +72,106 @@ class CausalConfig(BaseModel):
     propensity_clip: float = Field(0.01, gt=0, lt=0.5, description="propensities are clipped to [clip, 1 − clip]")
     trim: float = Field(0.1, ge=0, lt=0.5, description="ATE_trimmed keeps units with propensity in [trim, 1 − trim]")
     bootstrap: int = Field(1000, ge=50, description="cluster-bootstrap draws for matching SEs")
+    min_arm: int = Field(20, ge=1, description="an arm (or audited arm) smaller than this is reported as a warning")
+    estimators: list[str] = Field(default_factory=lambda: list(DEFAULT_ESTIMATORS),
+                                  description="registered estimators to run, in order")
+    heterogeneity: bool = Field(True, description="fit the CATE forest, calibration test and subgroup tables")
     seed: int = Field(0, description="seed of every random step")
 
-
-@dataclass
-class EffectRow:
-    method: str
-    estimand: str
-    estimate: float
-    se: float
-    ci_low: float
-    ci_high: float
-    n_used: int
-    weighted: bool = False
-    note: str = ""
-
-
-@dataclass
-class EstimateResult:
-    rows: list[EffectRow]
-    counts: dict
-    rule: str
-    balance: dict
-    overlap: dict
-    matching: dict
-    hte: dict
-    matched_pairs: pd.DataFrame  # method, treated_pair_id, control_pair_id, distance
-    arrays: dict[str, np.ndarray]  # per-unit values for the report's plots (not written to JSON)
-    provenance: dict = field(default_factory=dict)
-
-    def matched_treated(self, method: str) -> pd.Series:
-        """pair_ids of the treated units a matching row averages over (its bias-corrected row's too)."""
-        return self.matched_pairs.loc[self.matched_pairs["method"] == method.removesuffix("_bc"), "treated_pair_id"]
-
-    def summary_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(r) for r in self.rows])
-
-    def to_json(self) -> dict:
-        return {
-            "n": self.counts["treated"] + self.counts["control"],
-            "n_treated": self.counts["treated"],
-            "n_control": self.counts["control"],
-            "treatment_rule": self.rule,
-            "counts": self.counts,
-            "estimates": [asdict(r) for r in self.rows],
-            "balance": self.balance,
-            "overlap": self.overlap,
-            "matching": self.matching,
-            "hte": self.hte,
-            "provenance": self.provenance,
-        }
-
-
-def _row(method: str, estimand: str, estimate: float, se: float, n_used: int, weighted=False, note="") -> EffectRow:
-    low, high = normal_interval(estimate, se)
-    return EffectRow(method, estimand, float(estimate), float(se), float(low), float(high), int(n_used), weighted, note)
+    @field_validator("estimators")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in ESTIMATORS]
+        if unknown:
+            raise ValueError(f"unknown estimator {unknown[0]!r}; registered: {', '.join(ESTIMATORS)}")
+        return names
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+def _row(method: str, estimand: str, estimate: float, se: float, n_used: int, shape: ClusterShape,
+         weighted: bool = False, note: str = "", **extra) -> EffectRow:
+    return EffectRow(method, estimand, float(estimate), float(se), int(n_used), weighted, note,
+                     reference="t(G-1)" if shape.df else "normal", df=shape.df, clusters=shape.clusters, **extra)
+
+
+class Fit:
+    """What every estimator shares: the data, the confounders and one set of cross-fitted nuisances."""
+
+    def __init__(self, data: StudyArrays, features: Confounders, config: CausalConfig, say: Callable[[str], None]):
+        self.all, self.features_all, self.config, self.say = data, features, config, say
+        self.arm_mask = data.in_arm
+        self.data = data.subset(self.arm_mask)  # the judge-label analysis rows
+        self.features = features.subset(self.arm_mask)
+        self.warnings: list[str] = []
+        self.folds_all = fold_ids(data.clusters, config.folds, config.seed)
+        fold_ids(self.data.clusters, config.folds, config.seed)  # enough users among the judge-label rows
+
+    @cached_property
+    def nuisances_all(self) -> Nuisances:
+        """Propensity and per-arm outcome models of the judge labels: fitted on the judge-label rows
+        of the other folds, predicted for every row (the correction needs them everywhere)."""
+        self.say("nuisance models (cross-fitted, grouped by user)")
+        t = np.nan_to_num(self.all.treatment).astype(int)
+        return crossfit(self.features_all.for_sample(int(self.arm_mask.sum())), t, np.nan_to_num(self.all.outcome),
+                        self.arm_mask, self.folds_all, self.config.nuisance, self.config.seed)
+
+    @cached_property
+    def nuisances(self) -> Nuisances:
+        n, m = self.nuisances_all, self.arm_mask
+        return Nuisances(n.propensity[m], n.mu0[m], n.mu1[m], n.folds[m])
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        return dr_scores(self.nuisances, self.data.treatment, self.data.outcome, self.config.propensity_clip)
+
+    @cached_property
+    def shape(self) -> ClusterShape:
+        return cluster_shape(self.data.clusters)
+
+    @cached_property
+    def kept(self) -> np.ndarray:
+        e, trim = self.nuisances.propensity, self.config.trim
+        return (e >= trim) & (e <= 1 - trim)
+
+    @cached_property
+    def matchings(self) -> dict[str, Matching]:
+        self.say("matching (greedy and optimal)")
+        edges, caliper = _edges_by_model(self.data, self.features, _logit(self.nuisances.propensity), self.config)
+        self.caliper = caliper
+        return {name: match(edges, caliper, name) for name in ("greedy", "optimal")}
+
+    @cached_property
+    def gold_corrected(self) -> GoldFit:
+        self.say("judge-error correction on the audit sample")
+        a, c = self.all, self.config
+        judged = ~(np.isnan(a.empathy) | np.isnan(a.outcome))
+        summary = nuisance_summary(self.nuisances_all, self.features_all.modifier_matrix, c.propensity_clip)
+        X = self.features_all.for_sample(len(a.outcome))
+        return corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome), a.audit,
+                                self.folds_all, c.nuisance, c.propensity_clip, c.seed)
+
+    @cached_property
+    def gold_only(self) -> GoldFit:
+        self.say("doubly robust on the audited pairs alone")
+        c = self.config
+        X = self.features_all.for_sample(int(self.all.audit.in_arm.sum()))
+        return gold_only_effect(X, self.all.audit, self.folds_all, c.nuisance, c.propensity_clip, c.seed)
+
+    def gold_problem(self) -> str | None:
+        """Why the gold rows cannot be estimated, or None."""
+        audit = self.all.audit
+        if audit is None:
+            return "no audit labels (empathy_gold, attachment_gold, gold_prob): `empathy annotate pull` then `empathy export`"
+        arms = np.nan_to_num(audit.treatment)[audit.in_arm == 1]
+        treated, control = int(arms.sum()), int(len(arms) - arms.sum())
+        if min(treated, control) < self.config.min_arm:
+            return (f"the audit sample has {treated} treated and {control} control pairs by their human labels; "
+                    f"each arm needs at least {self.config.min_arm}")
+        return None
 
 
 def _edges_by_model(data: StudyArrays, features: Confounders, logit_e: np.ndarray, config: CausalConfig):
@@ -125,7 +189,6 @@ def _edges_by_model(data: StudyArrays, features: Confounders, logit_e: np.ndarra
             continue
         if config.distance == "propensity":
             edges = scalar_edges(logit_e[t_ids], logit_e[c_ids], ps_caliper, config.neighbours)
-            # Distances are on the logit scale: the unmatched price is the propensity caliper.
         else:
             embedding = features.prompt_embedding
             edges = cosine_edges(embedding[t_ids], embedding[c_ids], config.caliper, config.neighbours)
@@ -137,53 +200,233 @@ def _edges_by_model(data: StudyArrays, features: Confounders, logit_e: np.ndarra
     return groups, caliper
 
 
-def _matching_rows(data: StudyArrays, matching: Matching, control_outcome: np.ndarray,
-                   config: CausalConfig) -> list[EffectRow]:
-    """ATT over the treated units the caliper kept; SE from a cluster bootstrap of matched pairs.
+# ---- estimators -------------------------------------------------------------------------------------------------
 
-    Each matching also gets a bias-corrected row (Abadie & Imbens 2011): every pair's difference
-    minus the difference the control-outcome regression predicts from the pair's own covariate gap.
-    A caliper on prompt meaning leaves imbalance in the other confounders (and in embedding
-    directions the cosine barely weighs); the correction removes what the regression sees of it.
-    """
-    if len(matching.treated) == 0:
-        return []
-    difference = data.outcome[matching.treated] - data.outcome[matching.control]
-    corrected = difference - (control_outcome[matching.treated] - control_outcome[matching.control])
-    clusters = data.clusters[matching.treated]  # pairs cluster on the treated unit's user
-    unmatched = f"{len(matching.unmatched)} treated units unmatched within the caliper"
-    variants = [(f"matching_{matching.method}", difference, unmatched),
-                (f"matching_{matching.method}_bc", corrected,
-                 f"bias-corrected by a cross-fitted control-outcome regression; {unmatched}")]
+@estimator("naive")
+def _naive(fit: Fit) -> list[EffectRow]:
+    d = fit.data
     rows = []
-    for method, values, note in variants:
-        for weighted, weight in data.weightings(matching.treated):
-            estimate = float(np.average(values, weights=weight))
-            draws = cluster_bootstrap(values, clusters, weight, config.bootstrap, config.seed)
-            row = _row(method, "ATT_matched", estimate, float(np.std(draws, ddof=1)), 2 * len(values), weighted,
-                       note=note)
-            row.ci_low, row.ci_high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
-            rows.append(row)
+    for weighted, weight in d.weightings():
+        estimate, se = difference_in_means(d.outcome, d.treatment, d.clusters, weight)
+        rows.append(_row("naive", "ATE", estimate, se, len(d.outcome), fit.shape, weighted,
+                         note="difference in means: confounded"))
     return rows
 
 
-def _balance(data: StudyArrays, features: Confounders, matchings: dict[str, Matching], propensity: np.ndarray,
-             clip: float) -> dict:
+@estimator("dr")
+def _dr(fit: Fit) -> list[EffectRow]:
+    d, c, e = fit.data, fit.config, fit.nuisances.propensity
+    clipped = int(np.sum((e < c.propensity_clip) | (e > 1 - c.propensity_clip)))
+    rows = []
+    for weighted, weight in d.weightings():
+        estimate, se = weighted_mean_with_se(fit.scores, d.clusters, weight)
+        rows.append(_row("dr", "ATE", estimate, se, len(d.outcome), fit.shape, weighted,
+                         note=f"judge labels taken as truth; {clipped} propensities clipped to "
+                              f"[{c.propensity_clip}, {1 - c.propensity_clip}]"))
+    kept = fit.kept
+    if kept.sum() >= 2 and 0 < d.treatment[kept].sum() < kept.sum():
+        clusters = np.unique(d.clusters[kept], return_inverse=True)[1]
+        estimate, se = weighted_mean_with_se(fit.scores[kept], clusters)
+        rows.append(_row("dr", "ATE_trimmed", estimate, se, int(kept.sum()), cluster_shape(clusters),
+                         note=f"propensity in [{c.trim}, {1 - c.trim}]: {int((~kept).sum())} units trimmed"))
+    else:
+        rows.append(empty_row("dr", "ATE_trimmed", f"no units with both arms inside propensity [{c.trim}, {1 - c.trim}]"))
+    return rows
+
+
+def _gold_rows(fit: Fit, method: str) -> list[EffectRow]:
+    problem = fit.gold_problem()
+    if problem is not None:
+        if fit.all.audit is None:
+            return []  # nothing to correct with: said once in the gold block, not as a missing estimate
+        return [empty_row(method, "ATE", problem)]
+    gold: GoldFit = fit.gold_only if method == "dr_gold_only" else fit.gold_corrected
+    a = fit.all
+    rows = []
+    for weighted, weight in a.weightings():
+        estimate, se, _ = gold.estimate(a.clusters, weight)
+        shape = cluster_shape(a.clusters[a.audit.audited]) if method == "dr_gold_only" else cluster_shape(a.clusters)
+        note = ("the DR estimator on the audited pairs alone, with their human labels"
+                if method == "dr_gold_only" else
+                "judge-label DR moment corrected by the audited pairs' gold-minus-prediction gap (weighted by 1/π); "
+                f"the prediction explains {gold.explained:.0%} of the gold moment's variance")
+        rows.append(_row(method, "ATE", estimate, se, gold.n_used, shape, weighted, note=note, gold_n=gold.gold_n))
+    return rows
+
+
+@estimator("dr_gold_only")
+def _dr_gold_only(fit: Fit) -> list[EffectRow]:
+    return _gold_rows(fit, "dr_gold_only")
+
+
+@estimator("dr_gold_corrected")
+def _dr_gold_corrected(fit: Fit) -> list[EffectRow]:
+    rows = _gold_rows(fit, "dr_gold_corrected")
+    if rows and fit.gold_problem() is None and "dr_gold_only" in fit.config.estimators:
+        only = {r.weighted: r for r in _gold_rows(fit, "dr_gold_only")}
+        for r in rows:
+            if r.weighted in only and r.se > 0:
+                r.effective_gold_n = float(r.gold_n * (only[r.weighted].se / r.se) ** 2)
+    return rows
+
+
+@estimator("matching")
+def _matching(fit: Fit) -> list[EffectRow]:
+    rows = []
+    for matching in fit.matchings.values():
+        rows.extend(_matching_rows(fit, matching))
+    return rows
+
+
+def _matching_rows(fit: Fit, matching: Matching) -> list[EffectRow]:
+    """ATT over the treated units the caliper kept; SE from a bootstrap of matched pairs that resamples
+    connected components of the treated-user/control-user graph (both users of a pair cluster).
+
+    Each matching also gets a bias-corrected row (Abadie & Imbens 2011): every pair's difference
+    minus the difference the cross-fitted control-outcome model predicts from the pair's covariates.
+    """
+    d, c = fit.data, fit.config
+    plain, corrected = f"matching_{matching.method}", f"matching_{matching.method}_bc"
+    if len(matching.treated) == 0:
+        why = f"no pairs: no treated unit has a control within the caliper ({fit.caliper:g})"
+        return [empty_row(name, "ATT_matched", why, weighted) for name in (plain, corrected)
+                for weighted, _ in d.weightings()]
+    mu0 = fit.nuisances.mu0
+    difference = d.outcome[matching.treated] - d.outcome[matching.control]
+    adjusted = difference - (mu0[matching.treated] - mu0[matching.control])
+    components = pair_components(d.clusters[matching.treated], d.clusters[matching.control])
+    shape = cluster_shape(components)
+    unmatched = f"{len(matching.unmatched)} treated units unmatched within the caliper"
+    variants = [(plain, difference, False,
+                 f"interval ignores the imbalance a prompt caliper leaves (it does not cover: see the _bc row); {unmatched}"),
+                (corrected, adjusted, True, f"bias-corrected by the cross-fitted control-outcome model; {unmatched}")]
+    rows = []
+    for method, values, valid, note in variants:
+        for weighted, weight in d.weightings(matching.treated):
+            estimate = float(np.average(values, weights=weight))
+            draws = cluster_bootstrap(values, components, weight, c.bootstrap, c.seed)
+            rows.append(EffectRow(method, "ATT_matched", estimate, float(np.std(draws, ddof=1)), 2 * len(values),
+                                  weighted, note, reference="bootstrap percentile", clusters=shape.clusters,
+                                  interval_valid=valid, draws=draws))
+    return rows
+
+
+# ---- diagnostics ------------------------------------------------------------------------------------------------
+
+def _balance(fit: Fit) -> dict:
     """SMD of every covariate: before adjustment, after each matching, after inverse-propensity weighting."""
-    X, t = features.matrix, data.treatment
+    X, t = fit.features.matrix, fit.data.treatment
     scale = pooled_sd(X, t)
-    table = {"covariates": features.names, "before": smd(X, t, scale=scale).tolist()}
-    for name, matching in matchings.items():
-        if len(matching.treated):
-            rows = np.concatenate([matching.treated, matching.control])
-            table[f"after_{name}"] = smd(X[rows], t[rows], scale=scale).tolist()
-    e = np.clip(propensity, clip, 1 - clip)
+    table = {"covariates": fit.features.names, "before": smd(X, t, scale=scale).tolist()}
+    if "matching" in fit.config.estimators:
+        for name, matching in fit.matchings.items():
+            if len(matching.treated):
+                rows = np.concatenate([matching.treated, matching.control])
+                table[f"after_{name}"] = smd(X[rows], t[rows], scale=scale).tolist()
+    e = fit.nuisances.clipped(fit.config.propensity_clip)
     ipw = np.where(t == 1, 1 / e, 1 / (1 - e))
     table["after_weighting"] = smd(X, t, weight=ipw, scale=scale).tolist()
-    summary = {k: float(np.max(np.abs(v))) for k, v in table.items() if k != "covariates"}
-    table["max_abs_smd"] = summary
-    table["blocks"] = features.blocks
+    table["max_abs_smd"] = {k: float(np.max(np.abs(v))) for k, v in table.items() if k != "covariates"}
+    table["blocks"] = fit.features.blocks
     return table
+
+
+def _heterogeneity(fit: Fit) -> tuple[dict, np.ndarray]:
+    d, kept = fit.data, fit.kept
+    clusters = np.unique(d.clusters[kept], return_inverse=True)[1]
+    forest = forest_cate(fit.features.modifier_matrix[kept], fit.scores[kept], clusters, fit.config.seed)
+    by = {"model": subgroup_table(fit.scores, d.frame["model"].astype(str).to_numpy(), d.clusters, d.design_weight)}
+    if "topic" in d.frame.columns:
+        by["topic"] = subgroup_table(fit.scores, d.frame["topic"].astype(str).to_numpy(), d.clusters, d.design_weight)
+    return {
+        "population": f"{int(kept.sum())} pairs with propensity in [{fit.config.trim}, {1 - fit.config.trim}]",
+        "cate_quantiles": np.quantile(forest.cate, [0, .05, .25, .5, .75, .95, 1]).tolist(),
+        "share_interval_below_zero": float(np.mean(forest.high < 0)),
+        "share_interval_above_zero": float(np.mean(forest.low > 0)),
+        "share_point_estimate_below_zero": float(np.mean(forest.cate < 0)),
+        "beyond_scale": int(np.sum(np.abs(forest.cate) > SCALE_LIMIT)),
+        "calibration_test": asdict(forest.calibration),
+        "calibration_repeats": forest.repeats,
+        "heterogeneity_detected": bool(forest.calibration.p_value < 0.05),
+        "gates": forest.gates,
+        "by": by,
+    }, forest.cate
+
+
+def _gold_block(fit: Fit) -> dict:
+    audit = fit.all.audit
+    if audit is None:
+        return {"available": False, "reason": fit.gold_problem()}
+    block = {
+        "available": fit.gold_problem() is None,
+        "reason": fit.gold_problem(),
+        "pairs": int(len(audit.audited)),
+        "audited": int(audit.audited.sum()),
+        "audited_in_arm": int(audit.in_arm.sum()),
+        "expected_audited": audit.expected,
+        "response_rate": audit.response_rate,
+        "audit_incomplete": audit.incomplete,
+        "gold_rule": "treatment rule applied to the gold empathy (mean over the audit's annotators); pairs whose gold "
+                     "empathy falls in the excluded band are audited but outside the estimand's population",
+        "judge_missing": "pairs without a complete panel score stay in dr_gold_corrected (their prediction uses the "
+                         "covariates only) and leave the judge-label rows",
+    }
+    if block["available"] and "dr_gold_corrected" in fit.config.estimators:
+        estimate, se, audit_variance = fit.gold_corrected.estimate(fit.all.clusters)
+        block.update(explained=fit.gold_corrected.explained,
+                     plan={"variance": se**2, "audit_variance": audit_variance, "audited": int(audit.audited.sum()),
+                           "pairs": int(len(audit.audited))})
+    return block
+
+
+def row_warnings(rows: list[EffectRow]) -> list[str]:
+    """One line per row past what the 1–7 scale allows, and per row that could not be estimated."""
+    out = []
+    for r in rows:
+        if not np.isfinite(r.estimate):
+            out.append(f"{r.label}: not estimated — {r.note}")
+        elif abs(r.estimate) > SCALE_LIMIT:
+            out.append(f"{r.label}: {r.estimate:+.2f} lies outside ±{SCALE_LIMIT:g}, the widest effect a 1–7 scale "
+                       "allows — the model is extrapolating (check overlap)")
+    return out
+
+
+def correction_summary(rows: list[EffectRow]) -> str | None:
+    """One sentence on what the judge-error correction did (unweighted rows)."""
+    found = {r.method: r for r in rows if r.estimand == "ATE" and not r.weighted}
+    if not {"dr", "dr_gold_corrected", "dr_gold_only"} <= set(found):
+        return None
+    plain, corrected, only = found["dr"], found["dr_gold_corrected"], found["dr_gold_only"]
+    if not all(np.isfinite(r.estimate) for r in (plain, corrected, only)):
+        return None
+    width = lambda r: r.ci_high - r.ci_low  # noqa: E731
+    return (f"Correcting the judges' labels with {corrected.gold_n} human-labelled audit pairs moved the estimate by "
+            f"{corrected.estimate - plain.estimate:+.3f} (from {plain.estimate:.3f} to {corrected.estimate:.3f}); its "
+            f"interval is {width(corrected) / width(only):.2f} × as wide as the human labels alone give "
+            f"(worth {corrected.effective_gold_n:.0f} human-labelled pairs).")
+
+
+def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
+    c, counts, out = fit.config, fit.all.counts, list(fit.warnings)
+    for arm in ("treated", "control"):
+        if counts[arm] < c.min_arm:
+            out.append(f"only {counts[arm]} {arm} pairs by the judges' labels (minimum {c.min_arm}): estimates are fragile")
+    out += row_warnings(rows)
+    if fit.shape.few:
+        out.append(f"few or very unequal clusters: {fit.shape.describe()}; intervals use a t(G−1) reference")
+    partial = sum(v for k, v in counts.items() if k.endswith("_partial_panel"))
+    if partial:
+        out.append(f"{partial} construct scores are missing because some judge of the panel failed on the pair: "
+                   "those pairs leave the judge-label rows" + (" (dr_gold_corrected keeps them)" if fit.all.audit else ""))
+    audit = fit.all.audit
+    if audit is not None and audit.response_rate < 0.9:
+        out.append(f"only {audit.response_rate:.0%} of the expected audit labels exist ({int(audit.audited.sum())} of "
+                   f"{audit.expected:.0f}): the correction assumes the missing ones are missing at random — finish "
+                   "them or re-queue skipped tasks (`empathy annotate requeue`)")
+    if audit is not None and audit.incomplete:
+        out.append(f"{audit.incomplete} audited pairs have a human empathy label but no attachment label: "
+                   "counted as missing audit labels")
+    return out
 
 
 def estimate_effects(
@@ -195,7 +438,7 @@ def estimate_effects(
         report(step, 0, 1)
     rule = TreatmentRule(high=config.treat_high, low=config.treat_low)
     data = prepare(pairs, rule)
-    folds_for(data.clusters, config.folds)
+    fold_ids(data.clusters[data.in_arm], config.folds, config.seed)
 
     prompt_embedding = embedder.embed(data.frame["prompt"].astype(str).tolist(),
                                       on_progress=lambda done, total: report("embedding prompts", done, total))
@@ -205,87 +448,58 @@ def estimate_effects(
         prev_embedding = embedder.embed(data.frame["prev_response"].fillna("").astype(str).tolist(),
                                         on_progress=lambda done, total: report("embedding previous turns", done, total))
     if not np.isfinite(prompt_embedding).all():
-        from ._errors import CausalError
-
         raise CausalError("some prompt embeddings are not finite numbers: check the prompt texts")
     features = build_confounders(data.frame, prompt_embedding, prev_embedding, config.embedding_dims,
                                  config.prev_embedding_dims, config.seed)
+    fit = Fit(data, features, config, say)
 
     rows: list[EffectRow] = []
-    n = len(data.outcome)
-    for weighted, weight in data.weightings():
-        estimate, se = difference_in_means(data.outcome, data.treatment, data.clusters, weight)
-        rows.append(_row("naive", "ATE", estimate, se, n, weighted, note="difference in means: confounded"))
+    for name in config.estimators:
+        rows.extend(ESTIMATORS[name](fit))
 
-    say("doubly robust learner (cross-fitted)")
-    dr = doubly_robust_scores(features.matrix, data.treatment, data.outcome, data.clusters,
-                              kind=config.nuisance, folds=config.folds, clip=config.propensity_clip, seed=config.seed)
-    for weighted, weight in data.weightings():
-        estimate, se = weighted_mean_with_se(dr.scores, data.clusters, weight)
-        rows.append(_row("dr", "ATE", estimate, se, n, weighted,
-                         note=f"{dr.clipped} propensities clipped to [{dr.clip}, {1 - dr.clip}]"))
-    kept = (dr.propensity >= config.trim) & (dr.propensity <= 1 - config.trim)
-    if kept.sum() >= 2 and 0 < data.treatment[kept].sum() < kept.sum():
-        estimate, se = weighted_mean_with_se(dr.scores[kept], data.clusters[kept])
-        rows.append(_row("dr", "ATE_trimmed", estimate, se, int(kept.sum()),
-                         note=f"propensity in [{config.trim}, {1 - config.trim}]: {int((~kept).sum())} units trimmed"))
+    hte, cate = {}, np.zeros(0)
+    if config.heterogeneity:
+        say("heterogeneity (forest CATEs, calibration test)")
+        hte, cate = _heterogeneity(fit)
 
-    say("matching (greedy and optimal)")
-    logit_e = _logit(dr.propensity)
-    edges, caliper = _edges_by_model(data, features, logit_e, config)
-    matchings = {name: match(edges, caliper, name) for name in ("greedy", "optimal")}
-    control_outcome = crossfit_control_outcome(features.matrix, data.treatment, data.outcome, data.clusters,
-                                               config.nuisance, config.folds, config.seed)
-    for matching in matchings.values():
-        rows.extend(_matching_rows(data, matching, control_outcome, config))
+    matching_summary, matched_pairs = {}, pd.DataFrame(columns=["method", "treated_pair_id", "control_pair_id",
+                                                                 "distance"])
+    if "matching" in config.estimators:
+        matchings = fit.matchings
+        matching_summary = {
+            name: {"distance": config.distance, "caliper": fit.caliper, "pairs": int(len(m.treated)),
+                   "unmatched_treated": int(len(m.unmatched)), "objective": m.objective,
+                   "mean_distance": float(m.distance.mean()) if len(m.distance) else None,
+                   "clusters": "connected components of the treated-user/control-user graph"}
+            for name, m in matchings.items()
+        }
+        ids = fit.data.frame["pair_id"].to_numpy()
+        matched_pairs = pd.concat([
+            pd.DataFrame({"method": f"matching_{name}", "treated_pair_id": ids[m.treated],
+                          "control_pair_id": ids[m.control], "distance": m.distance})
+            for name, m in matchings.items()
+        ], ignore_index=True)
 
-    say("heterogeneity (forest CATEs, calibration test)")
-    hte = _heterogeneity(data, features, dr.scores, config)
-
-    matching_summary = {
-        name: {"distance": config.distance, "caliper": caliper, "pairs": int(len(m.treated)),
-               "unmatched_treated": int(len(m.unmatched)), "objective": m.objective,
-               "mean_distance": float(m.distance.mean()) if len(m.distance) else None}
-        for name, m in matchings.items()
-    }
-    ids = data.frame["pair_id"].to_numpy()
-    matched_pairs = pd.concat([
-        pd.DataFrame({"method": f"matching_{name}", "treated_pair_id": ids[m.treated],
-                      "control_pair_id": ids[m.control], "distance": m.distance})
-        for name, m in matchings.items()
-    ], ignore_index=True)
+    e, t = fit.nuisances.propensity, fit.data.treatment
+    clip = config.propensity_clip
+    gold_ready = data.audit is not None and fit.gold_problem() is None and PRIMARY in config.estimators
+    primary_method = PRIMARY if gold_ready else "dr"
+    primary_weighted = data.design_weight is not None
     return EstimateResult(
         rows=rows,
-        counts={**data.counts, "clusters": int(len(np.unique(data.clusters))), "cluster_column": data.cluster_column},
+        counts={**data.counts, "clusters": fit.shape.clusters, "cluster_column": data.cluster_column,
+                "effective_clusters": fit.shape.effective},
         rule=rule.describe(),
-        balance=_balance(data, features, matchings, dr.propensity, config.propensity_clip),
-        overlap={"clipped": dr.clipped, "trimmed": int((~kept).sum()),
-                 "treated_quantiles": np.quantile(dr.propensity[data.treatment == 1], [0, .05, .5, .95, 1]).tolist(),
-                 "control_quantiles": np.quantile(dr.propensity[data.treatment == 0], [0, .05, .5, .95, 1]).tolist()},
+        balance=_balance(fit),
+        overlap={"clipped": int(np.sum((e < clip) | (e > 1 - clip))), "trimmed": int((~fit.kept).sum()),
+                 "treated_quantiles": np.quantile(e[t == 1], [0, .05, .5, .95, 1]).tolist(),
+                 "control_quantiles": np.quantile(e[t == 0], [0, .05, .5, .95, 1]).tolist(),
+                 "source": "the cross-fitted propensity every estimate uses"},
         matching=matching_summary,
         hte=hte,
+        gold={**_gold_block(fit), "summary": correction_summary(rows)},
+        warnings=_warnings(fit, rows),
+        primary=f"{primary_method} · ATE{' · weighted' if primary_weighted else ''}",
         matched_pairs=matched_pairs,
-        arrays={"propensity": dr.propensity, "treated": data.treatment, "cate": np.asarray(hte.pop("cate"))},
+        arrays={"propensity": e, "treated": t, "cate": cate},
     )
-
-
-def _heterogeneity(data: StudyArrays, features: Confounders, scores: np.ndarray, config: CausalConfig) -> dict:
-    forest = forest_cate(features.modifier_matrix, features.matrix, data.treatment, data.outcome, data.clusters,
-                         kind=config.nuisance, folds=config.folds, clip=config.propensity_clip, seed=config.seed)
-    cate_oof = out_of_fold_cate(features.modifier_matrix, scores, data.clusters, config.folds, config.seed)
-    test = blp_test(scores, cate_oof, data.clusters)
-    by = {"model": group_effects(scores, data.frame["model"].astype(str).to_numpy(), data.clusters, data.design_weight)}
-    if "topic" in data.frame.columns:
-        by["topic"] = group_effects(scores, data.frame["topic"].astype(str).to_numpy(), data.clusters, data.design_weight)
-    beyond = int(np.sum(np.abs(forest.cate) > 6))
-    return {
-        "cate": forest.cate.tolist(),
-        "cate_quantiles": np.quantile(forest.cate, [0, .05, .25, .5, .75, .95, 1]).tolist(),
-        "share_interval_below_zero": float(np.mean(forest.high < 0)),
-        "share_interval_above_zero": float(np.mean(forest.low > 0)),
-        "share_point_estimate_below_zero": float(np.mean(forest.cate < 0)),
-        "beyond_scale": beyond,
-        "calibration_test": asdict(test),
-        "heterogeneity_detected": bool(test.p_value < 0.05),
-        "by": by,
-    }

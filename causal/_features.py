@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,13 +24,34 @@ class Confounders:
     def modifier_matrix(self) -> np.ndarray:
         return self.matrix[:, self.effect_modifiers]
 
+    def for_sample(self, n: int) -> np.ndarray:
+        """The matrix a nuisance model fitted on n pairs sees: at most n / PAIRS_PER_COMPONENT prompt
+        components (and an eighth of that of the previous turn's), leading components first; every
+        other confounder always. A few hundred audited pairs cannot carry 128 components."""
+        limit = {"prompt": n // PAIRS_PER_COMPONENT, "prev_response": n // (8 * PAIRS_PER_COMPONENT)}
+        keep = [i for i, name in enumerate(self.names)
+                if not any(name in self.blocks.get(block, [])[limit[block]:] for block in limit)]
+        return self.matrix[:, keep]
+
+    def subset(self, mask: np.ndarray) -> "Confounders":
+        return Confounders(self.matrix[mask], self.names, self.prompt_embedding[mask], self.blocks,
+                           self.effect_modifiers)
+
+
+_REDUCED: dict[tuple, np.ndarray] = {}  # the last few reductions: re-running on the same texts skips the PCA
+
 
 def reduce(embedding: np.ndarray, dims: int, seed: int) -> np.ndarray:
     """Top principal components (at most dims, fewer when there are fewer rows)."""
     dims = min(dims, embedding.shape[0] - 1, embedding.shape[1])
     if dims < 1:
         return np.zeros((embedding.shape[0], 0))
-    return PCA(n_components=dims, random_state=seed).fit_transform(embedding)
+    key = (hashlib.sha1(np.ascontiguousarray(embedding).tobytes()).hexdigest(), embedding.shape, dims, seed)
+    if key not in _REDUCED:
+        if len(_REDUCED) >= 4:
+            _REDUCED.pop(next(iter(_REDUCED)))
+        _REDUCED[key] = PCA(n_components=dims, random_state=seed).fit_transform(embedding)
+    return _REDUCED[key].copy()
 
 
 def time_of_day(timestamps: pd.Series) -> pd.DataFrame:
@@ -41,6 +63,7 @@ def time_of_day(timestamps: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(columns, index=timestamps.index)
 
 
+PAIRS_PER_COMPONENT = 15  # nuisance models see at most (pairs they are fitted on) / 15 embedding components
 MODIFIER_PCS = 8  # prompt components the CATE forest may split on, beside model, turn and time
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
+from scipy.sparse.csgraph import connected_components
 
 Z95 = stats.norm.ppf(0.975)
+FEW_CLUSTERS = 50  # below this many (effective) clusters the normal reference is replaced by t(G − 1)
 
 
 def clustered_se(influence: np.ndarray, clusters: np.ndarray) -> float:
@@ -20,12 +24,30 @@ def clustered_se(influence: np.ndarray, clusters: np.ndarray) -> float:
     return float(np.sqrt(groups / (groups - 1) * np.sum(sums**2)))
 
 
+def clustered_covariance(influence: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Covariance of several estimators from their influence columns (n × k), summed by cluster."""
+    sums = np.vstack([np.bincount(clusters, weights=influence[:, j], minlength=clusters.max() + 1)
+                      for j in range(influence.shape[1])]).T
+    groups = np.count_nonzero(np.bincount(clusters))
+    return groups / max(groups - 1, 1) * sums.T @ sums
+
+
 def weighted_mean_with_se(scores: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
     """Mean of per-unit scores (e.g. doubly robust scores) and its cluster-robust SE."""
     w = np.ones_like(scores) if weight is None else weight
     mean = float(np.sum(w * scores) / np.sum(w))
     influence = w * (scores - mean) / np.sum(w)
     return mean, clustered_se(influence, clusters)
+
+
+def ratio_with_se(numerator: np.ndarray, denominator: np.ndarray, clusters: np.ndarray,
+                  weight: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
+    """Σ w·a / Σ w·b with its linearised cluster-robust SE; also returns the influence values."""
+    w = np.ones_like(numerator) if weight is None else weight
+    total = np.sum(w * denominator)
+    ratio = float(np.sum(w * numerator) / total)
+    influence = w * (numerator - ratio * denominator) / total
+    return ratio, clustered_se(influence, clusters), influence
 
 
 def difference_in_means(y: np.ndarray, t: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
@@ -39,6 +61,53 @@ def difference_in_means(y: np.ndarray, t: np.ndarray, clusters: np.ndarray, weig
 
 def normal_interval(estimate: float, se: float) -> tuple[float, float]:
     return estimate - Z95 * se, estimate + Z95 * se
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """How many clusters carry an estimate, and whether a normal reference can be trusted."""
+
+    clusters: int
+    effective: float  # (Σ n_g)² / Σ n_g²: the number of equal clusters that would be as informative
+    largest_share: float
+
+    @property
+    def few(self) -> bool:
+        return self.clusters < FEW_CLUSTERS or self.effective < FEW_CLUSTERS
+
+    @property
+    def df(self) -> int | None:
+        """Degrees of freedom of the t reference when clusters are few or very unequal; None: normal."""
+        return max(self.clusters - 1, 1) if self.few else None
+
+    def describe(self) -> str:
+        return (f"{self.clusters} clusters (effective {self.effective:.0f}; the largest holds "
+                f"{self.largest_share:.0%} of the units)")
+
+
+def cluster_shape(clusters: np.ndarray, weight: np.ndarray | None = None) -> ClusterShape:
+    sizes = np.bincount(clusters, weights=weight)
+    sizes = sizes[sizes > 0]
+    return ClusterShape(int(len(sizes)), float(sizes.sum() ** 2 / np.sum(sizes**2)), float(sizes.max() / sizes.sum()))
+
+
+def pair_components(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cluster id per matched pair: connected components of the graph joining the two users of each pair.
+
+    A control user reused across pairs (or a user who is treated in one pair and control in another)
+    ties those pairs together; resampling components keeps every such dependence inside one draw.
+    """
+    if len(first) == 0:
+        return np.zeros(0, dtype=int)
+    codes, index = np.unique(np.concatenate([first, second]), return_inverse=True)
+    a, b = index[: len(first)], index[len(first):]
+    graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(len(codes), len(codes)))
+    _, component = connected_components(graph, directed=False)
+    return pd_factorize(component[a])
+
+
+def pd_factorize(values: np.ndarray) -> np.ndarray:
+    return np.unique(values, return_inverse=True)[1]
 
 
 def cluster_bootstrap(values: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None, draws: int, seed: int) -> np.ndarray:

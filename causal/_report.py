@@ -50,8 +50,8 @@ def _table(header: list[str], rows: list[list]) -> str:
 def _forest_plot(result: EstimateResult) -> str:
     import matplotlib.pyplot as plt
 
-    rows = result.rows
-    labels = [f"{r.method} · {r.estimand}{' · weighted' if r.weighted else ''}" for r in rows]
+    rows = [r for r in result.rows if np.isfinite(r.estimate) and r.interval_valid]
+    labels = [r.label + (" (primary)" if r.label == result.primary else "") for r in rows]
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(rows) + 1))
     y = np.arange(len(rows))[::-1]
     estimates = np.array([r.estimate for r in rows])
@@ -101,12 +101,47 @@ def _cate_plot(result: EstimateResult) -> str:
     import matplotlib.pyplot as plt
 
     cate = result.arrays["cate"]
+    if len(cate) == 0:
+        return ""
     figure, axis = plt.subplots(figsize=(8, 3))
     axis.hist(np.clip(cate, -6, 6), bins=60, color="#16a085")
     axis.axvline(0, color="#999", lw=1)
     axis.set_xlim(min(-1.0, cate.min() - 0.2), max(1.0, cate.max() + 0.2))
     axis.set_xlabel("CATE: effect on attachment for each pair (1–7 scale; possible range ±6)")
     return _png(figure)
+
+
+def _ci(r) -> str:
+    if not np.isfinite(r.estimate):
+        return "–"
+    text = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+    return text if r.interval_valid else text + " (does not cover)"
+
+
+def _gold_section(result: EstimateResult) -> str:
+    gold = result.gold
+    if not gold:
+        return ""
+    parts = ["<h2>Judge error: corrected, uncorrected, human labels only</h2>"]
+    if not gold.get("available"):
+        return parts[0] + f"<p>{html.escape(str(gold.get('reason')))}</p>"
+    rows = []
+    for method, what in (("dr", "uncorrected: the judges' labels taken as truth"),
+                         ("dr_gold_corrected", "corrected with the audit sample"),
+                         ("dr_gold_only", "human labels of the audit sample only")):
+        for r in result.rows:
+            if r.method == method and r.estimand == "ATE":
+                rows.append([what + (" · weighted" if r.weighted else ""), r.estimate, _ci(r),
+                             r.ci_high - r.ci_low, r.n_used, r.gold_n, r.effective_gold_n])
+    parts.append(_table(["estimate", "ATE", "95 % CI", "width", "n used", "human-labelled pairs",
+                         "worth (human-labelled pairs)"], rows))
+    sentence = gold.get("summary")
+    if sentence:
+        parts.append(f"<p><b>{html.escape(sentence)}</b></p>")
+    parts.append(f"<p class='note'>Audit: {gold['audited']} pairs labelled of {gold['expected_audited']:.0f} expected "
+                 f"(response {gold['response_rate']:.0%}); {gold['audited_in_arm']} in an arm by their human labels. "
+                 f"{html.escape(gold['gold_rule'])}. {html.escape(gold['judge_missing'])}.</p>")
+    return "\n".join(parts)
 
 
 def render_report(result: EstimateResult, *, title: str = "Effect of empathetic responses on attachment",
@@ -118,54 +153,90 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
         parts.append("<div class='banner'><b>Semi-synthetic study.</b> The texts are real conversations; the "
                      "empathy and attachment scores were simulated with a planted effect. These numbers test the "
                      "estimators — they are not findings.</div>")
-    parts.append(f"<p><b>Treatment rule.</b> {html.escape(result.rule)}. <b>Outcome:</b> attachment (1–7).</p>")
-    parts.append("<h2>Data</h2>" + _table(
-        ["rows", "count"],
-        [["pairs in the input", counts["input"]], ["unscored (no empathy or attachment)", counts["unscored"]],
-         ["excluded by the treatment rule", counts["excluded_by_rule"]], ["treated", counts["treated"]],
-         ["control", counts["control"]], [f"clusters ({counts['cluster_column']})", counts["clusters"]]],
-    ))
+    if result.warnings:
+        parts.append("<div class='banner'><b>Warnings</b><ul>" + "".join(f"<li>{html.escape(w)}</li>"
+                                                                          for w in result.warnings) + "</ul></div>")
+    parts.append(f"<p><b>Treatment rule.</b> {html.escape(result.rule)}. <b>Outcome:</b> attachment (1–7). "
+                 f"<b>Primary estimate (pre-specified):</b> {html.escape(result.primary)}.</p>")
+    data_rows = [["pairs in the input", counts["input"]], ["unscored (no panel empathy or attachment)", counts["unscored"]]]
+    data_rows += [[f"{k.removesuffix('_partial_panel')}: some judge of the panel failed", v]
+                  for k, v in counts.items() if k.endswith("_partial_panel")]
+    data_rows += [["excluded by the treatment rule", counts["excluded_by_rule"]], ["treated", counts["treated"]],
+                  ["control", counts["control"]],
+                  [f"clusters ({counts['cluster_column']})", counts["clusters"]]]
+    if "audited" in counts:
+        data_rows += [["audited (human labels)", counts["audited"]], ["audited, in an arm by human labels",
+                                                                       counts["audited_in_arm"]]]
+    parts.append("<h2>Data</h2>" + _table(["rows", "count"], data_rows))
     parts.append("<h2>Estimates</h2>" + _table(
-        ["method", "estimand", "weighted", "estimate", "SE", "95 % CI", "n used", "note"],
-        [[r.method, r.estimand, "yes" if r.weighted else "no", r.estimate, r.se,
-          f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", r.n_used, r.note] for r in result.rows],
+        ["method", "estimand", "weighted", "estimate", "SE", "95 % CI", "reference", "n used", "note"],
+        [[r.method + (" ★" if r.label == result.primary else ""), r.estimand, "yes" if r.weighted else "no",
+          r.estimate, r.se, _ci(r), r.reference + (f" ({r.df})" if r.df else ""), r.n_used, r.note]
+         for r in result.rows],
     ))
     parts.append(_forest_plot(result))
-    parts.append("<p class='note'>SEs are clustered on the user (pairs of one user are not independent). "
-                 "Matching SEs come from a bootstrap that resamples matched pairs by the treated unit's user "
-                 "(the matching itself, and for <code>_bc</code> rows the control-outcome regression, held fixed). "
-                 "Weighted rows weight by 1 / inclusion probability.</p>")
-    match_rows = [[name, m["distance"], m["caliper"], m["pairs"], m["unmatched_treated"], m["mean_distance"]]
-                  for name, m in result.matching.items()]
-    parts.append("<h2>Matching</h2>" + _table(
-        ["method", "distance", "caliper", "pairs", "unmatched treated", "mean distance"], match_rows))
+    parts.append("<p class='note'>★ the pre-specified primary estimate. SEs are clustered on the user (pairs of one "
+                 "user are not independent). Matching intervals come from a bootstrap of matched pairs that resamples "
+                 "connected components of the treated-user/control-user graph (the matching itself, and for "
+                 "<code>_bc</code> rows the control-outcome model, held fixed). Plain matching rows are left out of "
+                 "the forest plot: their intervals ignore the imbalance a prompt caliper leaves and do not cover "
+                 "(bench/coverage.py). Weighted rows weight by 1 / inclusion probability.</p>")
+    parts.append(_gold_section(result))
+    if result.matching:
+        match_rows = [[name, m["distance"], m["caliper"], m["pairs"], m["unmatched_treated"], m["mean_distance"]]
+                      for name, m in result.matching.items()]
+        parts.append("<h2>Matching</h2>" + _table(
+            ["method", "distance", "caliper", "pairs", "unmatched treated", "mean distance"], match_rows))
     summary = result.balance["max_abs_smd"]
     parts.append("<h2>Balance</h2>" + _table(["sample", "max |SMD|"], [[k.replace("_", " "), v] for k, v in summary.items()]))
     parts.append(_love_plot(result))
     overlap = result.overlap
     parts.append(f"<h2>Overlap</h2><p>{overlap['clipped']} propensities clipped; {overlap['trimmed']} units "
-                 "outside the trimming band.</p>" + _overlap_plot(result))
-    test = hte["calibration_test"]
-    parts.append("<h2>Heterogeneity</h2>")
-    parts.append(f"<p>Calibration test (best linear predictor of the doubly robust scores on out-of-fold CATEs): "
-                 f"β<sub>het</sub> = {test['beta_het']:.2f} (SE {test['beta_het_se']:.2f}), one-sided p = "
-                 f"{test['p_value']:.3f} — heterogeneity {'detected' if hte['heterogeneity_detected'] else 'not detected'}. "
-                 f"Share of pairs whose CATE 95 % interval lies entirely below 0: "
-                 f"{hte['share_interval_below_zero']:.1%}; entirely above 0: {hte['share_interval_above_zero']:.1%} "
-                 f"(point estimates below 0: {hte['share_point_estimate_below_zero']:.1%}, which noise alone produces).</p>")
-    if hte["beyond_scale"]:
-        parts.append(f"<p class='banner'>{hte['beyond_scale']} CATEs exceed ±6, the widest effect the 1–7 scale "
-                     "allows: they come from extreme propensities and are shown clipped.</p>")
-    parts.append(_cate_plot(result))
-    for name, groups in hte["by"].items():
-        parts.append(f"<h3>Effect by {html.escape(name)}</h3>" + _table(
-            [name, "n", "estimate", "95 % CI"],
-            [[g["group"], g["n"], g["estimate"], "–" if g["ci"] is None else f"[{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]"]
-             for g in groups]))
+                 "outside the trimming band. The propensity shown is the one every estimate uses.</p>"
+                 + _overlap_plot(result))
+    if hte:
+        parts.append(_heterogeneity_section(hte) + _cate_plot(result))
+        for name, table in hte["by"].items():
+            parts.append(_subgroup_table(name, table))
     parts.append("<h2>Provenance</h2>" + _table(
         ["", "value"], [[k, v] for k, v in _flatten(provenance).items()]))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _heterogeneity_section(hte: dict) -> str:
+    test = hte["calibration_test"]
+    parts = ["<h2>Heterogeneity</h2>",
+             f"<p>On {html.escape(hte['population'])}, from the judges' labels. Calibration test (best linear predictor of the doubly robust "
+             f"scores on the out-of-bag CATEs of the same forest; median over {test['repeats']} forests): "
+             f"β<sub>het</sub> = {test['beta_het']:.2f} (SE {test['beta_het_se']:.2f}), one-sided p = "
+             f"{test['p_value']:.3f} — heterogeneity {'detected' if hte['heterogeneity_detected'] else 'not detected'}. "
+             f"Share of pairs whose CATE 95 % interval lies entirely below 0: "
+             f"{hte['share_interval_below_zero']:.1%}; entirely above 0: {hte['share_interval_above_zero']:.1%} "
+             f"(point estimates below 0: {hte['share_point_estimate_below_zero']:.1%}, which noise alone produces).</p>"]
+    if hte["beyond_scale"]:
+        parts.append(f"<p class='banner'>{hte['beyond_scale']} CATEs exceed ±6, the widest effect the 1–7 scale "
+                     "allows: they are shown clipped.</p>")
+    parts.append("<h3>Effect by CATE quintile (GATES, out-of-bag groups; median over forests)</h3>" + _table(
+        ["group", "n", "mean CATE", "effect (mean DR score)", "95 % CI"],
+        [[g["group"], g["n"], g["cate_mean"], g["estimate"], f"[{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]"]
+         for g in hte["gates"]]))
+    return "\n".join(parts)
+
+
+def _subgroup_table(name: str, table: dict) -> str:
+    rows = [[g["group"], g["n"], g["estimate"],
+             "–" if g["ci"] is None else f"[{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]",
+             "–" if g.get("ci_simultaneous") is None else
+             f"[{g['ci_simultaneous'][0]:.3f}, {g['ci_simultaneous'][1]:.3f}]",
+             g.get("p_holm"), g.get("note", "")] for g in table["groups"]]
+    joint = table["joint_test"]
+    sentence = ("" if joint is None else
+                f"<p class='note'>Joint test that every {html.escape(name)} has the same effect: χ²({joint['df']}) = "
+                f"{joint['statistic']:.2f}, p = {joint['p_value']:.3f}. p-values Holm-adjusted; simultaneous "
+                "intervals Bonferroni.</p>")
+    return (f"<h3>Effect by {html.escape(name)}</h3>" + _table(
+        [name, "n", "estimate", "95 % CI", "simultaneous 95 % CI", "p (Holm)", "note"], rows) + sentence)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -6,6 +6,15 @@ the prompt's meaning (how personal vs task-like it reads, measured against ancho
 the embedding space), the model (several are simulated: ShareGPT has one family) and the turn and
 time of day. The effect is heterogeneous: larger for one model and for personal prompts.
 
+Two designs. `design="planted"` is the one the defaults were chosen on (linear-logistic
+confounding). `design="nonlinear"` was not used to choose anything: confounding through non-linear
+functions of the prompt's meaning and a random effect per user (pairs of one user share an
+outcome shift and an effect shift), so clustering matters.
+
+A simulated judge (`judge_labels`) misreads the treatment on a share of pairs — more often on
+personal prompts — and over-reads attachment (more at the low end of the scale); the simulated
+scores stand for the human (gold) labels, revealed only on a random audit sample.
+
 The truth is returned in a separate table; the estimators never see it.
 """
 
@@ -38,6 +47,7 @@ class PlantedEffect:
     personal_slope: float = 0.25  # × tanh(personal score): more for personal prompts
     confounding: float = 0.9  # how strongly prompt meaning drives both treatment and outcome
     noise: float = 1.0  # SD of the outcome noise before rounding to 1..7
+    design: str = "planted"  # or "nonlinear": non-linear confounding and user effects (not used to pick defaults)
 
 
 def personal_score(prompt_embedding: np.ndarray, anchor_embedding_personal: np.ndarray,
@@ -68,14 +78,23 @@ def simulate(
         + pd.to_timedelta(hours, unit="h") + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")
 
     c = planted.confounding
-    propensity = 1 / (1 + np.exp(-(-0.2 + c * z + 0.5 * gpt4 - 0.4 * claude + 0.25 * np.log(turn) + 0.4 * night)))
+    nonlinear = planted.design == "nonlinear"
+    if planted.design not in ("planted", "nonlinear"):
+        raise ValueError(f"unknown design {planted.design!r}")
+    users = pd.factorize(pairs["user_id"] if "user_id" in pairs.columns else pairs["pair_id"])[0]
+    user_shift = rng.normal(0, 0.6, users.max() + 1)[users] if nonlinear else np.zeros(n)
+    user_effect = rng.normal(0, 0.3, users.max() + 1)[users] if nonlinear else np.zeros(n)
+    drive = (1.3 * np.tanh(1.5 * z) + 0.45 * (z**2 - 1)) if nonlinear else z
+    propensity = 1 / (1 + np.exp(-(-0.2 + c * drive + 0.5 * gpt4 - 0.4 * claude + 0.25 * np.log(turn) + 0.4 * night)))
     treated = rng.random(n) < propensity
     # Observed empathy: 5-7 when treated, 1-3 when not; a random 15 % score 4 (excluded by the rule).
     empathy = np.where(treated, rng.integers(5, 8, n), rng.integers(1, 4, n)).astype(float)
     empathy[rng.random(n) < 0.15] = 4.0
 
-    effect = planted.base + planted.gpt4_extra * gpt4 + planted.personal_slope * np.tanh(z)
-    latent = 3.0 + c * z + 0.4 * gpt4 - 0.3 * claude + 0.2 * np.log(turn) + 0.3 * night + rng.normal(0, planted.noise, n)
+    effect = planted.base + planted.gpt4_extra * gpt4 + planted.personal_slope * np.tanh(z) + user_effect
+    shape = (0.6 * z + 0.5 * np.sin(2 * z) + 0.35 * (z**2 - 1) + 0.3 * gpt4 * z) if nonlinear else z
+    latent = 3.0 + c * shape + 0.4 * gpt4 - 0.3 * claude + 0.2 * np.log(turn) + 0.3 * night + user_shift \
+        + rng.normal(0, planted.noise, n)
     y0 = np.clip(np.round(latent), 1, 7)
     y1 = np.clip(np.round(latent + effect), 1, 7)
     attachment = np.where(treated, y1, y0)
@@ -88,9 +107,57 @@ def simulate(
     scored["semisynthetic"] = True
     truth = pd.DataFrame({
         "pair_id": scored["pair_id"], "treated": treated, "propensity": propensity,
-        "unit_effect": y1 - y0, "expected_effect": effect, "personal_score": z,
+        "unit_effect": y1 - y0, "expected_effect": effect, "personal_score": z, "empathy": empathy,
     })
     return scored, truth
+
+
+@dataclass(frozen=True)
+class JudgeNoise:
+    """How a simulated judge errs. `misread`: share of in-arm pairs the judge puts in the other arm
+    (on average; more often on personal prompts, by `personal_tilt`). Attachment is over-read by up to
+    `over_read` points (most at the low end of the scale) with noise of SD `noise`."""
+
+    misread: float = 0.08
+    personal_tilt: float = 1.0
+    over_read: float = 0.5
+    noise: float = 0.7
+    band: float = 0.05  # share of in-arm pairs the judge scores 4 (excluded)
+
+
+GOOD_JUDGE = JudgeNoise()
+POOR_JUDGE = JudgeNoise(misread=0.25, over_read=0.9, noise=1.0, band=0.08)
+
+
+def judge_labels(scored: pd.DataFrame, truth: pd.DataFrame, noise: JudgeNoise, audit_rate: float,
+                 seed: int) -> pd.DataFrame:
+    """The judge's scores in `empathy`/`attachment`; the simulated true scores become the human labels
+    `empathy_gold`/`attachment_gold` on a random audit sample (probability `audit_rate`, in `gold_prob`)."""
+    rng = np.random.default_rng(seed)
+    n = len(scored)
+    z = truth["personal_score"].to_numpy()
+    gold_empathy = scored["empathy"].to_numpy(dtype=float)
+    gold_attachment = scored["attachment"].to_numpy(dtype=float)
+    tilt = 1 / (1 + np.exp(-noise.personal_tilt * z))
+    flip = rng.random(n) < np.clip(2 * noise.misread * tilt, 0, 1)
+    treated, control = gold_empathy >= 5, gold_empathy <= 3
+    empathy = gold_empathy.copy()
+    empathy[flip & treated] = rng.integers(1, 4, n)[flip & treated]
+    empathy[flip & control] = rng.integers(5, 8, n)[flip & control]
+    empathy[(treated | control) & ~flip & (rng.random(n) < noise.band)] = 4.0
+    middle = gold_empathy == 4
+    empathy[middle] = np.where(rng.random(n) < 0.5, 4.0, np.where(rng.random(n) < 0.5, 3.0, 5.0))[middle]
+    over = noise.over_read * (7 - gold_attachment) / 6 * (1 + 0.5 * np.tanh(z))
+    attachment = np.clip(np.round(gold_attachment + over + rng.normal(0, noise.noise, n)), 1, 7)
+    audited = np.random.default_rng([seed, 1]).random(n) < audit_rate  # the same audit whatever the judge
+    judged = scored.copy()
+    judged["empathy"] = empathy
+    judged["attachment"] = attachment
+    judged["empathy_gold"] = np.where(audited, gold_empathy, np.nan)
+    judged["attachment_gold"] = np.where(audited, gold_attachment, np.nan)
+    judged["gold_prob"] = audit_rate
+    judged["simulated_judge"] = True
+    return judged
 
 
 def true_effects(truth: pd.DataFrame, pair_ids: pd.Series | None = None, treated_only: bool = False) -> float:
@@ -101,26 +168,39 @@ def true_effects(truth: pd.DataFrame, pair_ids: pd.Series | None = None, treated
     return float(rows["unit_effect"].mean())
 
 
-def target_pairs(row, result, scored: pd.DataFrame, rule) -> pd.Series | None:
+def target_pairs(row, result, scored: pd.DataFrame, rule, truth: pd.DataFrame | None = None) -> pd.Series | None:
     """The pairs whose realised effect an estimate row targets: for `ATT_matched` the treated units
     its matching kept, for `ATE` every pair the treatment rule keeps; None for `ATE_trimmed`,
     whose trimmed set depends on estimated propensities the truth table does not know."""
     if row.estimand == "ATT_matched":
         return result.matched_treated(row.method)
     if row.estimand == "ATE":
-        return scored.loc[rule.assign(scored["empathy"]).notna(), "pair_id"]
+        # The stated estimand: pairs in an arm by their true (gold) empathy, whatever the judge said.
+        source = truth if truth is not None else scored
+        return source.loc[rule.assign(source["empathy"]).notna(), "pair_id"]
     return None
+
+
+def sample_pairs(pairs: pd.DataFrame, n: int, seed: int, by_user: bool = False) -> pd.DataFrame:
+    """n real turn-pairs, seeded: independent pairs, or (by_user) whole users' pairs so clusters have several."""
+    if n > len(pairs):
+        from ._errors import CausalError
+
+        raise CausalError(f"a semi-synthetic study of {n} pairs needs at least {n} turn-pairs (got {len(pairs)})")
+    ordered = pairs.sort_values("pair_id")
+    if not by_user:
+        return ordered.sample(n=n, random_state=seed).reset_index(drop=True)
+    users = ordered["user_id"].drop_duplicates().sample(frac=1.0, random_state=seed)
+    sizes = ordered.groupby("user_id").size().loc[users]
+    chosen = users[(sizes.cumsum() <= n).to_numpy()]
+    return ordered[ordered["user_id"].isin(set(chosen))].reset_index(drop=True)
 
 
 def semisynthetic_study(
     pairs: pd.DataFrame, n: int, seed: int, embedder, planted: PlantedEffect = PlantedEffect()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Draw n real turn-pairs (seeded) and simulate their scores. Returns (scored pairs, truth)."""
-    if n > len(pairs):
-        from ._errors import CausalError
-
-        raise CausalError(f"a semi-synthetic study of {n} pairs needs at least {n} turn-pairs (got {len(pairs)})")
-    chosen = pairs.sort_values("pair_id").sample(n=n, random_state=seed).reset_index(drop=True)
+    chosen = sample_pairs(pairs, n, seed)
     prompts = embedder.embed(chosen["prompt"].astype(str).tolist())
     score = personal_score(prompts, embedder.embed(PERSONAL_ANCHORS), embedder.embed(TASK_ANCHORS))
     return simulate(chosen, score, seed, planted)

@@ -99,7 +99,10 @@ def estimate_judged(demo: Workspace) -> None:
 
 
 def planted_study(out: Path) -> None:
-    """Real turn-pairs (topic filter off, for enough text), simulated scores, a known effect."""
+    """Real turn-pairs (topic filter off, for enough text), simulated scores, a known effect — read by a
+    simulated judge that errs, with simulated human labels on a random 20 % audit sample."""
+    from empathy_study.study.cli.estimate import print_warnings
+
     out.mkdir(parents=True, exist_ok=True)
     funnel = corpus.Funnel("sharegpt")
     with console.status("reading every English turn-pair of the bundled corpus"):
@@ -109,24 +112,28 @@ def planted_study(out: Path) -> None:
     embedder = causal.Embedder()
     with console.status(f"embedding {PLANTED_PAIRS:,} prompts and simulating scores"):
         scored, truth = causal.semisynthetic_study(pairs, PLANTED_PAIRS, DEMO_SEED, embedder)
-    scored.to_parquet(out / "scored_pairs.parquet")
+    judged = causal.judge_labels(scored, truth, causal.JudgeNoise(), audit_rate=0.2, seed=DEMO_SEED)
+    judged.to_parquet(out / "scored_pairs.parquet")
     truth.to_parquet(out / "truth.parquet")
     with progress_display() as progress:
         result = study.estimate(out / "scored_pairs.parquet", out / "estimates", causal.CausalConfig(seed=DEMO_SEED),
                                 progress)
-    table = Table(title="Planted truth vs estimates (semi-synthetic: not a finding)", title_justify="left")
+    table = Table(title="Planted truth vs estimates (semi-synthetic: simulated judge, simulated human labels; "
+                        "not a finding)", title_justify="left")
     for column in ("estimator", "estimate", "95 % CI", "truth it should hit"):
         table.add_column(column)
     for r in result.rows:
-        if r.weighted:
+        if r.weighted or r.estimate != r.estimate:
             continue
-        pairs = causal.target_pairs(r, result, scored, causal.TreatmentRule())
+        pairs = causal.target_pairs(r, result, judged, causal.TreatmentRule(), truth)
         if pairs is None:
             continue
         what = f"ATT of the {len(pairs)} treated kept" if r.estimand == "ATT_matched" else "ATE"
         target = f"{causal.true_effects(truth, pairs):.3f} ({what})"
-        table.add_row(f"{r.method} · {r.estimand}", f"{r.estimate:+.3f}", f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", target)
+        ci = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]" + ("" if r.interval_valid else " ✗")
+        table.add_row(f"{r.method} · {r.estimand}", f"{r.estimate:+.3f}", ci, target)
     console.print(table)
+    print_warnings(result)
     console.print(f"report: {out / 'estimates' / 'report.html'}")
 
 

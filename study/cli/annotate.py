@@ -171,3 +171,43 @@ def agree(study_dir: StudyDir) -> None:
 
 def _num(value) -> str:
     return "–" if value is None else f"{value:.2f}"
+
+
+@app.command()
+@user_errors
+def plan(
+    study_dir: StudyDir,
+    ci_width: Annotated[float, typer.Option("--ci-width", help="Target width of the corrected 95 % interval "
+                                            "(points on the 1-7 scale).")],
+    cost_per_label: Annotated[float | None, typer.Option(help="Price of one label in USD, to cost the plan.")] = None,
+) -> None:
+    """How many more audited pairs bring the judge-error-corrected interval to --ci-width.
+
+    Reads the variance the last `empathy estimate DIR` measured (DIR/estimates/estimates.json) and
+    the annotation rate in DIR/labels.parquet.
+    """
+    from empathy_study.study.audit_plan import plan_audit
+
+    result = plan_audit(workspace(study_dir), ci_width, cost_per_label)
+    p = result.plan
+    console.print(f"corrected estimate {result.estimate:+.3f}: interval width {p.current_width:.3f} from "
+                  f"{p.audited:,} audited of {p.pairs:,} pairs")
+    if not p.reachable:
+        console.print(f"width {p.target_width:g} is out of reach in this sample: labelling every pair would give "
+                      f"{p.width_if_all_audited:.3f} (the rest of the width is how much the effect varies)")
+    elif not p.more:
+        console.print(f"width {p.target_width:g} is already reached")
+    else:
+        line = f"about {p.more:,} more audited pairs ({p.needed:,} in all) reach width {p.target_width:g}"
+        if result.labels_per_pair:
+            line += f": {p.more * result.labels_per_pair:,.0f} labels at {result.labels_per_pair:.1f} per pair"
+        if result.days is not None:
+            line += f", ~{result.days:.1f} days at the current {result.labels_per_day:.0f} labels/day"
+        if result.cost_usd is not None:
+            line += f", ~{result.cost_usd:,.2f} USD"
+        console.print(line)
+        console.print("raise [annotation] audit_rate in study.toml, `empathy annotate push`, label, pull, export and "
+                      "estimate again")
+    if result.stale:
+        console.print(f"note: scored_pairs.parquet changed after the last estimate: run `empathy estimate "
+                      f"{study_dir}` for an up-to-date plan")

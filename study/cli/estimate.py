@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from empathy_study import causal, study
@@ -18,9 +19,19 @@ def results_table(result: causal.EstimateResult) -> Table:
     for column in ("method", "estimand", "weighted", "estimate", "95 % CI", "n used"):
         table.add_column(column, justify="left" if column in ("method", "estimand") else "right")
     for r in result.rows:
-        table.add_row(r.method, r.estimand, "yes" if r.weighted else "", f"{r.estimate:+.3f}",
-                      f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.n_used:,}")
+        if r.estimate != r.estimate:  # not estimated: its reason is among the warnings
+            table.add_row(r.method, r.estimand, "yes" if r.weighted else "", "–", "–", "0")
+            continue
+        ci = f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]" + ("" if r.interval_valid else " ✗")
+        table.add_row(r.method + (" ★" if r.label == result.primary else ""), r.estimand,
+                      "yes" if r.weighted else "", f"{r.estimate:+.3f}", ci, f"{r.n_used:,}")
+    table.caption = "★ pre-specified primary estimate; ✗ interval known not to cover (plain matching)"
     return table
+
+
+def print_warnings(result: causal.EstimateResult) -> None:
+    for line in result.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -40,11 +51,13 @@ def estimate(
     bootstrap: Annotated[int | None, typer.Option(help="Cluster-bootstrap draws for matching SEs (default 1000).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random step (default 0).")] = None,
 ) -> None:
-    """Estimate the effect of empathetic responses on attachment: naive, matching (greedy, optimal), doubly robust.
+    """Estimate the effect of empathetic responses on attachment: naive, matching (greedy, optimal), doubly
+    robust, and — once the blind audit sample has human labels — doubly robust corrected for the judges' errors.
 
     Defaults come from the [causal] table of the study's study.toml (the directory given, or the
     one holding PAIRS); options given here override them. Every output records the treatment
-    rule, seeds and versions.
+    rule, seeds and versions; warnings (estimates past the scale, rows not estimated, small arms,
+    few clusters, failed judges, missing audit labels) are printed here and shown in the report.
     """
     path, ws = study.locate_pairs(pairs)
     if out is None:
@@ -57,6 +70,9 @@ def estimate(
     with progress_display() as progress:
         result = study.estimate(path, out, config, progress)
     console.print(results_table(result))
+    if result.gold.get("summary"):
+        console.print(result.gold["summary"], highlight=False)
+    print_warnings(result)
     console.print(f"rule: {result.rule}")
     console.print(result.provenance["validation"], highlight=False, markup=False)
     console.print(f"report: {out / 'report.html'}")

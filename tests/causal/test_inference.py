@@ -5,10 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import statsmodels.api as sm
+from scipy import stats
 
 from empathy_study.causal._balance import smd
-from empathy_study.causal._dr import blp_test
-from empathy_study.causal._inference import cluster_bootstrap, difference_in_means, weighted_mean_with_se
+from empathy_study.causal._hte import blp_test, subgroup_table
+from empathy_study.causal._inference import (
+    cluster_bootstrap,
+    cluster_shape,
+    difference_in_means,
+    pair_components,
+    weighted_mean_with_se,
+)
+from empathy_study.causal._results import EffectRow
 
 
 @pytest.fixture
@@ -78,3 +86,47 @@ def test_smd_by_hand():
     assert smd(x, t)[0] == pytest.approx(-1.0)
     # weights moving the control mean to 2 remove the difference
     assert smd(x, t, weight=np.array([1, 1, 1, 0.0]), scale=np.array([1.0]))[0] == pytest.approx(0.0)
+
+
+def test_subgroup_table_matches_ols_on_group_dummies(clustered):
+    """Group means and their joint equality test = OLS on group dummies with a cluster-robust Wald test."""
+    y, t, clusters = clustered
+    groups = np.random.default_rng(8).integers(0, 3, len(y))
+    y = y + 0.5 * (groups == 2)
+    table = subgroup_table(y, groups.astype(str), clusters, None, min_units=1)
+    dummies = np.column_stack([groups == g for g in range(3)]).astype(float)
+    fit = sm.OLS(y, dummies).fit(cov_type="cluster", cov_kwds={"groups": clusters})
+    n, k = dummies.shape
+    assert [g["estimate"] for g in table["groups"]] == pytest.approx(list(fit.params))
+    assert [g["se"] for g in table["groups"]] == pytest.approx(list(fit.bse * np.sqrt((n - k) / (n - 1))), rel=1e-6)
+    wald = fit.wald_test(np.array([[-1, 1, 0], [-1, 0, 1]]), use_f=False, scalar=True)
+    # statsmodels' covariance carries the extra (N−1)/(N−K) factor: the statistic scales inversely.
+    assert table["joint_test"]["statistic"] == pytest.approx(float(wald.statistic) * (n - 1) / (n - k), rel=1e-6)
+    assert table["joint_test"]["df"] == 2
+    ps = [g["p_value"] for g in table["groups"]]
+    holm = [g["p_holm"] for g in table["groups"]]
+    order = np.argsort(ps)  # Holm by hand: sorted p × (k, k − 1, …), running maximum
+    expected = np.maximum.accumulate(np.minimum(1, np.array(ps)[order] * np.array([3, 2, 1])))
+    assert np.array(holm)[order] == pytest.approx(expected)
+
+
+def test_pair_components_join_pairs_that_share_a_user():
+    # pairs: (a, b), (c, b) share control user b; (d, e) is alone; (e, f) shares e with the last
+    treated = np.array(["a", "c", "d", "f"])
+    control = np.array(["b", "b", "e", "e"])
+    components = pair_components(treated, control)
+    assert components[0] == components[1] and components[2] == components[3] and components[0] != components[2]
+    assert pair_components(np.array(["a"]), np.array(["a"])).tolist() == [0]
+
+
+def test_few_clusters_switch_to_t_reference():
+    many = cluster_shape(np.repeat(np.arange(400), 3))
+    few = cluster_shape(np.repeat(np.arange(12), 30))
+    unequal = cluster_shape(np.concatenate([np.zeros(900, int), np.arange(1, 101)]))  # one user holds 90 %
+    assert not many.few and many.df is None
+    assert few.few and few.df == 11
+    assert unequal.few and unequal.effective < 2 and unequal.df == 100
+    row = EffectRow("dr", "ATE", 1.0, 0.5, 360, df=few.df)
+    low, high = row.conf_int(0.05)
+    assert high - 1.0 == pytest.approx(stats.t.ppf(0.975, 11) * 0.5)
+    assert row.conf_int(0.10)[1] - 1.0 == pytest.approx(stats.t.ppf(0.95, 11) * 0.5)

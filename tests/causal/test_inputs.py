@@ -71,3 +71,54 @@ def test_second_run_embeds_nothing(tmp_path):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     again = causal.Embedder(causal.EmbeddingCache(tmp_path / "cache"))
     assert np.allclose(again.embed(texts), vectors) and again.embedded == 0 and again._model is None
+
+
+def test_estimators_register_by_name_and_results_give_intervals_at_any_level():
+    """A new estimator plugs in by registering; the result's rows give (1 − alpha) intervals on request."""
+    from empathy_study.causal import EffectRow, estimator
+
+    @estimator("difference_of_medians")
+    def _medians(fit):
+        d = fit.data
+        value = float(np.median(d.outcome[d.treatment == 1]) - np.median(d.outcome[d.treatment == 0]))
+        return [EffectRow("difference_of_medians", "ATE", value, 0.5, len(d.outcome), draws=None)]
+
+    try:
+        frame = table(n=120, seed=1)
+        config = causal.CausalConfig(estimators=["naive", "difference_of_medians"], heterogeneity=False,
+                                     embedding_dims=4, prev_embedding_dims=0)
+        result = causal.estimate_effects(frame, config, causal.Embedder())
+        assert [r.method for r in result.rows] == ["naive", "difference_of_medians"]
+        wide, narrow = result.summary_frame(0.05), result.summary_frame(0.32)
+        assert ((wide["ci_high"] - wide["ci_low"]) > (narrow["ci_high"] - narrow["ci_low"])).all()
+        row = result.row("difference_of_medians")
+        assert row.conf_int(0.05)[1] - row.estimate == pytest.approx(1.959964 * 0.5, rel=1e-5)
+    finally:
+        from empathy_study.causal._estimate import ESTIMATORS
+
+        ESTIMATORS.pop("difference_of_medians")
+    with pytest.raises(ValueError, match="unknown estimator 'difference_of_medians'"):
+        causal.CausalConfig(estimators=["difference_of_medians"])
+
+
+def test_small_arms_and_effects_beyond_the_scale_are_warned():
+    frame = table(n=120, seed=2)
+    frame["empathy"] = np.where(np.arange(120) < 14, 7.0, 1.0)  # 14 treated pairs
+    frame["attachment"] = np.where(np.arange(120) < 14, 7.0, 1.0)  # and a +6 difference: the most the scale allows
+    config = causal.CausalConfig(estimators=["naive"], heterogeneity=False, embedding_dims=4, prev_embedding_dims=0)
+    result = causal.estimate_effects(frame, config, causal.Embedder())
+    assert any(w.startswith("only 14 treated pairs") for w in result.warnings)
+    assert result.row("naive").estimate == pytest.approx(6.0)
+    assert not any("outside ±6" in w for w in result.warnings)  # exactly 6 is allowed
+
+
+def test_row_warnings_name_estimates_past_the_scale_and_rows_not_estimated():
+    from empathy_study.causal._estimate import row_warnings
+    from empathy_study.causal._results import EffectRow, empty_row
+
+    rows = [EffectRow("dr", "ATE", -6.3, 1.0, 100), EffectRow("dr", "ATE", 5.9, 1.0, 100, weighted=True),
+            empty_row("matching_greedy", "ATT_matched", "no pairs: no treated unit has a control within the caliper")]
+    lines = row_warnings(rows)
+    assert len(lines) == 2
+    assert lines[0].startswith("dr · ATE: -6.30 lies outside ±6")
+    assert lines[1] == "matching_greedy · ATT_matched: not estimated — no pairs: no treated unit has a control within the caliper"

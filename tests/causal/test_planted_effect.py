@@ -7,6 +7,7 @@ bench/coverage.py, not here.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from empathy_study import causal
@@ -99,7 +100,51 @@ def test_cates_stay_on_the_scale_and_are_summarised_by_intervals(planted):
     # even though noise puts some point estimates there.
     assert hte["share_interval_below_zero"] < 0.02
     assert {"beta_het", "p_value"} <= set(hte["calibration_test"])
-    assert [g["group"] for g in hte["by"]["model"]] == sorted(causal._semisynthetic.MODELS)
+    assert [g["group"] for g in hte["by"]["model"]["groups"]] == sorted(causal._semisynthetic.MODELS)
+
+
+def test_heterogeneity_is_seen_by_the_forest_whose_cates_are_reported(planted):
+    """The planted effect is larger for gpt-4 and for personal prompts. The calibration test reads the
+    out-of-bag predictions of the reported forest; the subgroup table tests equality across models."""
+    _, truth, result, _ = planted
+    hte = result.hte
+    test = hte["calibration_test"]
+    print(f"\nBLP β_het {test['beta_het']:.2f} (SE {test['beta_het_se']:.2f}), p {test['p_value']:.4f}; "
+          f"by model joint p {hte['by']['model']['joint_test']['p_value']:.4f}")
+    assert test["repeats"] == len(hte["calibration_repeats"]) >= 2
+    assert hte["heterogeneity_detected"] and test["beta_het"] > 0.3
+    assert hte["by"]["model"]["joint_test"]["p_value"] < 0.05
+    gates = [g["estimate"] for g in hte["gates"]]
+    assert gates[-1] > gates[0]  # the top CATE quintile has the larger effect
+
+
+def test_one_set_of_nuisances_feeds_overlap_trimming_and_propensity_matching(planted, sharegpt_all_pairs):
+    scored, _, result, _ = planted
+    propensity = result.arrays["propensity"]
+    config = causal.CausalConfig()
+    outside = (propensity < config.trim) | (propensity > 1 - config.trim)
+    assert result.overlap["trimmed"] == int(outside.sum())
+    assert causal.EffectRow  # noqa: B018 — typed rows
+    trimmed = result.row("dr", "ATE_trimmed")
+    assert trimmed.n_used == int((~outside).sum())
+    # Propensity matching pairs on the same propensity: each pair's distance is its logit gap.
+    again = causal.estimate_effects(scored, causal.CausalConfig(distance="propensity", bootstrap=100,
+                                                                 estimators=["matching"], heterogeneity=False),
+                                    causal.Embedder())
+    assert np.allclose(again.arrays["propensity"], propensity)
+    used = scored.loc[scored["empathy"] != 4].reset_index(drop=True)
+    logit = pd.Series(np.log(propensity / (1 - propensity)), index=used["pair_id"])
+    pairs = again.matched_pairs[again.matched_pairs["method"] == "matching_optimal"]
+    gap = np.abs(logit.loc[pairs["treated_pair_id"]].to_numpy() - logit.loc[pairs["control_pair_id"]].to_numpy())
+    assert len(pairs) > 50 and np.allclose(gap, pairs["distance"], atol=1e-9)
+
+
+def test_plain_matching_rows_are_marked_as_not_covering(planted):
+    _, _, result, _ = planted
+    for r in result.rows:
+        if r.method.startswith("matching"):
+            assert r.interval_valid == r.method.endswith("_bc")
+            assert r.reference == "bootstrap percentile"
 
 
 def test_same_seed_same_estimates(planted, sharegpt_all_pairs):

@@ -18,11 +18,32 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def scored_file(sharegpt_all_pairs, tmp_path_factory):
-    scored, _ = causal.semisynthetic_study(sharegpt_all_pairs, 800, seed=3, embedder=causal.Embedder())
+    """800 real pairs, simulated scores read by a simulated judge; simulated human labels on a 40 % audit."""
+    scored, truth = causal.semisynthetic_study(sharegpt_all_pairs, 800, seed=3, embedder=causal.Embedder())
+    scored = causal.judge_labels(scored, truth, causal.JudgeNoise(), audit_rate=0.4, seed=3)
     scored["inclusion_prob"] = 0.25
     path = tmp_path_factory.mktemp("scored") / "scored_pairs.parquet"
     scored.to_parquet(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def estimated_study(scored_file, tmp_path_factory):
+    """A study directory holding the scored pairs, a labels table and `empathy estimate`'s outputs."""
+    study = tmp_path_factory.mktemp("study")
+    assert runner.invoke(app, ["init", str(study)]).exit_code == 0
+    frame = pd.read_parquet(scored_file)
+    frame.to_parquet(study / "scored_pairs.parquet")
+    audited = frame[frame["empathy_gold"].notna()]
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    labels = pd.DataFrame([
+        {"pair_id": p, "construct": c, "annotator": "annotator-a", "score": 4, "mode": "blind", "annotation_id": i,
+         "updated_at": start + pd.Timedelta(hours=i)}  # one label an hour: 24 a day
+        for i, (p, c) in enumerate((p, c) for p in audited["pair_id"] for c in ("empathy", "attachment"))])
+    labels.to_parquet(study / "labels.parquet")
+    result = runner.invoke(app, ["estimate", str(study), "--bootstrap", "100"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return study, result.output
 
 
 def test_estimate_writes_contract_outputs(scored_file, tmp_path):
@@ -35,11 +56,17 @@ def test_estimate_writes_contract_outputs(scored_file, tmp_path):
     assert payload["n"] == payload["n_treated"] + payload["n_control"]
     methods = {(e["method"], e["estimand"], e["weighted"]) for e in payload["estimates"]}
     assert {("naive", "ATE", False), ("naive", "ATE", True), ("dr", "ATE", False), ("dr", "ATE", True),
+            ("dr_gold_only", "ATE", False), ("dr_gold_corrected", "ATE", False), ("dr_gold_corrected", "ATE", True),
             ("matching_greedy", "ATT_matched", False), ("matching_optimal", "ATT_matched", False),
             ("matching_optimal_bc", "ATT_matched", False)} <= methods
     for estimate in payload["estimates"]:
-        assert {"estimate", "se", "ci_low", "ci_high", "n_used"} <= set(estimate)
+        assert {"estimate", "se", "ci_low", "ci_high", "n_used", "reference", "interval_valid", "gold_n"} <= set(estimate)
         assert estimate["ci_low"] <= estimate["estimate"] <= estimate["ci_high"]
+    corrected = next(e for e in payload["estimates"] if e["method"] == "dr_gold_corrected" and not e["weighted"])
+    assert corrected["gold_n"] == payload["gold"]["audited"] > 0 and corrected["effective_gold_n"] > 0
+    assert payload["primary"] == "dr_gold_corrected · ATE · weighted"
+    assert payload["counts"]["audited"] == payload["gold"]["audited"]
+    assert isinstance(payload["warnings"], list)
     provenance = payload["provenance"]
     assert provenance["seeds"] == {"estimate": 0} and provenance["prompt_versions"] == {}  # planted file: no judge
     assert provenance["input_sha256"] == hashlib.sha256(scored_file.read_bytes()).hexdigest()
@@ -50,6 +77,8 @@ def test_estimate_writes_contract_outputs(scored_file, tmp_path):
     assert len(frame) == len(payload["estimates"])
     report = (out / "report.html").read_text()
     assert "Semi-synthetic" in report and report.count("data:image/png;base64,") >= 4
+    assert "corrected with the audit sample" in report and "Correcting the judges' labels with" in report
+    assert "(does not cover)" in report and "Joint test that every model has the same effect" in report
     assert not re.search(r"(src|href)=[\"']https?://", report), "the report must open offline"
     assert "rule:" in result.output and "report.html" in result.output
 
@@ -72,3 +101,44 @@ def test_bad_inputs_exit_1_with_one_line(tmp_path):
         result = runner.invoke(app, args)
         lines = [l for l in result.output.splitlines() if l.strip()]
         assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+
+
+def test_warnings_reach_the_terminal_and_the_report(scored_file, tmp_path):
+    """A caliper no pair meets: the matching rows stay (not estimated) and say why, on screen and in the report."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["estimate", str(scored_file), "--out", str(out), "--caliper", "0.0001",
+                                 "--bootstrap", "100"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "estimates.json").read_text())
+    empty = [e for e in payload["estimates"] if e["method"].startswith("matching")]
+    assert empty and all(e["estimate"] is None and "no pairs" in e["note"] for e in empty)
+    screen = " ".join(result.output.split())
+    assert "warning: matching_greedy · ATT_matched: not estimated — no pairs" in screen
+    report = (out / "report.html").read_text()
+    assert "matching_greedy · ATT_matched: not estimated" in report
+
+
+def test_annotate_plan_reads_the_estimate_and_the_annotation_rate(estimated_study):
+    study, output = estimated_study
+    payload = json.loads((study / "estimates" / "estimates.json").read_text())
+    plan = payload["gold"]["plan"]
+    corrected = next(e for e in payload["estimates"] if e["method"] == "dr_gold_corrected" and not e["weighted"])
+    width = corrected["ci_high"] - corrected["ci_low"]
+    expected = causal.plan_audit(target_width=0.8 * width, **plan)
+    result = runner.invoke(app, ["annotate", "plan", str(study), "--ci-width", f"{0.8 * width:.6f}",
+                                 "--cost-per-label", "0.5"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"about {expected.more:,} more audited pairs" in text
+    labels = 2 * expected.more  # two constructs, one annotator per audited pair in the labels table
+    assert f"{labels:,} labels at 2.0 per pair" in text and "labels/day" in text and f"{labels * 0.5:,.2f} USD" in text
+    unreachable = runner.invoke(app, ["annotate", "plan", str(study), "--ci-width", "0.001"])
+    assert unreachable.exit_code == 0 and "out of reach" in unreachable.output
+    bad = runner.invoke(app, ["annotate", "plan", str(study), "--ci-width", "-1"])
+    assert bad.exit_code == 1 and bad.output.strip().startswith("error:")
+
+
+def test_annotate_plan_before_any_estimate_names_the_command(tmp_path):
+    assert runner.invoke(app, ["init", str(tmp_path / "s")]).exit_code == 0
+    result = runner.invoke(app, ["annotate", "plan", str(tmp_path / "s"), "--ci-width", "0.3"])
+    assert result.exit_code == 1 and "empathy estimate" in result.output
