@@ -115,12 +115,13 @@ def test_turn_pair_columns_and_context(tmp_path):
     rows = fixture_rows()
     out, _ = build(tmp_path, [rows["kept_lonely"], rows["kept_no_ip"]])
     pairs = pd.read_parquet(out / corpus.TURN_PAIRS_FILE).sort_values(["conversation_id", "turn_index"])
-    assert set(corpus.TURN_PAIR_COLUMNS) | {"prev_response", "language", "country"} <= set(pairs.columns)
+    assert set(corpus.TURN_PAIR_COLUMNS) | set(corpus.OPTIONAL_TURN_PAIR_COLUMNS) <= set(pairs.columns)
     lonely = pairs[pairs["conversation_id"].str.startswith("a" * 32)]
     first, second = lonely.iloc[0], lonely.iloc[1]
     assert (first.prompt, first.response, first.reply) == tuple(PERSONAL_A[:3])
     assert first.prev_response == "" and first.turn_index == 1
     assert second.prev_response == PERSONAL_A[1] and second.turn_index == 2
+    assert first.prev_prompt == "" and second.prev_prompt == PERSONAL_A[0]
     assert first.user_id == "ip-1" and first.model == "gpt-3.5-turbo-0613"
     no_ip = pairs[~pairs["conversation_id"].str.startswith("a" * 32)].iloc[0]
     assert no_ip.user_id == no_ip.conversation_id  # no hashed_ip: the conversation stands in for the user
