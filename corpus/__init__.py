@@ -1,5 +1,6 @@
 """Corpus stage: raw chat logs (WildChat-1M parquet, ShareGPT JSON) → filtered turn-pairs → a sample."""
 
+from ._audit import AUDIT_COLUMNS, STRATA, Rate, audit_features, design_ratio, draw_audit, filter_rates
 from ._build import TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, build_corpus
 from ._errors import CorpusError
 from ._filters import CorpusConfig, transactional_reason
@@ -16,6 +17,7 @@ from ._tables import (
 from ._wildchat import resolve_inputs
 
 __all__ = [
+    "AUDIT_COLUMNS", "STRATA", "Rate", "audit_features", "design_ratio", "draw_audit", "filter_rates",
     "CorpusConfig", "CorpusError", "Funnel", "OPTIONAL_TURN_PAIR_COLUMNS", "SAMPLE_COLUMNS",
     "SAMPLE_FILE", "SOURCES", "SampleConfig", "Source", "TERMINAL_PAIRS_FILE", "TURN_PAIRS_FILE", "TURN_PAIR_COLUMNS",
     "build_corpus", "draw_sample", "read_source", "read_table", 
