@@ -117,3 +117,17 @@ def pull_filter_audit(study: Workspace) -> AuditLabels:
     write_parquet(path, labels)
     return AuditLabels(labels, labels["pair_id"].nunique(), len(sample), sum(pulled.skipped.values()),
                        pulled.unparsed, path)
+
+
+def audit_table(study: Workspace) -> pd.DataFrame:
+    """The audit sample with its labels: one row per labelled pair (AUDIT_COLUMNS + texts +
+    socio_emotional). A pair with several answers keeps the majority (ties: the latest answer)."""
+    sample = pd.read_parquet(study.require(study.root / AUDIT_FILE, f"empathy corpus audit draw {study.root}"))
+    labels = pd.read_parquet(study.require(study.root / AUDIT_LABELS_FILE, f"empathy corpus audit pull {study.root}"))
+    if labels.empty:
+        raise StudyError("no answers pulled yet: label the project in Label Studio, then pull again")
+    ordered = labels.sort_values("updated_at", kind="stable")
+    votes = ordered.groupby("pair_id")["socio_emotional"].agg(["mean", "last", "size"])
+    answer = (votes["mean"] > 0.5) | ((votes["mean"] == 0.5) & votes["last"].astype(bool))
+    table = sample.merge(answer.rename("socio_emotional").reset_index(), on="pair_id", how="inner")
+    return table.merge(votes["size"].rename("answers").reset_index(), on="pair_id")
