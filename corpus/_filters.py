@@ -26,6 +26,9 @@ class CorpusConfig(BaseModel):
     max_reply_chars: int = Field(2_000, ge=1)
     keep_transactional: bool = Field(False, description="true switches the socio-emotional prefilter off (keeps "
                                                          "every pair, e.g. for an audit frame)")
+    judges: list[str] = Field(default_factory=list, description="judges of the study's panel that run the judge "
+                                                                 "pass (`empathy corpus classify`); empty: the "
+                                                                 "embedded local judge local/smollm2")
 
 
 # --- code -------------------------------------------------------------------------------------
