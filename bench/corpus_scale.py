@@ -3,7 +3,10 @@
 Generates shards with the published schema and realistic text lengths (about 4 KB of parquet per
 conversation, like WildChat-1M), runs the real CLI build on each in a subprocess, and reports wall
 time and peak RSS; then extrapolates linearly to the full 838,989 conversations. Generated data is
-deleted afterwards. Usage: python bench/corpus_scale.py [--sizes 100000 300000] [--workdir DIR]
+deleted afterwards. In the same run it times the build's cheap pass of the population filter
+(`corpus.prefilter_reason`, each pair read with its preceding exchange) against the old keyword
+filter (`corpus.transactional_reason`) on the same turn-pairs, so the ratio holds whatever else
+runs on the machine. Usage: python bench/corpus_scale.py [--sizes 100000 300000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from empathy_study import corpus
 from tests.support.wildchat import SCHEMA, conversation_row  # noqa: E402
 
 FULL_WILDCHAT = 837_989
@@ -95,6 +99,33 @@ def build(directory: Path, out: Path) -> tuple[float, float]:
     return wall, peak_kb / 1024
 
 
+def filter_timing(directory: Path, pairs_wanted: int = 60_000) -> dict:
+    """Seconds per turn-pair of the cheap pass and of the old keyword filter, on the same pairs
+    (every user turn of the first conversations, with its preceding exchange), in this process."""
+    pairs = []
+    for path in sorted(directory.glob("*.parquet")):
+        for messages in pq.read_table(path, columns=["conversation"]).column("conversation").to_pylist():
+            texts = [m["content"] for m in messages]
+            for start in range(0, len(texts) - 2, 2):  # prompt, response, reply — as the build cuts them
+                prev = texts[start - 2:start] if start else ["", ""]
+                pairs.append((texts[start], texts[start + 1], texts[start + 2], prev[0] or None, prev[1] or None))
+            if len(pairs) >= pairs_wanted:
+                break
+        if len(pairs) >= pairs_wanted:
+            break
+    timings = {}
+    for _ in range(3):  # interleaved rounds: both filters see the same load; the best round counts
+        for name, run in (("old keyword filter", lambda: [corpus.transactional_reason(p, r, y) for p, r, y, _, _ in pairs]),
+                          ("cheap pass", lambda: [corpus.prefilter_reason(*pair) for pair in pairs])):
+            start = time.perf_counter()
+            decisions = run()
+            seconds = time.perf_counter() - start
+            if seconds < timings.get(name, (float("inf"), 0))[0]:
+                timings[name] = (seconds, sum(d is None for d in decisions))
+    return {"pairs": len(pairs), **{name: {"us_per_pair": 1e6 * t / len(pairs), "kept": kept}
+                                    for name, (t, kept) in timings.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
@@ -116,6 +147,12 @@ def main() -> None:
             wall, rss = build(data, workdir / f"study-{size}")
             results.append((size, nbytes, wall, rss))
             print(f"build {size:,}: {wall:.1f} s, peak RSS {rss:,.0f} MB, {size / wall:,.0f} conversations/s", flush=True)
+            if size == max(args.sizes):
+                timing = filter_timing(data)
+                old, new = timing["old keyword filter"], timing["cheap pass"]
+                print(f"filters on the same {timing['pairs']:,} turn-pairs: cheap pass {new['us_per_pair']:.0f} µs/pair "
+                      f"(keeps {new['kept']:,}), old keyword filter {old['us_per_pair']:.0f} µs/pair (keeps "
+                      f"{old['kept']:,}); ratio new/old {new['us_per_pair'] / old['us_per_pair']:.2f}", flush=True)
             shutil.rmtree(data)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 from empathy_study.shared import atomic_path
 
 from ._conversation import Conversation
-from ._filters import CorpusConfig, detect_language, is_english, length_reason, transactional_reason
+from ._filters import CorpusConfig, detect_language, is_english, length_reason
 from ._funnel import Funnel
 from ._pairs import TurnPair, cut_pairs, normalise_roles
+from ._prefilter import prefilter_reason
 from ._tables import TERMINAL_PAIR_SCHEMA, TURN_PAIR_SCHEMA
 
 TURN_PAIRS_FILE = "turn_pairs.parquet"
@@ -30,7 +31,7 @@ _CHUNK_ROWS = 5_000
 _KEY = "_duplicate_key"
 
 CONVERSATION_STAGES = ("english", "non_toxic", "not_redacted", "well_formed", "multi_turn")
-PAIR_STAGES = ("turn_pairs", "non_empty", "non_transactional", "length_bounds", "deduplicated")
+PAIR_STAGES = ("turn_pairs", "non_empty", "prefilter", "length_bounds", "deduplicated")
 
 
 def _duplicate_key(pair: TurnPair) -> bytes:
@@ -97,9 +98,9 @@ def _pair_reason(pair: TurnPair, config: CorpusConfig) -> tuple[str, str] | None
     if any(not t.strip() for t in texts):
         return "non_empty", "empty_message"
     if not config.keep_transactional:
-        reason = transactional_reason(pair.prompt, pair.response, pair.reply)
+        reason = prefilter_reason(pair.prompt, pair.response, pair.reply, pair.prev_prompt, pair.prev_response)
         if reason:
-            return "non_transactional", reason
+            return "prefilter", reason
     reason = length_reason(pair, config)
     if reason:
         return "length_bounds", reason

@@ -1,7 +1,8 @@
 """Which conversations and turn-pairs enter the study, each decision with a named reason.
 
-The non-transactional rule is deliberately plain (patterns a reader can audit); its precision and
-recall on 300 hand-labelled pairs are measured in `tests/corpus/test_socioemotional_filter.py`.
+`transactional_reason` is the first, keyword-only topic filter. The build now runs the two-pass
+population filter instead (`_prefilter.py`, then the judge pass); the old rule stays as the
+baseline its measurements and the corpus benchmark compare against (tests/corpus/).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ class CorpusConfig(BaseModel):
     max_response_chars: int = Field(4_000, ge=1, description="also bounds what a judge must read")
     min_reply_chars: int = Field(2, ge=0)
     max_reply_chars: int = Field(2_000, ge=1)
-    keep_transactional: bool = Field(False, description="true keeps code and task pairs (no topic filter)")
+    keep_transactional: bool = Field(False, description="true switches the socio-emotional prefilter off (keeps "
+                                                         "every pair, e.g. for an audit frame)")
+    judges: list[str] = Field(default_factory=list, description="judges of the study's panel that run the judge "
+                                                                 "pass (`empathy corpus classify`); empty: the "
+                                                                 "embedded local judge local/smollm2")
 
 
 # --- code -------------------------------------------------------------------------------------

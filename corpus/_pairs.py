@@ -21,6 +21,7 @@ class TurnPair:
     response: str
     reply: str | None  # None: the conversation ends after the response (a terminal pair)
     prev_response: str  # the assistant message before the prompt; "" on the first turn
+    prev_prompt: str  # the user message that prev_response answered; "" on the first turn
     language: str | None
     country: str | None
 
@@ -72,6 +73,7 @@ def cut_pairs(conversation: Conversation, messages: list[Message], language: str
         prompt, response = messages[start], messages[start + 1]
         reply = messages[start + 2] if start + 2 < len(messages) else None
         previous = messages[start - 1] if start > 0 else None
+        previous_prompt = messages[start - 2] if start > 1 else None
         key = prompt.key if prompt.key is not None else str(turn)
         pairs.append(
             TurnPair(
@@ -85,6 +87,7 @@ def cut_pairs(conversation: Conversation, messages: list[Message], language: str
                 response=response.content or "",
                 reply=None if reply is None else (reply.content or ""),
                 prev_response="" if previous is None else (previous.content or ""),
+                prev_prompt="" if previous_prompt is None else (previous_prompt.content or ""),
                 language=prompt.language or language,
                 country=conversation.country,
             )

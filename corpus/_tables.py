@@ -15,7 +15,7 @@ TURN_PAIR_COLUMNS = (
     "pair_id", "conversation_id", "user_id", "model", "turn_index",
     "timestamp", "prompt", "response", "reply",
 )
-OPTIONAL_TURN_PAIR_COLUMNS = ("language", "country", "prev_response")
+OPTIONAL_TURN_PAIR_COLUMNS = ("language", "country", "prev_response", "prev_prompt")
 SAMPLE_COLUMNS = ("stratum", "topic", "inclusion_prob")
 
 TURN_PAIR_SCHEMA = pa.schema([
@@ -29,6 +29,7 @@ TURN_PAIR_SCHEMA = pa.schema([
     ("response", pa.string()),
     ("reply", pa.string()),
     ("prev_response", pa.string()),
+    ("prev_prompt", pa.string()),
     ("language", pa.string()),
     ("country", pa.string()),
 ])

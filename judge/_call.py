@@ -23,16 +23,13 @@ from pydantic import ValidationError
 
 from ._config import JudgeConfig
 from ._local import score_probe
-from ._schema import Judgment, JudgmentRecord
+from ._schema import SCALE_LEVELS, Judgment, JudgmentRecord, judgment_model
 
-SCHEMA = Judgment.model_json_schema()
 # What the embedded judge's grammar allows: the same object, its rationale at most one sentence (no
 # ".", "!" or "?" but at the end, no line break; the string may close at any point, so it is never
 # longer than the model's own first sentence). A pattern, not maxLength: llama.cpp expands a length
 # bound into as many nested optional rules, and sampling under that grammar was ten times slower.
 ONE_SENTENCE = r'^[^.!?"\\\n\r\t]*[.!?]?$'
-LOCAL_SCHEMA = copy.deepcopy(SCHEMA)
-LOCAL_SCHEMA["properties"]["rationale"]["pattern"] = ONE_SENTENCE
 TOP_LOGPROBS = 10
 # Two of the embedded judge's speed-ups (the third is _local.LOCAL_THREADS), switchable only so that
 # bench/local_judge.py can measure the behaviour before them with the same code: a one-sentence
@@ -86,6 +83,7 @@ class WorkItem:
     sample_index: int
     prompt_version: str
     messages: list[dict]
+    levels: tuple[int, ...] = SCALE_LEVELS  # the rubric's levels: the answer's score is one of these
 
     def estimated_tokens_in(self) -> int:
         return sum(len(m["content"]) for m in self.messages) // 4 + 8
@@ -110,15 +108,23 @@ def _refusal(error: BaseException, endpoint: Endpoint, judge: JudgeConfig) -> st
 
 
 @functools.cache
-def _response_model():
-    """Judgment as instructor's response class, built once.
+def _schema(levels: tuple[int, ...], one_sentence: bool = False) -> dict:
+    schema = judgment_model(levels).model_json_schema()
+    if one_sentence:
+        schema["properties"]["rationale"]["pattern"] = ONE_SENTENCE
+    return schema
+
+
+@functools.cache
+def _response_model(levels: tuple[int, ...] = SCALE_LEVELS):
+    """Judgment as instructor's response class, built once per level set.
 
     instructor wraps a plain model into a new class on every call and regenerates its JSON schema
     twice per call; at thousands of calls that class building dominated the client's CPU time.
     The wrapped class is made here once, with its (constant) schema computed once.
     """
     instructor, _ = _libraries()
-    wrapped = instructor.openai_schema(Judgment)
+    wrapped = instructor.openai_schema(judgment_model(levels))
     schema = wrapped.model_json_schema()
     wrapped.model_json_schema = classmethod(lambda cls, *args, **kwargs: copy.deepcopy(schema))
     return wrapped
@@ -133,8 +139,8 @@ def _client():
     return instructor.from_litellm(litellm.acompletion, mode=instructor.Mode.MD_JSON)
 
 
-def expected_score(logprobs) -> float | None:
-    """Σ p(s)·s over the tokens 1..7 offered at the position where the score was written."""
+def expected_score(logprobs, levels: tuple[int, ...] = SCALE_LEVELS) -> float | None:
+    """Σ p(s)·s over the level tokens (1..7, or 0/1: then it is P(yes)) offered where the score was written."""
     content = getattr(logprobs, "content", None) if logprobs is not None else None
     if not content:
         return None
@@ -146,7 +152,7 @@ def expected_score(logprobs) -> float | None:
             weights = {}
             for alternative in _get(token, "top_logprobs") or []:
                 value = (_get(alternative, "token") or "").strip()
-                if value in {"1", "2", "3", "4", "5", "6", "7"}:
+                if value in {str(level) for level in levels}:
                     weights[int(value)] = weights.get(int(value), 0.0) + math.exp(_get(alternative, "logprob"))
             total = sum(weights.values())
             return sum(s * p for s, p in weights.items()) / total if total > 0 else None
@@ -215,7 +221,7 @@ async def judge_once(judge: JudgeConfig, endpoints: list[Endpoint], item: WorkIt
                 await limiter.wait()
             try:
                 parsed, raw = await _client().chat.completions.create_with_completion(**_request(judge, endpoint, item),
-                                                                                       response_model=_response_model(),
+                                                                                       response_model=_response_model(item.levels),
                                                                                        max_retries=validation_retries)
             except InstructorRetryException as wrapped:
                 cause = wrapped.__cause__ or wrapped
@@ -253,12 +259,13 @@ def _probes(endpoint: Endpoint) -> bool:
     return endpoint.local is not None and LOCAL_SCORE_PROBE
 
 
-def sent_messages(messages: list[dict]) -> list[dict]:
+def sent_messages(messages: list[dict], levels: tuple[int, ...] = SCALE_LEVELS) -> list[dict]:
     """The chat messages as instructor sends them: its JSON mode adds the schema and an instruction."""
     from instructor import Mode
     from instructor.processing.response import handle_response_model
 
-    return handle_response_model(_response_model(), mode=Mode.MD_JSON, messages=copy.deepcopy(messages))[1]["messages"]
+    return handle_response_model(_response_model(levels), mode=Mode.MD_JSON,
+                                 messages=copy.deepcopy(messages))[1]["messages"]
 
 
 async def _probe(endpoint: Endpoint, item: WorkItem, raw) -> float | None:
@@ -266,7 +273,8 @@ async def _probe(endpoint: Endpoint, item: WorkItem, raw) -> float | None:
     if not content:
         return None
     try:
-        return await score_probe(endpoint.api_base, endpoint.local, sent_messages(item.messages), content)
+        return await score_probe(endpoint.api_base, endpoint.local, sent_messages(item.messages, item.levels), content,
+                                 levels=item.levels)
     except Exception:  # the score stands without its expected value; the record says so by a null
         return None
 
@@ -274,7 +282,7 @@ async def _probe(endpoint: Endpoint, item: WorkItem, raw) -> float | None:
 def _request(judge: JudgeConfig, endpoint: Endpoint, item: WorkItem) -> dict:
     response_format = {"type": "json_object"}
     if endpoint.schema_in_response_format:
-        response_format["schema"] = LOCAL_SCHEMA if endpoint.local and LOCAL_ONE_SENTENCE else SCHEMA
+        response_format["schema"] = _schema(item.levels, one_sentence=bool(endpoint.local and LOCAL_ONE_SENTENCE))
     request = {
         "model": endpoint.model, "messages": item.messages, "temperature": judge.temperature,
         "max_tokens": judge.max_tokens, "timeout": judge.timeout, "response_format": response_format,
@@ -310,7 +318,7 @@ def _record(judge: JudgeConfig, endpoint: Endpoint | None, item: WorkItem, start
         model_returned=getattr(raw, "model", None), prompt_version=item.prompt_version,
         sample_index=item.sample_index, temperature=judge.temperature,
         score=parsed.score if parsed else None,
-        expected_score=(expected if expected is not None else expected_score(getattr(choice, "logprobs", None)))
+        expected_score=(expected if expected is not None else expected_score(getattr(choice, "logprobs", None), item.levels))
         if parsed and judge.logprobs else None,
         rationale=parsed.rationale if parsed else None, tokens_in=tokens_in, tokens_out=tokens_out,
         cost_usd=cost, latency_ms=round(1000 * (time.perf_counter() - started), 1), error=error,

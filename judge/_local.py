@@ -124,8 +124,10 @@ def local_tokenizer(alias: str) -> LocalTokenizer:
     return LocalTokenizer(alias)
 
 
-async def score_probe(api_base: str, alias: str, messages: list[dict], content: str, top: int = 10) -> float | None:
-    """Σ p(s)·s at the position where an answer wrote its score, asked of the server afterwards.
+async def score_probe(api_base: str, alias: str, messages: list[dict], content: str, top: int = 10,
+                      levels: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)) -> float | None:
+    """Σ p(s)·s over the rubric's levels at the position where an answer wrote its score (for a binary
+    rubric, P(yes)), asked of the server afterwards.
 
     Asking for logprobs during generation makes llama-cpp-python sort the whole vocabulary at every
     token (about 40 ms each); the score needs them at one position only. This one-token completion
@@ -147,7 +149,7 @@ async def score_probe(api_base: str, alias: str, messages: list[dict], content: 
     weights: dict[int, float] = {}
     for token, logprob in offered[0].items():
         value = token.strip()
-        if value in {"1", "2", "3", "4", "5", "6", "7"}:
+        if value in {str(level) for level in levels}:
             weights[int(value)] = weights.get(int(value), 0.0) + math.exp(logprob)
     total = sum(weights.values())
     return sum(s * p for s, p in weights.items()) / total if total > 0 else None

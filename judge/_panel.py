@@ -81,7 +81,7 @@ def plan_panel(tasks: list[Task], judges: list[JudgeConfig], state: LogState, se
                     else:
                         messages = messages or render_messages(task.rubric, row)
                         plan.items.append(WorkItem(row["pair_id"], task.construct, index, task.rubric.version,
-                                                   messages))
+                                                   messages, task.rubric.level_set))
         plans.append(plan)
     return plans
 

@@ -16,16 +16,24 @@ from empathy_study.shared import CONSTRUCTS, Construct
 
 from ._errors import JudgeError
 
-Text = Literal["prompt", "response", "reply"]
-LABELS = {"prompt": "User's message", "response": "Assistant's response", "reply": "User's reply"}
+Text = Literal["prev_prompt", "prev_response", "prompt", "response", "reply"]
+LABELS = {"prompt": "User's message", "response": "Assistant's response", "reply": "User's reply",
+          "prev_prompt": "User's earlier message", "prev_response": "Assistant's earlier response"}
+# Which level sets a rubric may have: the 1–7 scales of the study's constructs, and binary (0 = no,
+# 1 = yes) for classification rubrics such as the corpus's socio-emotional pass.
+SCALE = tuple(range(1, 8))
+BINARY = (0, 1)
+CLASSIFIERS = ("socioemotional",)  # rubrics that classify pairs; never constructs of the study
 MAX_CHARS = 1_500  # per text in a judge prompt: small local models have short contexts
 
 
 class Example(BaseModel):
-    level: int = Field(ge=1, le=7)
+    level: int = Field(ge=0, le=7)
     prompt: str
     response: str | None = None
     reply: str | None = None
+    prev_prompt: str | None = None
+    prev_response: str | None = None
 
 
 # `construct` is the contract's column name; it shadows pydantic's deprecated BaseModel.construct.
@@ -33,7 +41,7 @@ warnings.filterwarnings("ignore", message='Field name "construct"', category=Use
 
 
 class Rubric(BaseModel):
-    construct: Construct
+    construct: Construct | Literal["socioemotional"]
     instruction: str
     context: list[Text]
     levels: dict[int, str]
@@ -44,16 +52,21 @@ class Rubric(BaseModel):
     @classmethod
     def _integer_levels(cls, value: dict) -> dict[int, str]:
         levels = {int(k): v for k, v in value.items()}
-        if sorted(levels) != list(range(1, 8)):
-            raise ValueError("levels must be exactly 1..7")
+        if tuple(sorted(levels)) not in (SCALE, BINARY):
+            raise ValueError("levels must be exactly 1..7 (a scale) or 0, 1 (binary)")
         return levels
+
+    @property
+    def level_set(self) -> tuple[int, ...]:
+        """The levels a judgment may take: a judge's answer is constrained to exactly these."""
+        return tuple(sorted(self.levels))
 
 
 def rubric_bytes(construct: str, directory: Path | None = None) -> bytes:
     """The rubric file of a construct: `directory/<construct>.toml` where it exists (a study's own
     copy), else the packaged one."""
-    if construct not in CONSTRUCTS:
-        raise JudgeError(f"unknown construct {construct!r}: choose one of {', '.join(CONSTRUCTS)}")
+    if construct not in CONSTRUCTS + CLASSIFIERS:
+        raise JudgeError(f"unknown construct {construct!r}: choose one of {', '.join(CONSTRUCTS + CLASSIFIERS)}")
     if directory is not None and (directory / f"{construct}.toml").is_file():
         return (directory / f"{construct}.toml").read_bytes()
     return resources.files("empathy_study.prompts").joinpath(f"{construct}.toml").read_bytes()
@@ -130,7 +143,8 @@ def render_messages(rubric: Rubric, texts: dict[str, str]) -> list[dict[str, str
     )
     system = (
         f"{rubric.instruction.strip()}\n\nScale:\n{scale_text(rubric)}\n\n{examples}\n\n"
-        "Answer with a JSON object: a one-sentence \"rationale\", then the integer \"score\" (1-7)."
+        "Answer with a JSON object: a one-sentence \"rationale\", then the integer \"score\" "
+        f"({min(rubric.levels)}-{max(rubric.levels)})."
     )
     return [
         {"role": "system", "content": system},

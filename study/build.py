@@ -7,6 +7,7 @@ from pathlib import Path
 
 from empathy_study import corpus
 from empathy_study.shared import write_json, write_parquet
+from empathy_study.study import population
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.workspace import Workspace
 
@@ -46,9 +47,12 @@ class SampleResult:
 def draw_sample(study: Workspace, n: int, seed: int = 0, progress: Progress = quiet) -> SampleResult:
     """A stratified sample with exact inclusion probabilities → sample.parquet and its design, sample.json."""
     pairs = corpus.read_table(study.require(study.turn_pairs, f"empathy corpus build --out {study.root}"))
+    pairs, judge_pass = population.population_pairs(study, pairs)  # the judge pass's verdicts, once it ran
     progress(Step("topics and strata", 0, None))
     drawn, design = corpus.draw_sample(pairs, n, seed, study.config().sample)
     design["turn_pairs_file"] = str(study.turn_pairs)
+    if judge_pass:
+        design["judge_pass"] = judge_pass
     write_parquet(study.sample, drawn)
     write_json(study.sample_design, design)
     progress(Step("topics and strata", 1, 1))

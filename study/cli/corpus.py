@@ -1,4 +1,4 @@
-"""`empathy corpus build | sample`."""
+"""`empathy corpus build | sample | classify | audit`."""
 
 from __future__ import annotations
 
@@ -68,3 +68,10 @@ def sample(
         result = study.draw_sample(workspace(study_dir), n, seed, progress)
     console.print(f"sampled {result.rows:,} of {result.population:,} pairs across {result.strata} strata "
                   f"(seed {seed}) → {result.written[0]}")
+
+
+# The population filter's judge pass and its measurement (study/cli/population.py).
+from empathy_study.study.cli import population as _population  # noqa: E402
+
+app.command("classify")(_population.classify)
+app.add_typer(_population.audit_app, name="audit")

@@ -34,6 +34,7 @@ def test_cut_pairs_context_and_terminal():
     first, terminal = cut_pairs(conversation(messages), messages, "en")
     assert (first.prompt, first.response, first.reply, first.prev_response) == ("p1", "r1", "p2", "")
     assert (terminal.prompt, terminal.response, terminal.reply, terminal.prev_response) == ("p2", "r2", None, "r1")
+    assert (first.prev_prompt, terminal.prev_prompt) == ("", "p1")  # the preceding exchange: p1 → r1
     assert (first.turn_index, terminal.turn_index) == (1, 2)
     assert first.pair_id == pair_id("t", "c", "k1")
 

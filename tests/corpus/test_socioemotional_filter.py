@@ -1,4 +1,5 @@
-"""The non-transactional filter against 300 pairs hand-labelled before it was written (data/README.md)."""
+"""The old keyword filter (`transactional_reason`, now the baseline the population filter is compared
+with) against 300 pairs hand-labelled before it was written (data/README.md)."""
 
 from __future__ import annotations
 

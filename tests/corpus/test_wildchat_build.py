@@ -47,8 +47,15 @@ def fixture_rows() -> dict[str, dict]:
             "I feel so anxious about my exam tomorrow.",
             "It's normal to feel anxious before an exam. You've prepared for this.",
         ]),
+        "kept_continuing": conversation_row([
+            "My dog died last week and the house feels so empty.",
+            "I'm so sorry. Losing a companion like that leaves a gap in every routine.",
+            "Twelve years together.",
+            "That is a long time to share with someone.",
+            "It is. Anyway, thanks for that.",
+        ], hashed_ip="ip-3", conversation_hash="c" * 32),
         "code": conversation_row([
-            "I feel so stupid, my code keeps failing:\n```python\nprint(x)\n```",
+            "My code keeps failing:\n```python\nprint(x)\n```",
             "You need to define x before printing it.",
             "Thanks, and how do I loop over a list?",
             "Use a for loop over the list.",
@@ -93,34 +100,47 @@ def test_exact_funnel_and_only_clean_personal_conversations_kept(tmp_path):
     out, funnel = build(tmp_path, list(rows.values()))
     stages = {s["name"]: s["rows"] for s in funnel["stages"]}
     assert stages == {
-        "records_read": 14, "conversations": 14, "english": 13, "non_toxic": 11, "not_redacted": 10,
-        "well_formed": 9, "multi_turn": 8, "turn_pairs": 10, "non_empty": 9, "non_transactional": 7,
-        "length_bounds": 6, "deduplicated": 4,
+        "records_read": 15, "conversations": 15, "english": 14, "non_toxic": 12, "not_redacted": 11,
+        "well_formed": 10, "multi_turn": 9, "turn_pairs": 12, "non_empty": 11, "prefilter": 9,
+        "length_bounds": 8, "deduplicated": 6,
     }
     assert funnel["rejected"] == {
         "not_english": 1, "toxic": 2, "redacted": 1, "consecutive_user_messages": 1, "single_turn": 1,
-        "empty_message": 1, "transactional_code": 1, "transactional_task": 1, "prompt_too_long": 1,
+        "empty_message": 1, "prefilter_code": 1, "prefilter_task": 1, "prompt_too_long": 1,
         "duplicate_pair": 2,
     }
-    assert funnel["repairs"] == {"user_id_from_conversation": 1}
+    assert funnel["repairs"] == {"user_id_from_conversation": 1, "unanswered_last_prompt": 1}
 
     pairs = pd.read_parquet(out / corpus.TURN_PAIRS_FILE)
     kept_hashes = {cid.split("-")[0] for cid in pairs["conversation_id"]}
-    expected = {rows[k]["conversation_hash"] for k in ("kept_lonely", "kept_breakup", "kept_no_ip")}
+    expected = {rows[k]["conversation_hash"] for k in ("kept_lonely", "kept_breakup", "kept_no_ip", "kept_continuing")}
     assert kept_hashes == expected
-    assert len(pairs) == 4 and pairs["pair_id"].is_unique
+    assert len(pairs) == 6 and pairs["pair_id"].is_unique
+
+
+def test_a_continuing_turn_is_judged_with_its_preceding_exchange(tmp_path):
+    """"Twelve years together." → "It is." holds nothing personal of its own: it is a candidate
+    because the exchange before it was about the user's dead dog, and only because of that."""
+    out, _ = build(tmp_path, [fixture_rows()["kept_continuing"]])
+    pairs = pd.read_parquet(out / corpus.TURN_PAIRS_FILE).sort_values("turn_index")
+    second = pairs.iloc[1]
+    assert second.prompt == "Twelve years together." and second.prev_prompt.startswith("My dog died")
+    assert corpus.prefilter_reason(second.prompt, second.response, second.reply) == "prefilter_impersonal"
+    assert corpus.prefilter_reason(second.prompt, second.response, second.reply, second.prev_prompt,
+                                   second.prev_response) is None
 
 
 def test_turn_pair_columns_and_context(tmp_path):
     rows = fixture_rows()
     out, _ = build(tmp_path, [rows["kept_lonely"], rows["kept_no_ip"]])
     pairs = pd.read_parquet(out / corpus.TURN_PAIRS_FILE).sort_values(["conversation_id", "turn_index"])
-    assert set(corpus.TURN_PAIR_COLUMNS) | {"prev_response", "language", "country"} <= set(pairs.columns)
+    assert set(corpus.TURN_PAIR_COLUMNS) | set(corpus.OPTIONAL_TURN_PAIR_COLUMNS) <= set(pairs.columns)
     lonely = pairs[pairs["conversation_id"].str.startswith("a" * 32)]
     first, second = lonely.iloc[0], lonely.iloc[1]
     assert (first.prompt, first.response, first.reply) == tuple(PERSONAL_A[:3])
     assert first.prev_response == "" and first.turn_index == 1
     assert second.prev_response == PERSONAL_A[1] and second.turn_index == 2
+    assert first.prev_prompt == "" and second.prev_prompt == PERSONAL_A[0]
     assert first.user_id == "ip-1" and first.model == "gpt-3.5-turbo-0613"
     no_ip = pairs[~pairs["conversation_id"].str.startswith("a" * 32)].iloc[0]
     assert no_ip.user_id == no_ip.conversation_id  # no hashed_ip: the conversation stands in for the user

@@ -5,7 +5,8 @@ JSON, out-of-range scores) or a fixed latency (the throughput benchmark) — nev
 test claims to check. Faults are driven by markers in the request text, so they are deterministic
 under any concurrency: `FAULT:429x2` answers 429 to the first two calls carrying that text, then
 succeeds; likewise `500xN`, `timeoutxN` (sleeps past the client's timeout), `brokenxN` (not
-JSON); `FAULT:score9` always answers a score of 9; the model name `always500` always fails, the
+JSON); `FAULT:score9` always answers a score of 9; under a binary rubric (levels 0/1) the answer
+is 0 or 1, `FAULT:yes` / `FAULT:no` choose which; the model name `always500` always fails, the
 model `nosuchmodel` answers 404, and an API key ending in `REJECTED` answers 401.
 GET /stats returns call counts per request text.
 
@@ -84,6 +85,9 @@ class FakeLLM:
                     if kind == "broken":
                         return self._answer(body, "I think it is a four, more or less", key)
             score = 1 + int(hashlib.sha1(user.encode()).hexdigest(), 16) % 7
+            system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
+            if '"score" (0-1)' in system:  # a binary rubric: answer one of its two levels
+                score = 1 if "FAULT:yes" in user else 0 if "FAULT:no" in user else score % 2
             return self._answer(body, json.dumps({"rationale": "fake judgment", "score": score}), key)
         finally:
             self.completed += 1
