@@ -15,8 +15,6 @@ import warnings
 import krippendorff
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.metrics import cohen_kappa_score
 
 VALUE_DOMAIN = list(range(1, 8))
 RELIABLE, TENTATIVE = 0.8, 0.667  # Krippendorff's conventional thresholds
@@ -68,6 +66,9 @@ BIAS_MEANS = "mean of b − a over the units both rated: positive when b rates h
 def pair_agreement(a: pd.Series, b: pd.Series, *, boot: int = 1_000, seed: int = 0) -> dict:
     """Every figure for two raters over the units both rated. `bias` = mean(b − a): positive when b
     rates higher than a. The verdict reads the bootstrap interval of α ordinal (see `verdict`)."""
+    from scipy import stats  # loaded here, not at import: every `empathy` command imports this module
+    from sklearn.metrics import cohen_kappa_score
+
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna()
     n = len(both)
     if n < 2:

@@ -21,9 +21,6 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
-from sklearn.isotonic import IsotonicRegression
-from sklearn.model_selection import GroupKFold
 
 from .agreement import VALUE_DOMAIN, AgreementError, alpha
 
@@ -56,6 +53,9 @@ def fit_isotonic(x, y) -> IsotonicMap:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < 2:
         raise AgreementError(f"an isotonic map needs at least 2 gold pairs (got {len(x)})")
+    # scikit-learn loads only when a map is fitted: every `empathy` command imports this module
+    from sklearn.isotonic import IsotonicRegression
+
     model = IsotonicRegression(y_min=SCALE[0], y_max=SCALE[1], increasing=True, out_of_bounds="clip").fit(x, y)
     xs, ys = model.X_thresholds_, model.y_thresholds_
     if len(xs) == 1:  # a judge that gave one value: the map is the mean gold score everywhere
@@ -69,6 +69,8 @@ def group_folds(groups, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndar
     n_groups = np.unique(groups).size
     if n_groups < 2:
         raise AgreementError(f"cross-validation grouped by user needs at least 2 users (got {n_groups})")
+    from sklearn.model_selection import GroupKFold
+
     splitter = GroupKFold(n_splits=min(folds, n_groups), shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(groups)), groups=groups))
 
@@ -88,6 +90,8 @@ def aggregate(matrix, how: str, weights=None) -> np.ndarray:
 def fit_weights(matrix, y) -> np.ndarray:
     """Non-negative weights summing to 1 that best predict `y` (least squares); equal when none helps."""
     matrix, y = np.asarray(matrix, dtype=float), np.asarray(y, dtype=float)
+    from scipy.optimize import nnls
+
     weights, _ = nnls(matrix, y)
     total = weights.sum()
     return weights / total if total > 0 else np.full(matrix.shape[1], 1.0 / matrix.shape[1])

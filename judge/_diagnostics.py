@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ._config import JudgeConfig
 from ._scores import current_judgments, of_panel, records_frame
@@ -61,6 +60,8 @@ def judge_matrix(frame: pd.DataFrame, construct: str) -> pd.DataFrame:
 
 def length_bias(frame: pd.DataFrame, texts: pd.DataFrame) -> list[dict]:
     """Rank correlation of each judge's score with the length of the text it rates."""
+    from scipy import stats  # here, not at import: every `empathy` command imports the judge package
+
     lengths = {"empathy": texts.set_index("pair_id")["response"].fillna("").str.len(),
                "attachment": texts.set_index("pair_id")["reply"].fillna("").str.len()}
     rows = []
@@ -83,6 +84,8 @@ def response_leakage(frame: pd.DataFrame, default_version: str, shown_version: s
     pair's empathy score says whether warmer responses inflate attachment. shown − swapped: how
     much depends on *this* response rather than on seeing any response at all.
     """
+    from scipy import stats  # here, not at import: every `empathy` command imports the judge package
+
     attachment = frame[(frame["construct"] == "attachment") & frame["score"].notna() & (frame["sample_index"] == 0)]
     rows = []
     for judge, group in attachment.groupby("judge"):

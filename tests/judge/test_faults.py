@@ -53,7 +53,7 @@ def test_every_item_ends_valid_or_recorded(tmp_path, fake_endpoint, monkeypatch)
     assert all(n == 1 for n in successes.values())  # none duplicated
     score9 = {k: v for k, v in failures.items() if k[0] == "p003"}
     assert len(score9) == 2 and all("invalid output" in v for v in score9.values())
-    assert set(failures) == set(score9)  # transient faults were retried to success
+    assert set(failures) == set(score9), failures  # transient faults were retried to success
     ok = [r for r in state.records if r.score is not None]
     assert all(1 <= r.score <= 7 and r.model_returned == "fake-model-v1" for r in ok)
     assert all(r.expected_score == pytest.approx(4.332, abs=0.01) for r in ok)
