@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -49,7 +50,7 @@ def main_tasks(sample: pd.DataFrame, rubrics: dict[str, Rubric]) -> list[Task]:
     return [Task(construct, rubric, rows) for construct, rubric in rubrics.items()]
 
 
-def swap_tasks(sample: pd.DataFrame, n: int, seed: int = 0) -> list[Task]:
+def swap_tasks(sample: pd.DataFrame, n: int, seed: int = 0, rubrics_dir: Path | None = None) -> list[Task]:
     """The response-swap check: n pairs' attachment judged again with the response shown, and with
     another pair's response shown instead. The rubric versions differ, so these never mix with
     the study's attachment scores."""
@@ -57,7 +58,7 @@ def swap_tasks(sample: pd.DataFrame, n: int, seed: int = 0) -> list[Task]:
         return []
     chosen = sample.sort_values("pair_id").sample(n=min(n, len(sample)), random_state=seed).sort_values("pair_id")
     rows = chosen[["pair_id", "prompt", "response", "reply"]].fillna("").to_dict("records")
-    shown, swapped_rubric = swap_check_rubrics()
+    shown, swapped_rubric = swap_check_rubrics(rubrics_dir)
     swapped = [{**row, "response": rows[(i + 1) % len(rows)]["response"]} for i, row in enumerate(rows)]
     return [Task("attachment", shown, rows), Task("attachment", swapped_rubric, swapped)]
 

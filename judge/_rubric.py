@@ -159,8 +159,9 @@ def study_rubrics(attachment_context: list[str], directory: Path | None = None) 
             "attachment": load_rubric("attachment", attachment_context, directory)}
 
 
-def swap_check_rubrics() -> tuple[Rubric, Rubric]:
+def swap_check_rubrics(directory: Path | None = None) -> tuple[Rubric, Rubric]:
     """The response-swap check's two attachment rubrics: the response shown, and another pair's
-    response shown in its place (same text; its own version, so its scores never mix)."""
-    shown = load_rubric("attachment", context=["prompt", "response", "reply"])
+    response shown in its place (same text; its own version, so its scores never mix). A study's
+    own attachment rubric in `directory` is the one checked, as it is the one its judges read."""
+    shown = load_rubric("attachment", context=["prompt", "response", "reply"], directory=directory)
     return shown, shown.model_copy(update={"version": shown.version + "+swapped"})

@@ -30,7 +30,8 @@ def _tasks(config: StudyConfig, sample: pd.DataFrame, pairs: Collection[str] | N
     if pairs is not None:
         chosen = sample[sample["pair_id"].isin(set(pairs))]
         return judge.main_tasks(chosen, config.rubrics())
-    return judge.main_tasks(sample, config.rubrics()) + judge.swap_tasks(sample, config.judge.swap_check_pairs)
+    return judge.main_tasks(sample, config.rubrics()) + judge.swap_tasks(sample, config.judge.swap_check_pairs,
+                                                                     rubrics_dir=config.rubrics_dir)
 
 
 def _panel(config: StudyConfig, judges: Collection[str] | None) -> list[judge.JudgeConfig]:
@@ -153,7 +154,7 @@ def report_judges(study: Workspace, boot: int = 200, seed: int = 0) -> dict:
     judge–judge and test–retest agreement, computed with annotation's one agreement implementation."""
     config = study.config()
     records = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}")).read().records
-    shown, swapped = judge.swap_check_rubrics()
+    shown, swapped = judge.swap_check_rubrics(config.rubrics_dir)
     versions_now = config.prompt_versions()
     report = judge.judge_report(records, load_sample(study), config.judges, versions_now,
                                 (shown.version, swapped.version))

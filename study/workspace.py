@@ -64,7 +64,12 @@ class StudyConfig(BaseModel):
     def rubrics(self) -> dict[str, Rubric]:
         """Each construct's rubric as this study uses it: the study's copy `DIR/rubrics/<construct>.toml`
         where one exists, else the packaged one (attachment's context from `[judge]`)."""
-        return study_rubrics(self.judge.attachment_context, self._root / RUBRICS_DIR if self._root else None)
+        return study_rubrics(self.judge.attachment_context, self.rubrics_dir)
+
+    @property
+    def rubrics_dir(self) -> Path | None:
+        """Where the study keeps its own rubric copies (None for a configuration read from no study)."""
+        return self._root / RUBRICS_DIR if self._root else None
 
     def prompt_versions(self) -> dict[str, str]:
         """The rubric version per construct that this study's judgments must carry to count."""

@@ -37,6 +37,19 @@ def test_a_study_copy_of_a_rubric_replaces_the_packaged_one_for_judge_and_annota
     assert judge.load_rubric("empathy").version == packaged["empathy"]
 
 
+def test_the_response_swap_check_reads_the_study_copy_of_attachment(simulated_study):
+    packaged_shown, _ = judge.swap_check_rubrics()
+    calibrate.save_rubric(simulated_study, "attachment", edited_rubric(simulated_study, "attachment", "MARKER-7."))
+    toml = simulated_study.config_path.read_text()
+    simulated_study.config_path.write_text(toml.replace("swap_check_pairs = 0", "swap_check_pairs = 3"))
+    plan = study.plan_judging(simulated_study, judges=["sim-low"])  # the whole sample: the swap check included
+    shown, swapped = judge.swap_check_rubrics(simulated_study.config().rubrics_dir)
+    assert shown.version != packaged_shown.version and swapped.version == shown.version + "+swapped"
+    swap_items = [i for i in plan.plans[0].items if i.prompt_version in (shown.version, swapped.version)]
+    assert swap_items and all("MARKER-7." in i.messages[0]["content"] for i in swap_items)
+    assert not [i for i in plan.plans[0].items if i.prompt_version.startswith(packaged_shown.version)]
+
+
 def test_an_invalid_rubric_edit_is_refused_and_names_the_problem(simulated_study):
     text = calibrate.rubric_text(simulated_study, "empathy")
     with pytest.raises(StudyError, match="not a valid rubric"):
