@@ -1,5 +1,5 @@
 """The old keyword filter (`transactional_reason`, now the baseline the population filter is compared
-with) against 300 pairs hand-labelled before it was written (data/README.md)."""
+with) against 300 pairs labelled (by an AI model, not humans) before it was written (data/README.md)."""
 
 from __future__ import annotations
 
