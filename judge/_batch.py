@@ -250,6 +250,7 @@ class BatchReport:
     collected: list[Batch] = field(default_factory=list)
     records: int = 0  # judgments appended from collected batches
     failed: int = 0
+    held_by_budget: int = 0  # items not submitted: their batches would pass --max-cost
 
 
 def _created(at: str) -> float:
@@ -472,6 +473,28 @@ def _run(work) -> None:
             litellm.in_memory_llm_clients_cache.flush_cache()
 
     asyncio.run(closing())
+
+
+def within_budget(work: list[tuple[JudgeConfig, list[WorkItem]]], cap: float
+                  ) -> tuple[list[tuple[JudgeConfig, list[WorkItem]]], float, int]:
+    """The items that fit under `cap` USD at their most (input estimate + max_tokens out, batch prices),
+    in order; (the work kept, its most cost, items held back for a later run)."""
+    kept, spent, held = [], 0.0, 0
+    for judge, items in work:
+        target = batch_target(judge, need_key=False)
+        if math.isnan(target.price_in):
+            raise JudgeError(f"--max-cost needs batch prices for judge {judge.name}: LiteLLM does not list them for "
+                             "its model; set input_cost_per_million and output_cost_per_million in its [[judges]] table")
+        fits = []
+        for item in items:
+            most = item.estimated_tokens_in() * target.price_in + judge.max_tokens * target.price_out
+            if spent + most > cap:
+                break
+            spent += most
+            fits.append(item)
+        held += len(items) - len(fits)
+        kept.append((judge, fits))
+    return kept, spent, held
 
 
 def hold_in_flight(plans: list, in_flight: set[tuple]) -> None:

@@ -120,6 +120,9 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
         return JudgeRunResult(plan, None, None, study.judgments, batches=batches)
     run_id = log.start_run({**run_spec(config), "max_cost": max_cost, "calls_planned": plan.calls})
     batch_work = [(p.judge, p.items) for p in plan.plans if p.judge.batch and p.items]
+    if batch_work and max_cost is not None:  # a batch's most cost is reserved from the cap before the live calls
+        batch_work, reserved, batches.held_by_budget = judge.within_budget(batch_work, max_cost)
+        max_cost = max(0.0, max_cost - reserved)
     if batch_work:
         judge.submit_batches(judge.BatchLedger(study.judgments), batch_work, run_id, batches, tick)
     live = [p for p in plan.plans if not p.judge.batch]

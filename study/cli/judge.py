@@ -48,6 +48,8 @@ def run(
         for note in latency_notes(plan.lines) + batch_notes(plan.lines):
             console.print(note, markup=False, highlight=False)
         seconds = plan.seconds
+        if not any(line.calls for line in plan.lines if not line.batch):
+            return  # only batch judges have work: the note above says when it is done
         console.print(f"wall time (est.): {_duration(seconds)}" if seconds is not None else
                       "wall time: unknown until every judge has a measured or configured latency", highlight=False)
         return
@@ -77,6 +79,9 @@ def run(
         if result.batches.pending:
             console.print(f"{len(result.batches.pending)} batch(es) still running; run `empathy judge run {study_dir}` "
                           "again to collect them (nothing is submitted twice)")
+    if result.batches.held_by_budget:
+        console.print(f"{result.batches.held_by_budget:,} batch item(s) not submitted: at their most they would pass "
+                      f"--max-cost {max_cost:g} USD; run again with a higher cap to submit them")
     if result.summary is None:
         if result.run_id is not None or result.batches.collected or result.batches.pending:
             return  # only batches moved: the table above says what

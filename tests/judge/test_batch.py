@@ -192,3 +192,25 @@ def test_batch_price_is_litellms_batch_price():
     assert judge.batch_price_per_token(judge.JudgeConfig(name="x", model="openai/unlisted-model", batch=True)) is None
     with pytest.raises(judge.JudgeError, match="embedded local model"):
         judge.batch_target(judge.JudgeConfig(name="s", model="local/smollm2", batch=True))
+
+
+def test_cli_dry_run_then_submit_under_a_cost_cap(tmp_path, fake_batches, monkeypatch):
+    from typer.testing import CliRunner
+
+    from empathy_study.study.cli import app
+
+    ws = batch_study(tmp_path, fake_batches, ["some words", "more words", "last words"], monkeypatch)
+    runner = CliRunner()
+    dry = runner.invoke(app, ["judge", "run", str(ws.root), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    said = " ".join(dry.output.split())
+    assert "batch judge — 6 calls in 1 batch(es)" in said and "wall time" not in said
+    assert not (ws.root / judge.BATCHES_FILE).exists() and stats(fake_batches)["batches"] == []
+    plan = study.plan_judging(ws)
+    per_item = [(item.estimated_tokens_in() * PRICE_IN + 256 * PRICE_OUT) / 1e6 for item in plan.plans[0].items]
+    cap = sum(per_item[:4]) + per_item[4] / 2  # room for four items at their most, not five
+    run = runner.invoke(app, ["judge", "run", str(ws.root), "--max-cost", repr(cap)])
+    assert run.exit_code == 0, run.output
+    said = " ".join(run.output.split())
+    assert "2 batch item(s) not submitted" in said and "submitted now" in said
+    assert len(stats(fake_batches)["batches"][0]["custom_ids"]) == 4
