@@ -109,6 +109,8 @@ def batch_target(judge: JudgeConfig, *, need_key: bool = True) -> BatchTarget:
     api_key = os.environ.get(judge.api_key_env) if judge.api_key_env else None
     if need_key and judge.api_key_env and not api_key:
         raise JudgeError(f"judge {judge.name}: the environment variable {judge.api_key_env} (its API key) is not set")
+    if api_key is None and judge.api_base:
+        api_key = "no-key"  # as for live calls: OpenAI-compatible servers without auth still expect a key field
     price = batch_price_per_token(judge) or (math.nan, math.nan)
     return BatchTarget(provider, model, judge.api_base, api_key, *price)
 
@@ -465,6 +467,15 @@ def _run(work) -> None:
     async def closing() -> None:
         try:
             await work
+        except JudgeError:
+            raise
+        except Exception as exc:  # the provider refused or could not be reached: one line, the ledger stands
+            keys = [v for k, v in os.environ.items() if k.endswith("KEY") and len(v) > 8]
+            reason = _reason(exc, None)
+            for key in keys:
+                reason = reason.replace(key, "***")
+            raise JudgeError(f"batch API: {reason} (every step done so far is in {BATCHES_FILE}; "
+                             "a later run picks up from there)") from None
         finally:
             _, litellm = _libraries()
             from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
