@@ -435,9 +435,21 @@ async def submit_items(ledger: BatchLedger, judge: JudgeConfig, items: list[Work
         tick(f"submitting batches of {judge.name}", len(batches), len(batches))
 
 
-def batch_count(items: list[WorkItem]) -> int:
-    """Batches a judge's items would make (by the request limit; the size limit rarely binds)."""
-    return math.ceil(len(items) / MAX_REQUESTS) if items else 0
+def batch_count(judge: JudgeConfig, items: list[WorkItem]) -> int:
+    """Batches a judge's items would make under both limits. One line is rendered as sent; the others'
+    sizes are that line's fixed part (instructor's schema and instruction, the request fields) plus
+    their own messages — rendering 10⁵ lines only to count them would cost more than the dry run."""
+    if not items:
+        return 0
+    target = BatchTarget("openai", judge.model, None, None, math.nan, math.nan)
+    first = len(json.dumps(request_line(judge, target, items[0]), separators=(",", ":")).encode("utf-8")) + 1
+    fixed = first - _message_bytes(items[0])
+    total = sum(fixed + _message_bytes(item) for item in items)
+    return max(math.ceil(len(items) / MAX_REQUESTS), math.ceil(total / MAX_BYTES))
+
+
+def _message_bytes(item: WorkItem) -> int:
+    return len(json.dumps(item.messages, separators=(",", ":")).encode("utf-8"))
 
 
 def poll(ledger: BatchLedger, log: JudgmentLog, tick: Tick | None = None) -> BatchReport:

@@ -369,7 +369,7 @@ def dry_run(plans: list[JudgePlan], history: pd.DataFrame | None = None) -> list
         lines.append(DryRunLine(judge.name, judge.model, len(plan.items), plan.cached, plan.gave_up, tokens_in,
                                 tokens_out, tokens_out_max, cost, cost_max, seconds, source,
                                 local_alias(judge.model) if is_local(judge.model) else None,
-                                judge.batch, batch_count(plan.items) if judge.batch else 0, plan.in_batch))
+                                judge.batch, batch_count(judge, plan.items) if judge.batch else 0, plan.in_batch))
     return lines
 
 

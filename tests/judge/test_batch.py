@@ -214,3 +214,18 @@ def test_cli_dry_run_then_submit_under_a_cost_cap(tmp_path, fake_batches, monkey
     said = " ".join(run.output.split())
     assert "2 batch item(s) not submitted" in said and "submitted now" in said
     assert len(stats(fake_batches)["batches"][0]["custom_ids"]) == 4
+
+
+def test_input_files_stay_within_the_size_limit_and_the_dry_run_counts_them(tmp_path, monkeypatch):
+    prompts = [("word " * (40 * (i % 5 + 1))).strip() for i in range(12)]
+    ws = batch_study(tmp_path, "http://127.0.0.1:9", prompts, monkeypatch)
+    plan = study.plan_judging(ws).plans[0]
+    target = judge.batch_target(plan.judge)
+    sizes = [len(json.dumps(judge._batch.request_line(plan.judge, target, item), separators=(",", ":"))) + 1
+             for item in plan.items]
+    monkeypatch.setattr(judge._batch, "MAX_BYTES", sum(sizes) // 3)
+    made = judge.BatchLedger(ws.judgments).prepare(plan.judge, target, plan.items, run_id=None)
+    assert all(batch.path.stat().st_size <= judge._batch.MAX_BYTES for batch in made)
+    assert sum(batch.requests for batch in made) == len(plan.items) and len(made) >= 3
+    counted = judge._batch.batch_count(plan.judge, plan.items)  # a lower bound: files are filled greedily
+    assert counted <= len(made) <= counted + 1
