@@ -167,14 +167,21 @@ class Batch:
     status: str | None = None  # as last retrieved in this run
     counts: dict = field(default_factory=dict)
 
-    def keys(self) -> set[tuple]:
-        """The cache keys of the batch's requests (read from its input file)."""
-        found = set()
+    @property
+    def ids_path(self) -> Path:
+        return self.path.with_suffix(".ids")
+
+    def custom_ids(self) -> list[str]:
+        """The custom_id of every request, in order: from the small list beside the input file (a
+        190 MB input file would take seconds to parse at every plan), else from the input file."""
+        if self.ids_path.exists():
+            return self.ids_path.read_text(encoding="utf-8").splitlines()
         with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                item = _item_of(json.loads(line)["custom_id"])
-                found.add(_key(self.judge, item))
-        return found
+            return [json.loads(line)["custom_id"] for line in handle]
+
+    def keys(self) -> set[tuple]:
+        """The cache keys of the batch's requests."""
+        return {_key(self.judge, _item_of(line_id)) for line_id in self.custom_ids()}
 
 
 def _key(judge: JudgeConfig, item: WorkItem) -> tuple:
@@ -239,6 +246,8 @@ class BatchLedger:
             key = uuid.uuid4().hex[:16]
             path = self.folder / f"{key}.jsonl"
             self.folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path.with_suffix(".ids")) as staged:
+                staged.write_text("".join(json.loads(line)["custom_id"] + "\n" for line in part), encoding="utf-8")
             with atomic_path(path) as staged:
                 staged.write_text("".join(line + "\n" for line in part), encoding="utf-8")
             self.append({"event": "prepared", "batch": key, "judge": judge.model_dump(), "run_id": run_id,
@@ -369,12 +378,10 @@ async def collect(ledger: BatchLedger, log: JudgmentLog, batch: Batch, target: B
            "cancelled": f"batch {batch.batch_id} was cancelled before this request ran",
            "failed": f"batch {batch.batch_id} failed: {_errors(state)}",
            "completed": f"batch {batch.batch_id} completed without an answer for this request"}[batch.status]
-    with batch.path.open(encoding="utf-8") as handle:
-        for text in handle:
-            line_id = json.loads(text)["custom_id"]
-            if line_id not in records:
-                records[line_id] = _record(batch.judge, None, _item_of(line_id), 0.0, error=why).model_copy(
-                    update={"latency_ms": None, "created_at": created_at})
+    for line_id in batch.custom_ids():
+        if line_id not in records:
+            records[line_id] = _record(batch.judge, None, _item_of(line_id), 0.0, error=why).model_copy(
+                update={"latency_ms": None, "created_at": created_at})
     already = {r.cache_key() for r in log.read().records if r.run_id == batch.run_id}
     fresh = []
     for record in records.values():
