@@ -62,6 +62,7 @@ bench: setup
 	$(BIN)/python bench/corpus_scale.py
 	$(BIN)/python bench/matching_scale.py
 	$(BIN)/python bench/judge_throughput.py
+	$(BIN)/python bench/batch_judging.py
 	$(BIN)/python bench/coverage.py
 	$(BIN)/python bench/tui_speed.py
 

@@ -1,5 +1,17 @@
 """Judge stage: a panel of LLMs scores empathy and attachment through instructor + LiteLLM into Pydantic schemas."""
 
+from ._batch import (
+    BATCHES_FILE,
+    Batch,
+    BatchLedger,
+    BatchReport,
+    batch_price_per_token,
+    batch_target,
+    hold_in_flight,
+    within_budget,
+)
+from ._batch import poll as poll_batches
+from ._batch import submit_all as submit_batches
 from ._config import JudgeConfig, JudgeSettings, default_panel
 from ._diagnostics import is_sentence, judge_matrix, judge_report, judge_warnings, retest_matrices
 from ._errors import JudgeError
@@ -32,6 +44,8 @@ from ._schema import Judgment, JudgmentRecord, Score
 from ._scores import current_judgments, first_draws, judge_scores, of_panel, panel_scores, records_frame
 
 __all__ = [
+    "BATCHES_FILE", "Batch", "BatchLedger", "BatchReport", "batch_price_per_token", "batch_target", "hold_in_flight", "poll_batches",
+    "submit_batches", "within_budget",
     "CONSTRUCTS", "DryRunLine", "EXPECTED_TOKENS_OUT", "JudgePlan", "Judgment", "JudgmentLog", "JudgmentRecord", "JudgeConfig", "JudgeError",
     "JudgeSettings", "LOG_FILE", "LogState", "RUNS_FILE", "Rubric", "RunSummary", "Score", "Task",
     "current_judgments", "default_panel", "dry_run", "first_draws", "is_sentence", "judge_matrix", "judge_report",

@@ -34,7 +34,10 @@ class JudgeConfig(BaseModel):
         None, description="send the JSON schema inside response_format json_object (llama.cpp grammar); "
                           "default: on for local models only",
     )
-    input_cost_per_million: float | None = Field(None, ge=0, description="price (USD) when LiteLLM does not know it")
+    batch: bool = Field(False, description="send this judge's calls as provider batches (OpenAI batch format, "
+                                           "through LiteLLM's files/batches API): submitted by one run, collected by a later one")
+    input_cost_per_million: float | None = Field(None, ge=0, description="price (USD) when LiteLLM does not know it; "
+                                                                          "for a batch judge, its batch price")
     output_cost_per_million: float | None = Field(None, ge=0)
 
     @field_validator("api_key_env")

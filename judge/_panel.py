@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._batch import COMPLETION_WINDOW, batch_count, batch_price_per_token
 from ._call import Endpoint, RunCannotContinue, WorkItem, _libraries, judge_once
 from ._config import JudgeConfig, JudgeSettings
 from ._errors import JudgeError
@@ -34,6 +35,7 @@ class JudgePlan:
     items: list[WorkItem] = field(default_factory=list)
     cached: int = 0  # already finished in the log
     gave_up: int = 0  # failed max_attempts times already
+    in_batch: int = 0  # sent in a batch that is not collected yet (batch judges)
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,9 @@ class DryRunLine:
     seconds: float | None  # wall time: calls × latency / concurrency (local servers: one call at a time), rpm-bound
     latency_from: str  # where the latency came from: "log (median of N calls)", "configured", or "unknown"
     server: str | None = None  # judges on one local server take turns: their times add up
+    batch: bool = False  # a batch judge: priced at batch prices, done within the provider's window
+    batches: int = 0  # batches its calls would make
+    in_batch: int = 0  # calls already sent in batches not yet collected
 
 
 EXPECTED_TOKENS_OUT = 40  # a one-sentence rationale and the score, until the log has measured the judge
@@ -338,7 +343,7 @@ def dry_run(plans: list[JudgePlan], history: pd.DataFrame | None = None) -> list
     for plan in plans:
         judge = plan.judge
         model = f"openai/{local_alias(judge.model)}" if is_local(judge.model) else judge.model
-        price = price_per_token(judge, model)
+        price = batch_price_per_token(judge) if judge.batch else price_per_token(judge, model)
         tokens_in = count_tokens(judge, plan.items)
         past = _history_of(judge, history)
         ok = past[past["score"].notna()] if past is not None else None
@@ -355,6 +360,8 @@ def dry_run(plans: list[JudgePlan], history: pd.DataFrame | None = None) -> list
         elif judge.latency is not None:
             latency, source = judge.latency, "study.toml (its latency key)"
         seconds = None
+        if judge.batch:
+            latency, source = None, f"provider's batch window ({COMPLETION_WINDOW} at most)"
         if latency is not None:
             parallel = 1 if is_local(judge.model) else judge.concurrency
             seconds = len(plan.items) * latency / parallel
@@ -362,12 +369,15 @@ def dry_run(plans: list[JudgePlan], history: pd.DataFrame | None = None) -> list
                 seconds = max(seconds, len(plan.items) * 60.0 / judge.rpm)
         lines.append(DryRunLine(judge.name, judge.model, len(plan.items), plan.cached, plan.gave_up, tokens_in,
                                 tokens_out, tokens_out_max, cost, cost_max, seconds, source,
-                                local_alias(judge.model) if is_local(judge.model) else None))
+                                local_alias(judge.model) if is_local(judge.model) else None,
+                                judge.batch, batch_count(judge, plan.items) if judge.batch else 0, plan.in_batch))
     return lines
 
 
 def panel_seconds(lines: list[DryRunLine]) -> float | None:
-    """Wall time of the whole run: judges run side by side, except those sharing a local server."""
+    """Wall time of the whole run: judges run side by side, except those sharing a local server.
+    Batch judges are left out: a run only submits their batches."""
+    lines = [line for line in lines if not line.batch]
     if any(line.seconds is None for line in lines if line.calls):
         return None
     shared: dict[str, float] = {}

@@ -70,7 +70,11 @@ def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
     """What a run would call, per judge, and what it would cost — without calling anything."""
     config = study.config()
     state = judge.JudgmentLog(study.judgments).read()
-    plans = judge.plan_panel(_tasks(config, load_sample(study), pairs), _panel(config, judges), state, config.judge)
+    panel = _panel(config, judges)
+    for batched in (j for j in panel if j.batch):
+        judge.batch_target(batched, need_key=False)  # what cannot be batched fails before anything is planned
+    plans = judge.plan_panel(_tasks(config, load_sample(study), pairs), panel, state, config.judge)
+    judge.hold_in_flight(plans, judge.BatchLedger(study.judgments).in_flight())
     return JudgingPlan(plans, state.torn, judge.records_frame(state.records))
 
 
@@ -81,6 +85,7 @@ class JudgeRunResult:
     run_id: str | None
     log: Path
     warnings: list[dict] = field(default_factory=list)  # judges whose scores never vary or whose rationales are not sentences
+    batches: judge.BatchReport = field(default_factory=judge.BatchReport)  # batch judges: submitted, pending, collected
 
 
 def run_spec(config: StudyConfig) -> dict:
@@ -100,13 +105,31 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
     """Judge what is not judged yet; every call is appended to the log as it returns.
 
     Re-running costs nothing for what is done; `stop` (asked before each call) cancels cleanly.
+    Batch judges (`batch = true`): outstanding batches are polled first and finished ones collected
+    into the log; then their pending items are submitted as new batches, and the run returns
+    without waiting for them.
     """
     config = study.config()
-    plan = plan_judging(study, pairs=pairs, judges=judges)
     log = judge.JudgmentLog(study.judgments)
+
+    def tick(name: str, done: int, total: int) -> None:
+        progress(Step(name, done, total))
+
+    batches = judge.poll_batches(judge.BatchLedger(study.judgments), log, tick)
+    plan = plan_judging(study, pairs=pairs, judges=judges)
     if plan.calls == 0:
-        return JudgeRunResult(plan, None, None, study.judgments)
+        return JudgeRunResult(plan, None, None, study.judgments, batches=batches)
     run_id = log.start_run({**run_spec(config), "max_cost": max_cost, "calls_planned": plan.calls})
+    batch_work = [(p.judge, p.items) for p in plan.plans if p.judge.batch and p.items]
+    if batch_work and max_cost is not None:  # a batch's most cost is reserved from the cap before the live calls
+        batch_work, reserved, batches.held_by_budget = judge.within_budget(batch_work, max_cost)
+        max_cost = max(0.0, max_cost - reserved)
+    if batch_work:
+        judge.submit_batches(judge.BatchLedger(study.judgments), batch_work, run_id, batches, tick)
+    live = [p for p in plan.plans if not p.judge.batch]
+    if not any(p.items for p in live):
+        return JudgeRunResult(plan, None, run_id, study.judgments, batches=batches)
+    live_calls = sum(len(p.items) for p in live)
     done, failed, cost = 0, 0, 0.0
 
     def on_record(record: judge.JudgmentRecord) -> None:
@@ -114,16 +137,16 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
         done += 1
         failed += record.score is None
         cost += record.cost_usd or 0.0
-        progress(Step("judging", done, plan.calls, {"failed": failed, "cost_usd": cost}))
+        progress(Step("judging", done, live_calls, {"failed": failed, "cost_usd": cost}))
 
     progress(Step("starting the judges", 0, None))
-    with judge.open_endpoints([p.judge for p in plan.plans]) as endpoints:
-        progress(Step("judging", 0, plan.calls, {"failed": 0, "cost_usd": 0.0}))
-        summary = asyncio.run(judge.run_panel(plan.plans, endpoints, log, config.judge, max_cost, on_record,
+    with judge.open_endpoints([p.judge for p in live]) as endpoints:
+        progress(Step("judging", 0, live_calls, {"failed": 0, "cost_usd": 0.0}))
+        summary = asyncio.run(judge.run_panel(live, endpoints, log, config.judge, max_cost, on_record,
                                               run_id=run_id, stop=stop))
-    ran = [p.judge for p in plan.plans]
+    ran = [p.judge for p in live]
     current = judge.current_judgments(judge.records_frame(log.read().records), ran, config.prompt_versions())
-    return JudgeRunResult(plan, summary, run_id, study.judgments, judge.judge_warnings(current))
+    return JudgeRunResult(plan, summary, run_id, study.judgments, judge.judge_warnings(current), batches)
 
 
 @dataclass

@@ -37,14 +37,19 @@ def run(
 
     Every call is appended to DIR/judgments.jsonl. Finished items are never requested again; a
     killed run resumes where it stopped; failed items are retried up to [judge] max_attempts.
+
+    Judges with batch = true: their pending items are submitted as provider batches (recorded in
+    DIR/judge_batches.jsonl) and the command returns; run it again to collect finished batches.
     """
     ws = workspace(study_dir)
     if dry_run:
         plan = study.plan_judging(ws)
         console.print(dry_run_table(plan.lines))
-        for note in latency_notes(plan.lines):
+        for note in latency_notes(plan.lines) + batch_notes(plan.lines):
             console.print(note, markup=False, highlight=False)
         seconds = plan.seconds
+        if not any(line.calls for line in plan.lines if not line.batch):
+            return  # only batch judges have work: the note above says when it is done
         console.print(f"wall time (est.): {_duration(seconds)}" if seconds is not None else
                       "wall time: unknown until every judge has a measured or configured latency", highlight=False)
         return
@@ -66,7 +71,20 @@ def run(
     if result.plan.torn:
         err_console.print(f"note: {result.plan.torn} torn line(s) in {ws.judgments.name} (an earlier run was killed "
                           "mid-write); those calls were made again")
+    if result.batches.submitted or result.batches.recovered or result.batches.pending or result.batches.collected:
+        console.print(batch_table(result.batches))
+        if result.batches.collected:
+            console.print(f"collected {len(result.batches.collected)} batch(es): {result.batches.records:,} judgments "
+                          f"appended to {ws.judgments.name} ({result.batches.failed:,} failed, with their reasons)")
+        if result.batches.pending:
+            console.print(f"{len(result.batches.pending)} batch(es) still running; run `empathy judge run {study_dir}` "
+                          "again to collect them (nothing is submitted twice)")
+    if result.batches.held_by_budget:
+        console.print(f"{result.batches.held_by_budget:,} batch item(s) not submitted: at their most they would pass "
+                      f"--max-cost {max_cost:g} USD; run again with a higher cap to submit them")
     if result.summary is None:
+        if result.run_id is not None or result.batches.collected or result.batches.pending:
+            return  # only batches moved: the table above says what
         cached = sum(p.cached for p in result.plan.plans)
         gave_up = sum(p.gave_up for p in result.plan.plans)
         console.print(f"nothing to do: every item is judged ({cached:,} cached, {gave_up:,} given up after "
@@ -98,15 +116,42 @@ def dry_run_table(lines: list[judge.DryRunLine]) -> Table:
         table.add_column(column, justify="left" if column == "judge" else "right")
     for line in lines:
         cost = "unknown price" if line.cost_usd is None else f"{line.cost_usd:.4f} ({line.cost_usd_max:.4f})"
-        table.add_row(escape(line.judge), f"{line.calls:,}", f"{line.cached:,}", f"{line.gave_up:,}",
-                      f"{line.tokens_in:,}", f"{line.tokens_out:,}", cost, _duration(line.seconds))
+        table.add_row(escape(line.judge) + (" (batch)" if line.batch else ""), f"{line.calls:,}", f"{line.cached:,}",
+                      f"{line.gave_up:,}", f"{line.tokens_in:,}", f"{line.tokens_out:,}", cost,
+                      "≤ 24 h" if line.batch else _duration(line.seconds))
+    return table
+
+
+def batch_notes(lines: list[judge.DryRunLine]) -> list[str]:
+    return [f"{line.judge}: batch judge — {line.calls:,} calls in {line.batches} batch(es), priced at batch prices, "
+            f"done within the provider's window; {line.in_batch:,} calls already in uncollected batches"
+            for line in lines if line.batch]
+
+
+def batch_table(report: judge.BatchReport) -> Table:
+    table = Table(title="Batches", title_justify="left")
+    for column in ("judge", "batch", "requests", "status", "done", "failed"):
+        table.add_column(column, justify="left" if column in ("judge", "batch", "status") else "right")
+    seen = set()
+    for what, batches in (("submitted now", report.submitted), ("found at the provider (not resubmitted)",
+                                                                  report.recovered),
+                          ("collected", report.collected), ("running", report.pending)):
+        for batch in batches:
+            if batch.key in seen:
+                continue
+            seen.add(batch.key)
+            done = batch.collected["ok"] if batch.collected else batch.counts.get("completed")
+            failed = batch.collected["failed"] if batch.collected else batch.counts.get("failed")
+            status = batch.status if what == "running" and batch.status else what
+            table.add_row(escape(batch.judge.name), batch.batch_id or "–", f"{batch.requests:,}", escape(status),
+                          "–" if done is None else f"{done:,}", "–" if failed is None else f"{failed:,}")
     return table
 
 
 def latency_notes(lines: list[judge.DryRunLine]) -> list[str]:
     return [f"{line.judge}: latency from the {line.latency_from}" if line.seconds is not None else
             f"{line.judge}: no call measured yet — set latency = <seconds a call> in its [[judges]] table "
-            "for a time estimate" for line in lines if line.calls]
+            "for a time estimate" for line in lines if line.calls and not line.batch]
 
 
 def _duration(seconds: float | None) -> str:
