@@ -161,6 +161,10 @@ def classify_judges(study: Workspace, names: Collection[str] | None = None) -> l
     if unknown:
         raise judge.JudgeError(f"no judge named {unknown[0]!r} in the panel ({', '.join(panel) or 'empty'}): "
                                "the judge pass uses judges of the study's [[judges]] tables")
+    batched = [n for n in names if panel[n].batch]
+    if batched:  # the pass calls judges live; a batch judge would silently run at live prices
+        raise judge.JudgeError(f"judge {batched[0]!r} is a batch judge (batch = true): the judge pass calls its "
+                               "judges live — name a judge without batch = true")
     return [panel[n] for n in dict.fromkeys(names)]
 
 

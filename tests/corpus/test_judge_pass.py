@@ -111,6 +111,12 @@ def test_an_unknown_judge_is_named(tmp_path):
     assert [j.model for j in population.classify_judges(ws)] == ["local/smollm2"]  # the default
 
 
+def test_a_batch_judge_is_refused_for_the_live_pass(tmp_path):
+    ws = _study(tmp_path, '[[judges]]\nname = "bulk"\nmodel = "openai/gpt-4o-mini"\nbatch = true\n')
+    with pytest.raises(judge.JudgeError, match="'bulk' is a batch judge"):
+        population.classify_judges(ws, ["bulk"])
+
+
 def test_a_stale_verdict_file_is_refused(tmp_path):
     ws = _study(tmp_path)
     pd.DataFrame({"pair_id": ["p0"], "judges": [1], "yes": [1], "verdict": [True]}).to_parquet(
