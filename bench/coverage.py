@@ -65,7 +65,7 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
     p = successes / trials
     centre = (p + z**2 / (2 * trials)) / (1 + z**2 / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def turn_pairs() -> pd.DataFrame:
