@@ -65,7 +65,7 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
     p = successes / trials
     centre = (p + z**2 / (2 * trials)) / (1 + z**2 / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def turn_pairs() -> pd.DataFrame:
@@ -98,7 +98,7 @@ def summarise(frame: pd.DataFrame) -> str:
         reps = block["rep"].nunique()
         lines.append(f"\n{design} design, judge {judge}: {reps} replications")
         lines.append(f"{'estimator':34} {'coverage':>8} {'95 % CI of coverage':>20} {'mean bias':>9} {'RMSE':>6} "
-                     f"{'median width':>12} {'× gold-only':>11}")
+                     f"{'median width':>12} {'× gold-only':>11} {'reps':>5}")
         widths = {name: float(np.median(g["high"] - g["low"])) for name, g in block.groupby("estimator")}
         reference = widths.get("dr_gold_only ATE")
         for name, group in block.groupby("estimator", sort=False):
@@ -107,7 +107,7 @@ def summarise(frame: pd.DataFrame) -> str:
             error = group["estimate"] - group["truth"]
             ratio = f"{widths[name] / reference:.2f}" if reference else "–"
             lines.append(f"{name:34} {covered / len(group):8.2f} {f'[{low:.2f}, {high:.2f}]':>20} {error.mean():+9.3f} "
-                         f"{np.sqrt((error**2).mean()):6.3f} {widths[name]:12.3f} {ratio:>11}")
+                         f"{np.sqrt((error**2).mean()):6.3f} {widths[name]:12.3f} {ratio:>11} {len(group):5d}")
     return "\n".join(lines)
 
 
@@ -136,7 +136,7 @@ def main() -> None:
     started = time.perf_counter()
     for rep in range(args.first, args.first + args.reps):
         scored, truth = causal.simulate(chosen, score, seed=1_000 + rep, planted=planted)
-        gold_only = None
+        gold_only = true_labels = None
         for judge in judges:
             if judge == "none":
                 config = causal.CausalConfig(seed=rep, bootstrap=300, heterogeneity=False)
@@ -152,6 +152,13 @@ def main() -> None:
                 gold_only = gold_only or [r for r in rows if r["estimator"] == "dr_gold_only ATE"]
                 if "dr_gold_only" not in names:
                     rows += [{**r, "judge": judge} for r in gold_only]
+                if true_labels is None:  # reference: the same DR on the true labels of every pair
+                    reference = causal.estimate_effects(scored, causal.CausalConfig(seed=rep, estimators=["dr"],
+                                                                                    heterogeneity=False), embedder)
+                    true_labels = [{**r, "estimator": "dr_true_labels ATE"}
+                                   for r in records_of(reference, scored, truth, args.design, judge, rep)
+                                   if r["estimator"] == "dr ATE"]
+                rows += [{**r, "judge": judge} for r in true_labels]
             records += rows
             if args.out:
                 with args.out.open("a") as handle:
