@@ -54,7 +54,7 @@ def estimator(name: str):
     return register
 
 
-DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching"]
+DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching", "tmle"]
 PRIMARY = "dr_gold_corrected"  # pre-specified: the judge-error-corrected DR ATE (dr where no audit labels exist)
 
 
@@ -413,6 +413,8 @@ def _sensitivity(fit: Fit, rows: list[EffectRow]) -> dict:
                             "how": "Wilcoxon signed-rank on the bias-corrected matched-pair differences, worst-case "
                                    "p-value when hidden bias multiplies a pair's odds of treatment by up to Γ; "
                                    "pairs treated as independent (users ignored)"}
+    if "dr" not in c.estimators:
+        return out
     out["omitted_variable"] = {"method": "dr", **ovb(d.outcome, d.treatment, n.mu0, n.mu1,
                                                      n.clipped(c.propensity_clip), d.clusters),
                                "how": "Chernozhukov et al. (2022) bounds via econml's sensitivity_interval / RV on "
@@ -424,8 +426,7 @@ def refute_problem(fit: Fit) -> Problem:
     """The dr estimate's inputs, for refuters to alter and refit: the judge-label rows, the confounders
     the nuisances see, the same folds."""
     d, c = fit.data, fit.config
-    X = fit.features_all.for_sample(int(fit.arm_mask.sum()))[fit.arm_mask]
-    return Problem(X, d.treatment.astype(int), d.outcome, d.clusters, d.frame["model"].astype(str).to_numpy(),
+    return Problem(fit.features.for_sample, d.treatment.astype(int), d.outcome, d.clusters, d.frame["model"].astype(str).to_numpy(),
                    fit.folds_all[fit.arm_mask], c.nuisance, c.propensity_clip, c.seed)
 
 
@@ -543,7 +544,7 @@ def estimate_effects(
         say("sensitivity to unmeasured confounding")
         sensitivity = _sensitivity(fit, rows)
 
-    refuted = _refuters(fit) if config.refuters else {}
+    refuted = _refuters(fit) if config.refuters and "dr" in config.estimators else {}
 
     e, t = fit.nuisances.propensity, fit.data.treatment
     clip = config.propensity_clip
