@@ -54,7 +54,7 @@ def estimator(name: str):
     return register
 
 
-DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching", "tmle"]
+DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching"]
 PRIMARY = "dr_gold_corrected"  # pre-specified: the judge-error-corrected DR ATE (dr where no audit labels exist)
 
 
