@@ -118,6 +118,34 @@ def _ci(r) -> str:
     return text if r.interval_valid else text + " (does not cover)"
 
 
+def _dose_plot(result: EstimateResult) -> str:
+    """Partial-residual view of the continuous-treatment fit: attachment and empathy each with the
+    confounders partialled out; the line is the LinearDML effect per point."""
+    import matplotlib.pyplot as plt
+
+    arrays = result.arrays
+    empathy, t_res, y_res, theta = (arrays["dose_empathy"], arrays["dose_t_res"], arrays["dose_y_res"],
+                                    float(arrays["dose_theta"][0]))
+    levels = np.clip(np.round(empathy), 1, 7)
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    xs, ys, ns = [], [], []
+    for level in np.unique(levels):
+        at = levels == level
+        xs.append(t_res[at].mean())
+        ys.append(y_res[at].mean())
+        ns.append(int(at.sum()))
+    axis.scatter(xs, ys, s=[20 + 200 * n / max(ns) for n in ns], color="#1f4e79", zorder=3,
+                 label="mean per empathy score (size: pairs)")
+    for x, y, level in zip(xs, ys, np.unique(levels)):
+        axis.annotate(f"{level:g}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    grid = np.linspace(min(xs), max(xs), 10)
+    axis.plot(grid, theta * grid, color="#c0392b", label=f"LinearDML: {theta:+.3f} per point")
+    axis.set_xlabel("empathy, confounders partialled out (points)")
+    axis.set_ylabel("attachment, confounders partialled out")
+    axis.legend(fontsize=8)
+    return "<h3>Dose–response: empathy as a continuous treatment</h3>" + _png(figure)
+
+
 def _gold_section(result: EstimateResult) -> str:
     gold = result.gold
     if not gold:
@@ -175,6 +203,8 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
          for r in result.rows],
     ))
     parts.append(_forest_plot(result))
+    if "dose_theta" in result.arrays:
+        parts.append(_dose_plot(result))
     parts.append("<p class='note'>★ the pre-specified primary estimate. SEs are clustered on the user (pairs of one "
                  "user are not independent). Matching intervals come from a bootstrap of matched pairs that resamples "
                  "connected components of the treated-user/control-user graph (the matching itself, and for "
@@ -194,6 +224,10 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
     parts.append(f"<h2>Overlap</h2><p>{overlap['clipped']} propensities clipped; {overlap['trimmed']} units "
                  "outside the trimming band. The propensity shown is the one every estimate uses.</p>"
                  + _overlap_plot(result))
+    if result.sensitivity:
+        parts.append(_sensitivity_section(result.sensitivity))
+    if result.refuters:
+        parts.append(_refuter_section(result.refuters))
     if hte:
         parts.append(_heterogeneity_section(hte) + _cate_plot(result))
         for name, table in hte["by"].items():
@@ -202,6 +236,66 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
         ["", "value"], [[k, v] for k, v in _flatten(provenance).items()]))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _sensitivity_section(block: dict) -> str:
+    parts = ["<h2>Sensitivity to unmeasured confounding</h2>"]
+    rows = [[method, v["standardised_effect"], v["risk_ratio"], v["e_value"], v["e_value_ci"]]
+            for method, v in block["e_value"].items() if method != "how"]
+    if rows:
+        parts.append("<h3>E-values</h3>" + _table(["estimate", "effect ÷ SD", "≈ risk ratio", "E-value",
+                                                    "E-value of the CI limit"], rows)
+                     + f"<p class='note'>{html.escape(block['e_value']['how'])}. An unmeasured confounder associated "
+                     "with both treatment and attachment by a risk ratio of the E-value each could explain the "
+                     "estimate away; weaker ones could not.</p>")
+    ros = block.get("rosenbaum")
+    if ros:
+        gamma = ("not significant even without hidden bias (Γ = 1)" if ros["gamma_max"] is None
+                 else f"significant (p < {ros['level']:g}) up to Γ = {ros['gamma_max']:.2f}")
+        parts.append(f"<h3>Rosenbaum bounds ({html.escape(ros['method'])}, {ros['pairs']} pairs)</h3>"
+                     + _table(["Γ", "worst-case one-sided p"], [[g, p] for g, p in ros["p_upper"].items()])
+                     + f"<p>The matched effect is {gamma}. <span class='note'>{html.escape(ros['how'])}.</span></p>")
+    ovb = block.get("omitted_variable")
+    if ovb and ovb.get("robustness_value") is None:
+        parts.append(f"<h3>Omitted-variable bounds of the DR ATE</h3><p>Not computed: {html.escape(ovb['reason'])}.</p>")
+    elif ovb:
+        parts.append("<h3>Omitted-variable bounds of the DR ATE</h3>"
+                     f"<p>Robustness value {ovb['robustness_value']:.3f} (point estimate reaches 0), "
+                     f"{ovb['robustness_value_ci']:.3f} (the 95 % interval reaches 0): a confounder explaining that "
+                     "share of both the outcome's residual variation and the treatment's (Riesz representer's) "
+                     "variation would be enough.</p>"
+                     + _table(["c_y = c_t", "bound low", "bound high", "CI low", "CI high"],
+                              [[b["c_y"], b["theta_low"], b["theta_high"], b["ci_low"], b["ci_high"]]
+                               for b in ovb["bounds"]])
+                     + _contour_plot(ovb) + f"<p class='note'>{html.escape(ovb['how'])}.</p>")
+    return "\n".join(parts)
+
+
+def _contour_plot(ovb: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    contour = ovb["contour"]
+    cy, ct, bound = np.array(contour["c_y"]), np.array(contour["c_t"]), np.array(contour["bound"])
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    filled = axis.contourf(ct, cy, bound, levels=15, cmap="RdBu")
+    figure.colorbar(filled, ax=axis, label=f"{contour['side']} bound of the ATE")
+    if bound.min() < 0 < bound.max():
+        zero = axis.contour(ct, cy, bound, levels=[0], colors="k", linewidths=1.5)
+        axis.clabel(zero, fmt="0")
+    rv = ovb["robustness_value"]
+    axis.plot([rv], [rv], "k*", ms=10, label=f"robustness value {rv:.3f}")
+    axis.set_xlabel("c_t: confounder's share of the treatment's (Riesz) variation")
+    axis.set_ylabel("c_y: share of the outcome's residual variation")
+    axis.legend(loc="upper right", fontsize=8)
+    return _png(figure)
+
+
+def _refuter_section(refuters: dict) -> str:
+    lines = "".join(f"<li><b>{html.escape(name.replace('_', ' '))}</b>: {html.escape(r['verdict'])} — "
+                    f"{html.escape(r['summary'])}</li>" for name, r in refuters.items() if isinstance(r, dict))
+    return (f"<h2>Refuters of {html.escape(str(refuters.get('of', 'dr · ATE')))}</h2><ul>{lines}</ul>"
+            "<p class='note'>Each refuter refits the cross-fitted nuisances on altered data. Which run is set by "
+            "<code>[causal] refuters</code> in study.toml.</p>")
 
 
 def _heterogeneity_section(hte: dict) -> str:

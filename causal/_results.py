@@ -85,6 +85,8 @@ class EstimateResult:
     matched_pairs: pd.DataFrame  # method, treated_pair_id, control_pair_id, distance
     arrays: dict[str, np.ndarray]  # per-unit values for the report's plots (not written to JSON)
     provenance: dict = field(default_factory=dict)
+    sensitivity: dict = field(default_factory=dict)  # E-value, Rosenbaum Γ, omitted-variable bounds
+    refuters: dict = field(default_factory=dict)  # name → {verdict, ...}
 
     def row(self, method: str, estimand: str = "ATE", weighted: bool = False) -> EffectRow:
         for r in self.rows:
@@ -115,5 +117,7 @@ class EstimateResult:
             "overlap": self.overlap,
             "matching": self.matching,
             "hte": self.hte,
+            "sensitivity": self.sensitivity,
+            "refuters": self.refuters,
             "provenance": self.provenance,
         }

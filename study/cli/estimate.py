@@ -34,6 +34,24 @@ def print_warnings(result: causal.EstimateResult) -> None:
         console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
+def print_robustness(result: causal.EstimateResult) -> None:
+    """One line of sensitivity, one per refuter (the numbers are in estimates.json and the report)."""
+    block = result.sensitivity
+    parts = []
+    if "dr" in block.get("e_value", {}):
+        parts.append(f"E-value of dr {block['e_value']['dr']['e_value']:.2f} (CI {block['e_value']['dr']['e_value_ci']:.2f})")
+    if block.get("rosenbaum"):
+        gamma = block["rosenbaum"]["gamma_max"]
+        parts.append("matching significant up to Γ = " + (f"{gamma:.2f}" if gamma else "– (not at Γ = 1)"))
+    if block.get("omitted_variable", {}).get("robustness_value_ci") is not None:
+        parts.append(f"robustness value {block['omitted_variable']['robustness_value_ci']:.3f}")
+    if parts:
+        console.print("sensitivity: " + "; ".join(parts), highlight=False)
+    for name, r in result.refuters.items():
+        if isinstance(r, dict):
+            console.print(f"refuter {name.replace('_', ' ')}: {r['verdict']} — {escape(r['summary'])}", highlight=False)
+
+
 @user_errors
 def estimate(
     pairs: Annotated[Path, typer.Argument(help="A study directory (its scored_pairs.parquet), or any Parquet/CSV "
@@ -70,6 +88,7 @@ def estimate(
     with progress_display() as progress:
         result = study.estimate(path, out, config, progress)
     console.print(results_table(result))
+    print_robustness(result)
     if result.gold.get("summary"):
         console.print(result.gold["summary"], highlight=False)
     print_warnings(result)

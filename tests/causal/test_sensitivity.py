@@ -1,0 +1,98 @@
+"""Sensitivity to unmeasured confounding: E-values against VanderWeele & Ding's worked numbers,
+Rosenbaum bounds against scipy's signed-rank test, omitted-variable bounds against econml's own
+sensitivity values (the end-to-end run on real text is in test_planted_effect.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from econml.validate.sensitivity_analysis import dr_sensitivity_values, sensitivity_interval
+from scipy import stats
+
+from empathy_study.causal import _sensitivity as sensitivity
+
+
+def test_e_value_reproduces_the_published_worked_example():
+    """VanderWeele & Ding (2017): RR 3.9 (95 % CI 1.8–8.7) has E-value 7.26, its lower limit 3.0."""
+    assert sensitivity.e_value_rr(3.9) == pytest.approx(3.9 + np.sqrt(3.9 * 2.9))
+    assert sensitivity.e_value_rr(3.9) == pytest.approx(7.26, abs=0.005)
+    assert sensitivity.e_value_rr(1.8) == pytest.approx(3.0, abs=1e-12)
+    assert sensitivity.e_value_rr(1 / 3.9) == pytest.approx(sensitivity.e_value_rr(3.9))  # protective: 1/RR
+
+
+def test_e_value_of_a_mean_difference_uses_the_standardised_effect():
+    # d = 1.0 / 2.0 = 0.5 → RR = exp(0.455) = 1.5762 → E = RR + √(RR (RR − 1)) = 2.529 (worked by hand).
+    out = sensitivity.e_value(1.0, (0.6, 1.4), sd=2.0)
+    assert out["standardised_effect"] == 0.5
+    assert out["e_value"] == pytest.approx(2.529, abs=5e-4)
+    # the lower limit 0.6 → d 0.3 → RR exp(0.273) = 1.3139 → 1.3139 + √(1.3139 · 0.3139) = 1.956
+    assert out["e_value_ci"] == pytest.approx(1.956, abs=5e-4)
+    assert sensitivity.e_value(-1.0, (-1.4, -0.6), sd=2.0)["e_value"] == pytest.approx(out["e_value"])
+    assert sensitivity.e_value(0.3, (-0.1, 0.7), sd=2.0)["e_value_ci"] == 1.0
+
+
+@pytest.mark.parametrize("shift", [0.3, -0.4])
+def test_gamma_one_is_scipys_signed_rank_test(shift):
+    """Integer differences with ties and zeros, as attachment differences have."""
+    d = np.round(np.random.default_rng(3).normal(shift, 1.5, 180))
+    assert (d == 0).any() and len(np.unique(np.abs(d))) < len(d)
+    for alternative in ("greater", "less"):
+        expected = stats.wilcoxon(d, method="approx", alternative=alternative).pvalue
+        assert sensitivity.signed_rank_bound(d, 1.0, alternative) == pytest.approx(expected, rel=1e-10)
+
+
+def test_rosenbaum_bound_grows_with_gamma_and_gamma_max_is_where_it_crosses_the_level():
+    d = np.random.default_rng(4).normal(0.5, 1.0, 150)
+    out = sensitivity.rosenbaum(d)
+    p = list(out["p_upper"].values())
+    assert p == sorted(p) and p[0] < 0.05 < p[-1]
+    assert out["alternative"] == "greater" and out["gamma_max"] > 1
+    assert sensitivity.signed_rank_bound(d, out["gamma_max"] * 0.99) < 0.05 < \
+        sensitivity.signed_rank_bound(d, out["gamma_max"] * 1.01)
+    assert sensitivity.rosenbaum(np.random.default_rng(5).normal(0, 1, 150))["gamma_max"] is None  # no effect
+
+
+def test_ovb_parameters_are_econmls_with_a_clustered_covariance():
+    rng = np.random.default_rng(6)
+    n = 400
+    x = rng.normal(size=n)
+    e = 1 / (1 + np.exp(-x))
+    t = (rng.random(n) < e).astype(int)
+    y = x + 0.5 * t + rng.normal(size=n)
+    theta, sigma, nu, cov = sensitivity.ovb_params(y, t, x, x + 0.5, e, np.arange(n))
+    p = np.column_stack([1 - e, e])
+    corrected = np.column_stack([x, x + 0.5]) + np.column_stack([t == 0, t == 1]) * (y[:, None] - np.column_stack([x, x + 0.5])) / p
+    reference = dr_sensitivity_values(y, t[:, None].astype(float), corrected, p)
+    psi = x + 0.5 - x + t * (y - x - 0.5) / e - (1 - t) * (y - x) / (1 - e)
+    assert theta == pytest.approx(psi.mean()) == pytest.approx(reference.theta[0])
+    assert (sigma, nu) == pytest.approx((reference.sigma[0], reference.nu[0]))
+    assert cov == pytest.approx(reference.cov[0] * n / (n - 1))  # one unit per cluster: only the G/(G−1) factor
+    # Pairs of units sharing a user: the clustered variance of θ differs from the independent one.
+    assert sensitivity.ovb_params(y, t, x, x + 0.5, e, np.arange(n) // 2)[3][0, 0] != pytest.approx(cov[0, 0])
+
+
+def _bound(fit, c_y, c_t):
+    """The bias bound around the point estimate (no sampling error: interval_type "theta")."""
+    return sensitivity_interval(fit["theta"], fit["sigma2"], fit["nu2"], np.zeros((3, 3)), 0.05, c_y, c_t, 1.0,
+                                interval_type="theta")
+
+
+@pytest.mark.parametrize("effect", [0.0, 0.5])
+def test_robustness_value_is_zero_without_an_effect_and_where_the_bound_reaches_zero_with_one(effect):
+    rng = np.random.default_rng(7)
+    n = 2_000
+    x = rng.normal(size=n)
+    e = 1 / (1 + np.exp(-x))
+    t = (rng.random(n) < e).astype(int)
+    y = x + effect * t + rng.normal(size=n)
+    fit = sensitivity.ovb(y, t, x, x + effect, e, np.arange(n) // 4)
+    if effect == 0:
+        assert fit["robustness_value_ci"] == 0  # its interval already covers 0
+        return
+    rv, rv_point = fit["robustness_value_ci"], fit["robustness_value"]
+    assert 0 < rv < rv_point < 1
+    assert _bound(fit, rv, rv)[0] > 0  # at the interval's RV the point bound is still above 0 …
+    assert _bound(fit, rv_point, rv_point)[0] == pytest.approx(0, abs=1e-4)  # … at the point RV it is 0
+    low = {b["c_y"]: b["ci_low"] for b in fit["bounds"]}
+    assert list(low.values()) == sorted(low.values(), reverse=True)  # stronger confounding, wider bounds
+    assert np.array(fit["contour"]["bound"])[0, 0] == pytest.approx(fit["theta"])
