@@ -21,12 +21,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "2")
+# bench/ holds a script named coverage.py: take this folder off the path, or numba's `import coverage`
+# (through econml) finds that script instead of the coverage package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
@@ -102,12 +106,23 @@ def main() -> None:
     parser.add_argument("--fidelity-n", type=int, default=3_000, help="distinct prompts in the fidelity check")
     parser.add_argument("--recovery-n", type=int, default=3_000, help="pairs in the planted study")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parts", default="throughput,fidelity,recovery", help="which measurements to run")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     pairs = real_turn_pairs()
     prompts = pairs["prompt"].astype(str).drop_duplicates().sample(frac=1.0, random_state=args.seed).tolist()
     print(f"{len(pairs):,} real turn-pairs, {len(prompts):,} distinct prompts")
 
+    if "throughput" in parts:
+        report_throughput(prompts, args)
+    if "fidelity" in parts:
+        report_fidelity(prompts, args)
+    if "recovery" in parts:
+        report_recovery(pairs, args)
+
+
+def report_throughput(prompts: list[str], args) -> None:
     fast_rates = throughput("fast", prompts[:args.fast_n], args.rounds)
     minilm_rates = throughput("minilm", prompts[:args.minilm_n], args.rounds)
     fast, slow = statistics.median(fast_rates), statistics.median(minilm_rates)
@@ -119,12 +134,18 @@ def main() -> None:
     print(f"  ratio fast / minilm: {fast / slow:,.0f}×; 144,000 prompts: minilm ≈ {144_000 / slow / 60:,.0f} min, "
           f"fast ≈ {144_000 / fast:,.0f} s")
 
+
+
+def report_fidelity(prompts: list[str], args) -> None:
     sample = prompts[:args.fidelity_n]
     reference = causal.Embedder().embed(sample)  # the user's MiniLM cache: only new prompts are embedded
     figures = fidelity(reference, causal.Embedder(embedding="fast").embed(sample))
     print(f"fidelity on {len(sample):,} distinct prompts ({figures['pairs']:,} pairs): Spearman ρ of cosine "
           f"distances {figures['spearman']:.3f}; 10-nearest-neighbour overlap {figures['knn_overlap']:.3f}")
 
+
+
+def report_recovery(pairs: pd.DataFrame, args) -> None:
     print(f"planted-effect recovery, {args.recovery_n:,} pairs (scores planted through MiniLM), study.estimate:")
     for row in recovery(pairs, args.recovery_n, args.seed):
         print(f"  {row['embedding']:6s} {row['method']:22s} {row['estimand']:12s} {row['estimate']:+.3f} "

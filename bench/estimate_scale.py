@@ -10,8 +10,9 @@ registered estimator runs, the judge-error correction included.
 
 Timed: the estimate alone (reading the file, embedding with an empty cache, nuisances, every
 estimator, the forest, writing the four outputs), each step from its first progress report to
-the next step's; the last step includes writing the outputs. Peak RSS is the process's high-water
-mark (the preparation included). Target: < 5 min wall, < 6 GB peak.
+the next step's; the last step includes writing the outputs. CPU seconds (every thread of this
+process) stand beside wall seconds: on a shared machine they say what a step costs. Peak RSS is
+the process's high-water mark (the preparation included). Target: < 5 min wall, < 6 GB peak.
 
 Usage: nice .venv/bin/python bench/estimate_scale.py [--pairs 144000] [--embedding fast]
 """
@@ -21,10 +22,14 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+# bench/ holds a script named coverage.py: take this folder off the path, or numba's `import coverage`
+# (through econml) finds that script instead of the coverage package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
@@ -59,18 +64,21 @@ def recycle(pairs: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 class StepClock:
-    """Seconds per progress step: from a step's first report to the next step's first report."""
+    """Wall and CPU seconds per progress step: from a step's first report to the next step's first report.
+
+    CPU seconds (this process, every thread) say what a step costs whatever else the machine runs."""
 
     def __init__(self):
-        self.starts: list[tuple[str, float]] = [("reading and preparing the pairs", time.perf_counter())]
+        self.starts: list[tuple[str, float, float]] = [
+            ("reading and preparing the pairs", time.perf_counter(), time.process_time())]
 
     def __call__(self, step: study.Step) -> None:
         if step.name != self.starts[-1][0]:
-            self.starts.append((step.name, time.perf_counter()))
+            self.starts.append((step.name, time.perf_counter(), time.process_time()))
 
-    def table(self, end: float) -> list[tuple[str, float]]:
-        bounds = [t for _, t in self.starts[1:]] + [end]
-        return [(name, stop - start) for (name, start), stop in zip(self.starts, bounds)]
+    def table(self) -> list[tuple[str, float, float]]:
+        bounds = [(wall, cpu) for _, wall, cpu in self.starts[1:]] + [(time.perf_counter(), time.process_time())]
+        return [(name, stop[0] - wall, stop[1] - cpu) for (name, wall, cpu), stop in zip(self.starts, bounds)]
 
 
 def peak_rss_gb() -> float:
@@ -109,16 +117,19 @@ def main() -> None:
         scored.to_parquet(path)
         config = causal.CausalConfig(embedding=args.embedding, seed=args.seed)
         clock = StepClock()
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         result = study.estimate(path, Path(tmp) / "estimates", config, clock)
-        wall = time.perf_counter() - began
+        steps = clock.table()
+        wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
         sizes = {p.name: p.stat().st_size for p in (Path(tmp) / "estimates").iterdir()}
 
     print(f"study.estimate on {len(scored):,} pairs, embedding {args.embedding!r} "
           f"({result.provenance['embeddings']['embedded_now']:,} texts embedded):")
-    for name, seconds in clock.table(began + wall):
-        print(f"  {seconds:7.1f} s  {name}")
-    print(f"  {wall:7.1f} s  in all (target < 300 s); peak RSS {peak_rss_gb():.2f} GB (target < 6 GB)")
+    print(f"  {'wall s':>8s} {'CPU s':>8s}  step")
+    for name, seconds, cpu_seconds in steps:
+        print(f"  {seconds:8.1f} {cpu_seconds:8.1f}  {name}")
+    print(f"  {wall:8.1f} {cpu:8.1f}  in all (target < 300 s wall); peak RSS {peak_rss_gb():.2f} GB (target < 6 GB); "
+          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  outputs: {', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in sorted(sizes.items()))}")
     rule = causal.TreatmentRule()
     for row in result.rows:
