@@ -75,6 +75,9 @@ class StepClock:
     def __call__(self, step: study.Step) -> None:
         if step.name != self.starts[-1][0]:
             self.starts.append((step.name, time.perf_counter(), time.process_time()))
+            _, wall, cpu = self.starts[0]
+            print(f"  [{time.perf_counter() - wall:7.1f} s wall, {time.process_time() - cpu:7.1f} s CPU, "
+                  f"{peak_rss_gb():.2f} GB peak] {step.name}", flush=True)  # a cut run still says how far it got
 
     def table(self) -> list[tuple[str, float, float]]:
         bounds = [(wall, cpu) for _, wall, cpu in self.starts[1:]] + [(time.perf_counter(), time.process_time())]
@@ -104,7 +107,7 @@ def main() -> None:
     scored, truth = simulate(pairs, score, args.seed)
     scored = causal.judge_labels(scored, truth, causal.JudgeNoise(), audit_rate=args.audit_rate, seed=args.seed)
     print(f"{len(real):,} real turn-pairs recycled to {len(scored):,} semi-synthetic pairs "
-          f"({args.audit_rate:.0%} audited) in {time.perf_counter() - start:.0f} s")
+          f"({args.audit_rate:.0%} audited) in {time.perf_counter() - start:.0f} s", flush=True)
 
     models = cache_dir() / "models"
     with tempfile.TemporaryDirectory() as tmp:
