@@ -22,6 +22,8 @@ export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 setup: $(STAMP)
 
+# Setup also distils the fast prompt embedding from the packaged MiniLM into the cache folder (once per
+# machine, a few minutes; `[causal] embedding = "fast"` would otherwise build it on first use).
 # constraints.txt pins every package to the versions the tests last passed with (`make lock` refreshes it):
 # a fresh machine installs those, not whatever was released that morning.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
@@ -30,6 +32,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --upgrade pip && \
 	$(BIN)/pip install torch==2.13.0 && \
 	$(BIN)/pip install -c $(CONSTRAINTS) -e '.[test]' && \
+	$(BIN)/python -m empathy_study.causal._static && \
 	touch $@ && \
 	echo "setup: $$(( $$(date +%s) - start )) s"
 

@@ -46,7 +46,7 @@ def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress:
     """Every estimator on one scored-pairs table; the four outputs written into `out`."""
     pairs, recorded = read_scored_pairs(pairs_path)
     semisynthetic = bool(pairs.get("semisynthetic", pd.Series(dtype=bool)).any())
-    embedder = causal.Embedder()
+    embedder = causal.Embedder(embedding=config.embedding)
     result = causal.estimate_effects(pairs, config, embedder,
                                      progress=lambda step, done, total: progress(Step(step, done, total)))
     result.provenance = provenance(
@@ -56,7 +56,7 @@ def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress:
         prompt_versions=recorded.get("prompt_versions", {}),
         config=config.model_dump(),
         upstream=recorded,
-        embeddings={"model": causal.default_cache_dir().name, "embedded_now": embedder.embedded},
+        embeddings={"embedding": embedder.embedding, "model": embedder.model_name, "embedded_now": embedder.embedded},
         semisynthetic=semisynthetic,
         validation=validation_note(recorded),  # one line: validated by which calibration lock, or never
     )
