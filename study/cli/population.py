@@ -56,6 +56,10 @@ def classify(
     c = result.counts
     console.print(f"judge pass: {c['kept']:,} of {c['judged']:,} judged candidates socio-emotional "
                   f"({c['unjudged']:,} not judged yet) → {', '.join(str(p) for p in result.written)}")
+    if any(p.judge.model.startswith("local/") for p in result.plan.plans):
+        err_console.print("warning: the embedded judge classifies poorly — on the committed audit the two passes "
+                          "together recalled 0.25 against the cheap pass's 0.61 (README); name a capable panel judge "
+                          "with --judge or [corpus] judges")
 
 
 audit_app = typer.Typer(help="Measure the population filter: a stratified, labelled audit sample of an unfiltered frame.",
