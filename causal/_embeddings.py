@@ -88,7 +88,9 @@ class Embedder:
             else:
                 path = minilm_path()  # sets the offline variables first
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
 
+                transformers_logging.disable_progress_bar()  # its "Loading weights" bar broke our own progress lines
                 self._model = SentenceTransformer(str(path), device=device())
         return self._model
 
