@@ -165,7 +165,7 @@ def _gold_section(result: EstimateResult) -> str:
                          "worth (human-labelled pairs)"], rows))
     sentence = gold.get("summary")
     if sentence:
-        parts.append(f"<p><b>{html.escape(sentence)}</b></p>")
+        parts.append(f"<p><b>{html.escape(sentence, quote=False)}</b></p>")  # text, not an attribute: keep its apostrophes
     parts.append(f"<p class='note'>Audit: {gold['audited']} pairs labelled of {gold['expected_audited']:.0f} expected "
                  f"(response {gold['response_rate']:.0%}); {gold['audited_in_arm']} in an arm by their human labels. "
                  f"{html.escape(gold['gold_rule'])}. {html.escape(gold['judge_missing'])}.</p>")

@@ -105,8 +105,11 @@ def test_bad_inputs_exit_1_with_one_line(tmp_path):
 
 def test_warnings_reach_the_terminal_and_the_report(scored_file, tmp_path):
     """A caliper no pair meets: the matching rows stay (not estimated) and say why, on screen and in the report."""
+    # recycled real text repeats some prompts ("continue"), and identical prompts are at distance 0
+    distinct = pd.read_parquet(scored_file).drop_duplicates("prompt")
+    distinct.to_parquet(tmp_path / "distinct.parquet")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["estimate", str(scored_file), "--out", str(out), "--caliper", "0.0001",
+    result = runner.invoke(app, ["estimate", str(tmp_path / "distinct.parquet"), "--out", str(out), "--caliper", "0.0001",
                                  "--bootstrap", "100"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     payload = json.loads((out / "estimates.json").read_text())
