@@ -139,7 +139,7 @@ class SocioEmotionalProject:
                 if answer is None:
                     pulled.unparsed += 1
                     continue
-                rows.append({"pair_id": pair_id, "annotator": pseudonym(annotation.get("completed_by"), salt),
+                rows.append({"pair_id": pair_id, "annotator": pseudonym(f"user-{annotation.get('completed_by')}", salt),
                              "socio_emotional": answer, "annotation_id": int(annotation["id"]),
                              "updated_at": annotation.get("updated_at")})
         pulled.labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)

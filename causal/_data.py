@@ -33,7 +33,9 @@ class TreatmentRule:
 
     def assign(self, empathy: pd.Series) -> pd.Series:
         """1 treated, 0 control, NaN excluded (or unscored)."""
-        return pd.Series(np.select([empathy >= self.high, empathy <= self.low], [1.0, 0.0], np.nan), index=empathy.index)
+        # plain floats: a nullable column (pd.NA where unlabelled) makes its comparisons masked arrays
+        values = pd.to_numeric(empathy, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        return pd.Series(np.select([values >= self.high, values <= self.low], [1.0, 0.0], np.nan), index=empathy.index)
 
 
 @dataclass

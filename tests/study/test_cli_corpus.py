@@ -44,13 +44,13 @@ def test_build_then_sample_from_wildchat(tmp_path):
     assert built.exit_code == 0, built.output
     assert "deduplicated" in built.output
     funnel = json.loads((study / "funnel.json").read_text())
-    assert funnel["source"] == "wildchat" and funnel["stages"][-1]["rows"] == 4
+    assert funnel["source"] == "wildchat" and funnel["stages"][-1]["rows"] == 6  # as tests/corpus/test_wildchat_build.py counts them
     sampled = invoke("corpus", "sample", str(study), "--n", "3", "--seed", "1")
     assert sampled.exit_code == 0, sampled.output
     sample = pd.read_parquet(study / "sample.parquet")
     assert len(sample) == 3 and sample["inclusion_prob"].between(0, 1).all()
     design = json.loads((study / "sample.json").read_text())
-    assert design["seed"] == 1 and design["population"] == 4
+    assert design["seed"] == 1 and design["population"] == 6
 
 
 def test_bad_input_is_one_line_and_exit_1(tmp_path):
@@ -76,4 +76,4 @@ def test_bad_config_names_the_field(tmp_path):
     data.mkdir()
     write_shard(list(fixture_rows().values()), data / "a.parquet")
     result = invoke("corpus", "build", "--source", "wildchat", "--input", str(data), "--out", str(study))
-    assert result.exit_code == 1 and "sample.topics" in result.output
+    assert result.exit_code == 1 and "[sample]: topics" in result.output
