@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --upgrade pip && \
 	$(BIN)/pip install torch==2.13.0 && \
 	$(BIN)/pip install -c $(CONSTRAINTS) -e '.[test]' && \
-	$(BIN)/python -m empathy_study.causal._static && \
+	$(BIN)/python -c 'from empathy_study.causal import _static; _static.load_static_model(); print("static embedding model:", _static.static_model_dir())' && \
 	touch $@ && \
 	echo "setup: $$(( $$(date +%s) - start )) s"
 

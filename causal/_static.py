@@ -87,7 +87,3 @@ def load_static_model():
     if not (path / "model.safetensors").exists():
         distill(path)
     return StaticModel.from_pretrained(str(path), normalize=True)
-
-
-if __name__ == "__main__":  # `python -m empathy_study.causal._static`: build the model ahead of use
-    print(load_static_model().embedding.shape, static_model_dir())
