@@ -1,6 +1,7 @@
 """Causal stage: scored pairs → matching and doubly robust estimates with intervals, balance, heterogeneity,
 and the judge-error correction from the blind audit sample."""
 
+from . import _learners  # noqa: F401  (registers x_learner and causal_forest_dml)
 from ._data import Audit, TreatmentRule, prepare
 from ._embeddings import Embedder, EmbeddingCache, default_cache_dir
 from ._errors import CausalError

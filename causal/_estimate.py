@@ -617,7 +617,8 @@ def _linear_dml(fit: Fit) -> list[EffectRow]:
     theta = float(model.intercept_)  # no effect modifiers: one constant effect per point
     clusters = np.unique(a.clusters[scored], return_inverse=True)[1]
     se = clustered_se(t_res * (y_res - theta * t_res) / np.sum(t_res**2), clusters)
-    fit.extra_arrays = {"dose_empathy": t, "dose_t_res": t_res, "dose_y_res": y_res, "dose_theta": np.array([theta])}
+    fit.extra_arrays = {**getattr(fit, "extra_arrays", {}), "dose_empathy": t, "dose_t_res": t_res, "dose_y_res": y_res,
+                        "dose_theta": np.array([theta])}
     return [_row("linear_dml", "per_point", theta, se, int(scored.sum()), cluster_shape(clusters),
                  note="effect of one point of empathy (1–7, continuous) on attachment; econml LinearDML, "
                       "partialling out the confounders; all scored pairs, the excluded band included")]

@@ -146,6 +146,20 @@ def _dose_plot(result: EstimateResult) -> str:
     return "<h3>Dose–response: empathy as a continuous treatment</h3>" + _png(figure)
 
 
+def _forest_dose_plot(result: EstimateResult) -> str:
+    """How the per-point effect of the continuous-treatment forest varies over the pairs."""
+    import matplotlib.pyplot as plt
+
+    theta = result.arrays["dose_forest_theta"]
+    figure, axis = plt.subplots(figsize=(8, 3))
+    axis.hist(theta, bins=50, color="#8e44ad")
+    axis.axvline(0, color="#999", lw=1)
+    axis.axvline(theta.mean(), color="#c0392b", lw=1.5, label=f"mean {theta.mean():+.3f} per point")
+    axis.set_xlabel("CausalForestDML: effect of one point of empathy for each pair (attachment points)")
+    axis.legend(fontsize=8)
+    return "<h3>Per-point effect across pairs (continuous treatment, causal forest)</h3>" + _png(figure)
+
+
 def _gold_section(result: EstimateResult) -> str:
     gold = result.gold
     if not gold:
@@ -205,12 +219,14 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
     parts.append(_forest_plot(result))
     if "dose_theta" in result.arrays:
         parts.append(_dose_plot(result))
+    if "dose_forest_theta" in result.arrays:
+        parts.append(_forest_dose_plot(result))
     parts.append("<p class='note'>★ the pre-specified primary estimate. SEs are clustered on the user (pairs of one "
                  "user are not independent). Matching intervals come from a bootstrap of matched pairs that resamples "
                  "connected components of the treated-user/control-user graph (the matching itself, and for "
                  "<code>_bc</code> rows the control-outcome model, held fixed). Plain matching rows are left out of "
                  "the forest plot: their intervals ignore the imbalance a prompt caliper leaves and do not cover "
-                 "(bench/coverage.py). Weighted rows weight by 1 / inclusion probability.</p>")
+                 "(bench/estimator_coverage.py). Weighted rows weight by 1 / inclusion probability.</p>")
     parts.append(_gold_section(result))
     if result.matching:
         match_rows = [[name, m["distance"], m["caliper"], m["pairs"], m["unmatched_treated"], m["mean_distance"]]

@@ -3,7 +3,7 @@
 The simulated scores stand for the human labels, revealed on a random 20 % audit sample; a
 simulated judge labels every pair (treatment misread on 8 % of pairs, more on personal prompts;
 attachment over-read). Fixed seeds: each assertion is deterministic; coverage over many
-replications is bench/coverage.py's job.
+replications is bench/estimator_coverage.py's job.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_too_few_audited_pairs_give_a_row_that_says_so(study):
 def test_the_truth_the_bench_scores_against_is_what_oracle_weighting_recovers(study, design):
     """The generator's truth, checked without any fitted model: with the true propensities, inverse-
     probability weighting of the observed outcomes is unbiased for the average effect over pairs whose
-    true empathy is in an arm (the target of bench/coverage.py's gold rows). Whole users are sampled,
+    true empathy is in an arm (the target of bench/estimator_coverage.py's gold rows). Whole users are sampled,
     as the bench does for the non-linear design, so user effects are shared within clusters.
 
     This is what showed that the non-linear design's +0.35 bias of the gold rows is the linear

@@ -1,7 +1,7 @@
 """The estimators on a semi-synthetic study: real ShareGPT text, simulated scores, a planted effect.
 
 Fixed seed, so each assertion is deterministic; coverage over many replications is measured in
-bench/coverage.py, not here.
+bench/estimator_coverage.py, not here.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_dr_recovers_the_planted_ate_and_naive_does_not(planted):
 @pytest.mark.parametrize("method", ["matching_greedy", "matching_optimal"])
 def test_matching_removes_most_of_the_confounding_of_the_treated_it_keeps(planted, method):
     """Semantic matching under-adjusts when confounding is spread over many embedding directions:
-    over 100 replications (bench/coverage.py) its mean bias was +0.32 against the ATT of the units it
+    over 100 replications (bench/estimator_coverage.py) its mean bias was +0.32 against the ATT of the units it
     kept, versus +1.07 for the naive difference. Asserted here: it lands near that truth and removes
     at least half of the naive bias."""
     _, truth, result, _ = planted

@@ -20,7 +20,7 @@ Reports, per estimator, the share of intervals that contain the truth it targets
 appended to `--out` (JSON lines) as it finishes, so a cut run keeps what it did; `--summarise FILE`
 prints the table of a finished or partial run.
 
-Usage: nice python bench/coverage.py --design planted --judge good,poor --reps 200 --out cov.jsonl
+Usage: nice python bench/estimator_coverage.py --design planted --judge good,poor --reps 200 --out cov.jsonl
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -38,9 +37,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-# This file is named coverage.py: drop its own folder from the path, or numba's `import coverage`
-# finds this script instead of the coverage package.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")  # one BLAS thread: the cores are shared, oversubscription only slows
