@@ -9,11 +9,9 @@ every other row uses, and both report SEs clustered on the user.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import clone
 
 from ._estimate import Fit, _row, estimator
 from ._inference import cluster_shape, weighted_mean_with_se
-from ._nuisance import nuisance_models
 from ._results import EffectRow
 
 X_LEARNER_DRAWS = 200  # whole-fit refits on resampled users: the X-learner has no influence function to sum
@@ -27,6 +25,9 @@ def x_learner(fit: Fit) -> list[EffectRow]:
     the whole learner on users drawn with replacement (a cluster bootstrap), because the plug-in mean of
     fitted CATEs has no residual to sum."""
     from econml.metalearners import XLearner
+    from sklearn.base import clone
+
+    from ._nuisance import nuisance_models
 
     d, c = fit.data, fit.config
     X = fit.features.for_sample(len(d.outcome))
@@ -65,6 +66,9 @@ def causal_forest_dml(fit: Fit) -> list[EffectRow]:
     θ(xᵢ) + t̃ᵢ(ỹᵢ − θ(xᵢ)t̃ᵢ)/E[t̃²] over the residuals t̃, ỹ econml keeps — the same correction
     LinearDML's row uses, with E[t̃² | x] taken as constant."""
     from econml.dml import CausalForestDML
+    from sklearn.base import clone
+
+    from ._nuisance import nuisance_models
 
     a, c = fit.all, fit.config
     scored = ~(np.isnan(a.empathy) | np.isnan(a.outcome))

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import betaincinv  # the beta quantile, without loading scipy.stats at CLI start-up
 
 from ._errors import CorpusError
 
@@ -202,8 +202,8 @@ def korn_graubard(p: float, se: float, n: int, level: float = 0.95) -> tuple[flo
     n_eff = float(n) if se == 0 or p in (0.0, 1.0) else min(float(n), p * (1 - p) / se**2)
     x = p * n_eff
     alpha = 1 - level
-    low = 0.0 if x <= 0 else float(stats.beta.ppf(alpha / 2, x, n_eff - x + 1))
-    high = 1.0 if x >= n_eff else float(stats.beta.ppf(1 - alpha / 2, x + 1, n_eff - x))
+    low = 0.0 if x <= 0 else float(betaincinv(x, n_eff - x + 1, alpha / 2))
+    high = 1.0 if x >= n_eff else float(betaincinv(x + 1, n_eff - x, 1 - alpha / 2))
     return low, high, n_eff
 
 
