@@ -54,6 +54,7 @@ MAX_BYTES = 190_000_000
 COMPLETION_WINDOW = "24h"
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+MISSING = "missing"  # our status for a batch the provider answers 404 for: ended, nothing to download
 # LiteLLM's files/batches API serves these providers (litellm.acreate_batch's custom_llm_provider).
 PROVIDERS = ("openai", "azure", "vertex_ai", "bedrock", "hosted_vllm", "mistral")
 _DROPPED = ("timeout", "num_retries", "drop_params", "api_base", "api_key", "input_cost_per_token",
@@ -360,16 +361,22 @@ async def collect(ledger: BatchLedger, log: JudgmentLog, batch: Batch, target: B
     """Poll one submitted batch; when it has ended, append every request's record to the log
     (requests it never ran are failures saying why) and record it collected. None while it runs."""
     _, litellm = _libraries()
-    state = await litellm.aretrieve_batch(batch_id=batch.batch_id, **target.kwargs())
-    batch.status = _get(state, "status")
-    counts = _get(state, "request_counts")
+    try:
+        state = await litellm.aretrieve_batch(batch_id=batch.batch_id, **target.kwargs())
+    except Exception as error:
+        if getattr(error, "status_code", None) != 404:
+            raise
+        state = None  # the provider no longer knows it (deleted, or a vLLM server restarted): its requests failed
+    batch.status = MISSING if state is None else _get(state, "status")
+    counts = _get(state, "request_counts") if state is not None else None
     batch.counts = (counts.model_dump() if hasattr(counts, "model_dump") else dict(counts or {}))
-    if batch.status not in TERMINAL:
+    if batch.status not in TERMINAL + (MISSING,):
         return None
-    ended = _get(state, "completed_at") or _get(state, "expired_at") or _get(state, "failed_at") or \
-        _get(state, "cancelled_at")
+    ended = None if state is None else (_get(state, "completed_at") or _get(state, "expired_at")
+                                        or _get(state, "failed_at") or _get(state, "cancelled_at"))
     created_at = (datetime.fromtimestamp(ended, timezone.utc).isoformat(timespec="milliseconds") if ended else _now())
-    lines = await _content(_get(state, "output_file_id"), target) + await _content(_get(state, "error_file_id"), target)
+    lines = [] if state is None else (await _content(_get(state, "output_file_id"), target)
+                                      + await _content(_get(state, "error_file_id"), target))
     records = {}
     for line in lines:
         record = parse_line(batch.judge, target, line, created_at)
@@ -377,7 +384,9 @@ async def collect(ledger: BatchLedger, log: JudgmentLog, batch: Batch, target: B
     why = {"expired": f"batch {batch.batch_id} expired before this request ran",
            "cancelled": f"batch {batch.batch_id} was cancelled before this request ran",
            "failed": f"batch {batch.batch_id} failed: {_errors(state)}",
-           "completed": f"batch {batch.batch_id} completed without an answer for this request"}[batch.status]
+           "completed": f"batch {batch.batch_id} completed without an answer for this request",
+           MISSING: f"batch {batch.batch_id} is unknown to the provider (HTTP 404: deleted, or the server holding "
+                    "it restarted)"}[batch.status]
     for line_id in batch.custom_ids():
         if line_id not in records:
             records[line_id] = _record(batch.judge, None, _item_of(line_id), 0.0, error=why).model_copy(

@@ -131,6 +131,27 @@ def test_expired_batch_keeps_what_finished_and_records_the_rest(tmp_path, fake_b
     assert all(r.score is not None for r in records if r.pair_id != "p001")
 
 
+def test_a_batch_the_provider_lost_ends_as_failures_and_its_requests_go_out_again(tmp_path, fake_batches,
+                                                                                  monkeypatch):
+    """A 404 on retrieve (deleted, or a vLLM server restarted) must not block every later run."""
+    import urllib.request
+
+    ws = batch_study(tmp_path, fake_batches, ["first words", "second words"], monkeypatch)
+    first = study.run_judges(ws)
+    lost = first.batches.submitted[0].batch_id
+    urllib.request.urlopen(urllib.request.Request(f"{fake_batches}/forget/{lost}", method="POST")).read()
+
+    second = study.run_judges(ws)
+    assert [b.collected["status"] for b in second.batches.collected] == ["missing"]
+    records = judge.JudgmentLog(ws.judgments).read().records
+    assert len(records) == 4 and all(r.score is None and lost in r.error and "404" in r.error for r in records)
+    assert len(second.batches.submitted) == 1  # the same four requests, in a new batch
+    study.run_judges(ws)
+    study.run_judges(ws)
+    records = judge.JudgmentLog(ws.judgments).read().records
+    assert sum(r.score is not None for r in records) == 4 and len(records) == 8
+
+
 class Killed(BaseException):
     """The process dying: not an exception any code path catches."""
 

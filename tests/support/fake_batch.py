@@ -39,6 +39,7 @@ class FakeBatches:
         app.router.add_get("/v1/batches", self.list)
         app.router.add_get("/v1/batches/{id}", self.retrieve)
         app.router.add_get("/stats", self.stats)
+        app.router.add_post("/forget/{id}", self.forget)
         return app
 
     def _file(self, content: bytes, purpose: str, name: str) -> dict:
@@ -151,6 +152,11 @@ class FakeBatches:
                 "model": "fake-batch-model-v1",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+
+    async def forget(self, request: web.Request) -> web.Response:
+        """Drop a batch, as a provider that deleted it or a restarted server would: retrieving it is a 404."""
+        self.batches.pop(request.match_info["id"])
+        return web.json_response({"forgotten": request.match_info["id"]})
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({
