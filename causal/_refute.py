@@ -1,7 +1,9 @@
 """Refuters of the DR ATE: each refits the cross-fitted nuisances on altered data and gives a verdict.
 
-- placebo: the treatment permuted within user (users with one pair are permuted among themselves):
-  the effect of a treatment that did nothing must be ≈ 0 with an interval covering 0;
+- placebo: the treatment permuted across all pairs: the effect of a treatment that did nothing must
+  be ≈ 0 with an interval covering 0. (Not within user: a within-user shuffle keeps each user's share
+  of treated pairs, so under a real effect the placebo inherits the between-user part of it and
+  fails on a sound design — tests/causal/test_refute.py shows it.);
 - random_common_cause: an independent N(0, 1) column added to the confounders: the estimate must
   move by less than half its SE;
 - subsample: five random 80 % subsets of users: every estimate must stay inside the full interval
@@ -78,29 +80,15 @@ def dr_estimate(problem: Problem, mask: np.ndarray | None = None, t: np.ndarray 
     return Estimate(estimate, se, estimate - quantile * se, estimate + quantile * se, int(len(y)))
 
 
-def permute_within(t: np.ndarray, clusters: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """t shuffled within each cluster; clusters of one unit are shuffled among themselves as one pool."""
-    out = t.copy()
-    sizes = np.bincount(clusters)
-    single = sizes[clusters] == 1
-    out[single] = rng.permutation(t[single])
-    for cluster in np.flatnonzero(sizes > 1):
-        rows = np.flatnonzero(clusters == cluster)
-        out[rows] = t[rng.permutation(rows)]
-    return out
-
-
 def placebo(problem: Problem, original: Estimate) -> dict:
     rng = np.random.default_rng([problem.seed, 11])
-    fake = permute_within(problem.t, problem.clusters, rng)
+    fake = rng.permutation(problem.t)
     result = dr_estimate(problem, t=fake)
-    within = float(np.mean(np.bincount(problem.clusters)[problem.clusters] > 1))
     passed = result.covers_zero
     return {"verdict": "passed" if passed else "failed", **result.to_json(),
             "agreement_with_treatment": float(np.mean(fake == problem.t)),
-            "share_within_user": within,
-            "summary": (f"treatment permuted within user ({within:.0%} of pairs belong to users with several): "
-                        f"effect {result.estimate:+.3f} [{result.low:.3f}, {result.high:.3f}] — "
+            "summary": (f"treatment permuted across all pairs: effect {result.estimate:+.3f} "
+                        f"[{result.low:.3f}, {result.high:.3f}] — "
                         + ("covers 0, as it should" if passed else "does not cover 0: the design finds an effect "
                                                                     "where none can exist"))}
 

@@ -12,16 +12,45 @@ from empathy_study import causal
 from empathy_study.causal import _refute as refute
 
 
-def test_permutation_within_user_keeps_each_users_treatments():
-    rng = np.random.default_rng(0)
-    clusters = np.repeat(np.arange(60), rng.integers(1, 6, 60))
-    t = rng.integers(0, 2, len(clusters))
-    fake = refute.permute_within(t, clusters, rng)
-    several = np.bincount(clusters) > 1
-    assert np.array_equal(np.bincount(clusters, weights=fake)[several], np.bincount(clusters, weights=t)[several])
-    assert not np.array_equal(fake[several[clusters]], t[several[clusters]])
-    single = ~several[clusters]  # users with one pair are shuffled among themselves
-    assert single.sum() > 5 and fake[single].sum() == t[single].sum() and not np.array_equal(fake[single], t[single])
+def _users_who_differ(seed: int) -> refute.Problem:
+    """A sound design: every confounder observed, a real effect of 1.0, and users who differ in how
+    often they get empathy (as real users do)."""
+    from empathy_study.causal._nuisance import fold_ids
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 8, 600)
+    clusters = np.repeat(np.arange(600), sizes)
+    share = rng.beta(1, 1, 600)[clusters]
+    X = rng.normal(size=(len(clusters), 5))
+    t = (rng.random(len(clusters)) < np.clip(share + 0.1 * X[:, 0], 0.02, 0.98)).astype(int)
+    y = 0.5 * X[:, 0] + 1.0 * t + rng.normal(size=len(clusters))
+    return refute.Problem(X=lambda n: X, t=t, y=y, clusters=clusters, models=np.array(["m"] * len(t)),
+                          folds=fold_ids(clusters, 5, seed), kind="linear", clip=0.01, seed=seed)
+
+
+def _permuted_within_user(t: np.ndarray, clusters: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = t.copy()
+    for cluster in np.unique(clusters):
+        rows = np.flatnonzero(clusters == cluster)
+        out[rows] = t[rng.permutation(rows)]
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_placebo_passes_a_sound_design_that_a_within_user_shuffle_would_fail(seed):
+    """A within-user shuffle keeps each user's share of treated pairs, so it carries the between-user
+    part of a real effect (about a third of it here) and fails a sound design; the placebo shuffles
+    across all pairs and passes."""
+    problem = _users_who_differ(seed)
+    original = refute.dr_estimate(problem)
+    result = refute.placebo(problem, original)
+    within = refute.dr_estimate(problem, t=_permuted_within_user(problem.t, problem.clusters,
+                                                                np.random.default_rng(seed)))
+    print(f"\nseed {seed}: dr {original.estimate:+.3f}; placebo {result['estimate']:+.3f} "
+          f"[{result['ci_low']:.3f}, {result['ci_high']:.3f}]; within-user shuffle {within.estimate:+.3f}")
+    assert original.low < 1.0 < original.high
+    assert result["verdict"] == "passed" and abs(result["estimate"]) < 0.15
+    assert not within.covers_zero and within.estimate > 0.2
 
 
 def test_refitting_the_unaltered_problem_reproduces_the_dr_row(studies):
