@@ -156,3 +156,30 @@ def test_a_pair_in_both_tables_is_refused(planted):
                          ignore_index=True)
     with pytest.raises(causal.CausalError, match="both a turn-pair and a terminal pair"):
         selection_analysis(pairs, terminal, planted["config"], planted["embedder"])
+
+
+def test_estimate_states_the_estimand_and_reports_selection(planted, tmp_path):
+    """Through the stage function: the terminal file beside the scored pairs is found, its block lands in
+    estimates.json and the report; without it the estimand is still stated as conditional on a reply."""
+    import json
+
+    from empathy_study import study
+
+    planted["pairs"].to_parquet(tmp_path / "scored_pairs.parquet")
+    planted["terminal"].reset_index(drop=True).to_parquet(tmp_path / "scored_terminal_pairs.parquet")
+    config = planted["config"].model_copy(update={"estimators": ["dr"], "refuters": [], "heterogeneity": False,
+                                                  "sensitivity": False, "bootstrap": 200})
+    result = study.estimate(tmp_path / "scored_pairs.parquet", tmp_path / "out", config)
+    payload = json.loads((tmp_path / "out" / "estimates.json").read_text())
+    block = payload["selection"]
+    assert block["available"] and block["estimand"].startswith("Every estimate of attachment is conditional on a reply")
+    assert block["reply_effect"]["estimate"] == pytest.approx(planted["out"]["reply_effect"]["estimate"])
+    assert block["lee_bounds"]["lower"] == pytest.approx(planted["out"]["lee_bounds"]["lower"])
+    assert "terminal_sha256" in payload["provenance"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Selection on replying" in page and "always-repliers" in page and "monotonicity" in page
+    (tmp_path / "scored_terminal_pairs.parquet").unlink()
+    study.estimate(tmp_path / "scored_pairs.parquet", tmp_path / "out", config)
+    block = json.loads((tmp_path / "out" / "estimates.json").read_text())["selection"]
+    assert not block["available"] and "sample-terminal" in block["reason"] and "conditional on a reply" in block["estimand"]
+    assert result.selection["counts"]["terminal_pairs"] == len(planted["terminal"])
