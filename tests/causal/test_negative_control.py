@@ -69,7 +69,8 @@ def test_unscored_prompts_are_left_out_and_too_few_are_not_run(studies):
 
 def test_the_estimate_runs_it_whenever_the_column_exists_and_reports_it(studies):
     scored, _, _, _ = studies["hidden"]
-    config = causal.CausalConfig(estimators=["dr"], refuters=[], heterogeneity=False, sensitivity=False)
+    config = causal.CausalConfig(estimators=["dr"], refuters=[], heterogeneity=False, sensitivity=False,
+                                 prev_embedding_dims=0)  # the planted confounding runs through the prompt only
     result = causal.estimate_effects(scored, config, causal.Embedder())
     entry = result.refuters[nco.NAME]
     assert entry["verdict"] == "failed" and entry["outcome"] == "prompt_attachment"

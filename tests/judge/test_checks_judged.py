@@ -80,3 +80,22 @@ def test_the_local_judge_scores_both_checks_end_to_end(tmp_path):
     if by_construct[("t000", "empathy")] is not None:
         assert terminal["empathy"].tolist() == [by_construct[("t000", "empathy")]]
         assert terminal["empathy_judges"].tolist() == [1]
+    report = study.report_judges(ws, boot=20)  # the extra records leave the judge report to the study's constructs
+    assert report["usage"][0]["calls"] == 4
+
+
+def test_sample_terminal_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from empathy_study.study.cli import app
+
+    ws = _study(tmp_path, negative_control=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["corpus", "sample-terminal", str(ws.root), "--n", "1"])
+    assert result.exit_code == 0, result.output
+    assert "sampled 1 of 1 terminal pairs" in result.output and ws.terminal_sample.exists()
+    too_many = runner.invoke(app, ["corpus", "sample-terminal", str(ws.root), "--n", "5"])
+    assert too_many.exit_code == 1 and too_many.output.count("error:") == 1 and "only 1" in too_many.output
+    (ws.root / "terminal_pairs.parquet").unlink()
+    missing = runner.invoke(app, ["corpus", "sample-terminal", str(ws.root), "--n", "1"])
+    assert missing.exit_code == 1 and "empathy corpus build" in missing.output
