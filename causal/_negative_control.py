@@ -34,6 +34,10 @@ def negative_control_outcome(problem: Problem, original: Estimate) -> dict:
         return {"verdict": "not run", "summary": f"no {COLUMN} column: opt in with [judge] negative_control = true, "
                                                  "then judge run and export"}
     scored = np.isfinite(y)
+    outside = scored & ((y < 1) | (y > 7))
+    if outside.any():
+        return {"verdict": "not run", "summary": f"{int(outside.sum())} {COLUMN} scores lie outside 1..7 "
+                                                 f"(e.g. {y[outside][0]:g})"}
     if scored.sum() < MIN_PAIRS:
         return {"verdict": "not run", "summary": f"only {int(scored.sum())} pairs have a {COLUMN} score "
                                                  f"(at least {MIN_PAIRS} needed)"}

@@ -203,8 +203,8 @@ def selection_effects(data: SelectionInputs, *, folds: int, kind: str, clip: flo
         "verdict": ("empathy changes whether users reply" if not (estimate - quantile * se <= 0 <= estimate
                                                                    + quantile * se)
                     else "no effect of empathy on replying detected (the interval covers 0)"),
-        "how": "doubly robust ATE of the treatment rule on replied (1 = the user wrote a next message), same "
-               "confounders as the main estimate; nuisances fitted with the design weights (the two samples are "
+        "how": "doubly robust ATE of the treatment rule (on the judges' empathy) on replied (1 = the user wrote a "
+               "next message), same confounders as the main estimate; nuisances fitted with the design weights (the two samples are "
                "drawn at different rates from different tables); SE clustered on the user",
     }
     lee = {
@@ -215,7 +215,7 @@ def selection_effects(data: SelectionInputs, *, folds: int, kind: str, clip: flo
         "replier_difference": naive,
         "population": "always-repliers: users who would reply whether the answer was empathetic or not",
         "assumption": MONOTONICITY,
-        "how": "Lee (2009): the arm with the higher (weighted) reply rate loses the share (q_high − q_low) / q_high "
+        "how": "from the judges' labels; Lee (2009): the arm with the higher (weighted) reply rate loses the share (q_high − q_low) / q_high "
                "of its repliers from the top (lower bound) or bottom (upper bound) of its attachment distribution; "
                "weights = design weight × inverse cross-fitted propensity; interval: 2.5th percentile of the lower "
                "and 97.5th of the upper bound over a bootstrap of users (propensity held fixed) — it covers the "

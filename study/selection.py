@@ -155,6 +155,11 @@ def selection_block(pairs: pd.DataFrame, terminal_path: Path | None, config: cau
         return {**statement, "available": False, "reason": str(exc)}
     note = recorded.get("population_note")
     block["warnings"] = [note] if note else []
+    unscored = block["counts"]["unscored_terminal"]
+    if unscored:
+        block["warnings"].append(f"{unscored} terminal pairs have no panel empathy yet (some judge has not scored them: "
+                                 "`empathy judge run`, then `empathy export`); they are left out, as if missing at "
+                                 "random")
     block["input"] = str(terminal_path)
     return block
 

@@ -62,9 +62,14 @@ def test_unscored_prompts_are_left_out_and_too_few_are_not_run(studies):
     result = nco.negative_control_outcome(refute.Problem(**{**problem.__dict__, "negative_control": control}),
                                           original)
     assert result["n"] == int(np.isfinite(control).sum()) and result["unscored"] == int(np.isnan(control).sum())
+    control[0] = 9.0
+    off_scale = nco.negative_control_outcome(refute.Problem(**{**problem.__dict__, "negative_control": control}),
+                                             original)
+    assert off_scale["verdict"] == "not run" and "outside 1..7" in off_scale["summary"]
+    control[0] = 4.0
     control[10:] = np.nan
     few = nco.negative_control_outcome(refute.Problem(**{**problem.__dict__, "negative_control": control}), original)
-    assert few["verdict"] == "not run"
+    assert few["verdict"] == "not run" and "at least 40" in few["summary"]
 
 
 def test_the_estimate_runs_it_whenever_the_column_exists_and_reports_it(studies):

@@ -64,6 +64,29 @@ def test_an_arm_without_repliers_is_refused():
         lee_bounds(np.array([2.0, NAN, NAN]), np.array([1, 0, 0]), np.array([1, 0, 0]))
 
 
+def test_design_weights_from_inclusion_probabilities_or_the_funnels_counts(tmp_path):
+    import json
+
+    from empathy_study.causal._selection import design_weights
+    from empathy_study.study.selection import population_sizes
+
+    frame = pd.DataFrame({"inclusion_prob": [0.5, 0.25, 1.0]})
+    assert design_weights(frame, None, "t").tolist() == [2.0, 4.0, 1.0]
+    bare = frame.drop(columns=["inclusion_prob"])
+    assert design_weights(bare, 30, "t").tolist() == [10.0, 10.0, 10.0]  # a simple random sample of 30
+    with pytest.raises(causal.CausalError, match="population has only 2"):
+        design_weights(bare, 2, "t")
+    with pytest.raises(causal.CausalError, match="must lie in"):
+        design_weights(frame.assign(inclusion_prob=[0.5, 0.0, 1.0]), None, "t")
+    funnel = {"stages": [{"name": "deduplicated", "rows": 900, "unit": "turn_pairs"}],
+              "terminal_pairs": {"cut": 500, "kept": 400, "rejected": {}}}
+    (tmp_path / "funnel.json").write_text(json.dumps(funnel))
+    assert population_sizes(tmp_path / "funnel.json") == {"turn_pairs": 900, "terminal_pairs": 400}
+    funnel["stages"].append({"name": "judge_pass", "rows": 300, "unit": "turn_pairs"})  # the sample's frame then
+    (tmp_path / "funnel.json").write_text(json.dumps(funnel))
+    assert population_sizes(tmp_path / "funnel.json")["turn_pairs"] == 300
+
+
 # ---- a planted monotone-selection study on real text ------------------------------------------------------------
 
 P_REPLIED, P_TERMINAL = 0.8, 0.4  # the two samples' inclusion probabilities: drawn at different rates
