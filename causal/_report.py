@@ -12,6 +12,7 @@ import io
 import numpy as np
 
 from ._estimate import EstimateResult
+from ._selection import CONDITIONAL_ON_REPLY
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1050px; margin: 2em auto; color: #222; line-height: 1.45; }
@@ -230,7 +231,7 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
         parts.append(_sensitivity_section(result.sensitivity))
     if result.refuters:
         parts.append(_refuter_section(result.refuters))
-    parts.append(_selection_section(result.to_json()["selection"]))
+    parts.append(_selection_section({"estimand": CONDITIONAL_ON_REPLY, **result.selection}))
     if hte:
         parts.append(_heterogeneity_section(hte) + _cate_plot(result))
         for name, table in hte["by"].items():
