@@ -215,7 +215,7 @@ def selection_effects(data: SelectionInputs, *, folds: int, kind: str, clip: flo
         "replier_difference": naive,
         "population": "always-repliers: users who would reply whether the answer was empathetic or not",
         "assumption": MONOTONICITY,
-        "how": "from the judges' labels; Lee (2009): the arm with the higher (weighted) reply rate loses the share (q_high − q_low) / q_high "
+        "how": "Lee (2009), on the judges' labels: the arm with the higher (weighted) reply rate loses the share (q_high − q_low) / q_high "
                "of its repliers from the top (lower bound) or bottom (upper bound) of its attachment distribution; "
                "weights = design weight × inverse cross-fitted propensity; interval: 2.5th percentile of the lower "
                "and 97.5th of the upper bound over a bootstrap of users (propensity held fixed) — it covers the "
