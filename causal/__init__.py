@@ -9,6 +9,7 @@ from ._estimate import DEFAULT_ESTIMATORS, ESTIMATORS, PRIMARY, CausalConfig, Fi
 from ._gold import AuditPlan, corrected_mean, corrected_regression, plan_audit, pseudo_outcome
 from ._report import render_report
 from ._results import EffectRow, EstimateResult
+from ._selection import CONDITIONAL_ON_REPLY, LeeBounds, lee_bounds, selection_analysis
 from ._semisynthetic import (
     JudgeNoise,
     PlantedEffect,
@@ -21,6 +22,7 @@ from ._semisynthetic import (
 )
 
 __all__ = [
+    "CONDITIONAL_ON_REPLY", "LeeBounds", "lee_bounds", "selection_analysis",
     "DEFAULT_ESTIMATORS", "ESTIMATORS", "PRIMARY", "Audit", "AuditPlan", "CausalConfig", "CausalError", "EffectRow",
     "Embedder", "EmbeddingCache", "EstimateResult", "Fit", "JudgeNoise", "PlantedEffect", "TreatmentRule",
     "corrected_mean", "corrected_regression", "default_cache_dir", "estimate_effects", "estimator", "judge_labels",

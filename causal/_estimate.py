@@ -35,6 +35,9 @@ from ._inference import (
     weighted_mean_with_se,
 )
 from ._matching import Edges, Matching, cosine_edges, match, scalar_edges
+from ._negative_control import COLUMN as NEGATIVE_CONTROL
+from ._negative_control import NAME as NEGATIVE_CONTROL_REFUTER
+from ._negative_control import has_negative_control
 from ._nuisance import Nuisances, crossfit, dr_scores, fold_ids
 from ._refute import DEFAULT_REFUTERS, REFUTERS, Estimate, Problem, refute
 from ._results import SCALE_LIMIT, EffectRow, EstimateResult, empty_row
@@ -429,15 +432,20 @@ def refute_problem(fit: Fit) -> Problem:
     """The dr estimate's inputs, for refuters to alter and refit: the judge-label rows, the confounders
     the nuisances see, the same folds."""
     d, c = fit.data, fit.config
+    control = (pd.to_numeric(d.frame[NEGATIVE_CONTROL], errors="coerce").to_numpy(dtype=float)
+               if has_negative_control(d.frame) else None)
     return Problem(fit.features.for_sample, d.treatment.astype(int), d.outcome, d.clusters, d.frame["model"].astype(str).to_numpy(),
-                   fit.folds_all[fit.arm_mask], c.nuisance, c.propensity_clip, c.seed)
+                   fit.folds_all[fit.arm_mask], c.nuisance, c.propensity_clip, c.seed, negative_control=control)
 
 
 def _refuters(fit: Fit) -> dict:
     estimate, se = weighted_mean_with_se(fit.scores, fit.data.clusters)
     quantile = stats.t.ppf(0.975, fit.shape.df) if fit.shape.df else stats.norm.ppf(0.975)
     original = Estimate(estimate, se, estimate - quantile * se, estimate + quantile * se, len(fit.scores))
-    out = refute(refute_problem(fit), fit.config.refuters, original, fit.say)
+    names = list(fit.config.refuters)
+    if has_negative_control(fit.data.frame) and NEGATIVE_CONTROL_REFUTER not in names:
+        names.append(NEGATIVE_CONTROL_REFUTER)  # the study judged the prompt's attachment: always checked
+    out = refute(refute_problem(fit), names, original, fit.say)
     return {"of": "dr · ATE", **out}
 
 
@@ -547,7 +555,8 @@ def estimate_effects(
         say("sensitivity to unmeasured confounding")
         sensitivity = _sensitivity(fit, rows)
 
-    refuted = _refuters(fit) if config.refuters and "dr" in config.estimators else {}
+    refuted = (_refuters(fit) if (config.refuters or has_negative_control(data.frame)) and "dr" in config.estimators
+               else {})
 
     e, t = fit.nuisances.propensity, fit.data.treatment
     clip = config.propensity_clip

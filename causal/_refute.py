@@ -45,6 +45,7 @@ class Problem:
     kind: str  # "linear" or "boosting"
     clip: float
     seed: int
+    negative_control: np.ndarray | None = None  # the prompt's attachment (NaN where unscored): causal/_negative_control.py
 
 
 @dataclass

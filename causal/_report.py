@@ -12,6 +12,7 @@ import io
 import numpy as np
 
 from ._estimate import EstimateResult
+from ._selection import CONDITIONAL_ON_REPLY
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1050px; margin: 2em auto; color: #222; line-height: 1.45; }
@@ -200,6 +201,8 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
                                                                           for w in result.warnings) + "</ul></div>")
     parts.append(f"<p><b>Treatment rule.</b> {html.escape(result.rule)}. <b>Outcome:</b> attachment (1–7). "
                  f"<b>Primary estimate (pre-specified):</b> {html.escape(result.primary)}.</p>")
+    parts.append("<p><b>Population.</b> Assistant answers the user replied to: every attachment estimate is "
+                 "conditional on a reply (see <i>Selection on replying</i>).</p>")
     data_rows = [["pairs in the input", counts["input"]], ["unscored (no panel empathy or attachment)", counts["unscored"]]]
     data_rows += [[f"{k.removesuffix('_partial_panel')}: some judge of the panel failed", v]
                   for k, v in counts.items() if k.endswith("_partial_panel")]
@@ -244,6 +247,7 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
         parts.append(_sensitivity_section(result.sensitivity))
     if result.refuters:
         parts.append(_refuter_section(result.refuters))
+    parts.append(_selection_section({"estimand": CONDITIONAL_ON_REPLY, **result.selection}))
     if hte:
         parts.append(_heterogeneity_section(hte) + _cate_plot(result))
         for name, table in hte["by"].items():
@@ -312,6 +316,30 @@ def _refuter_section(refuters: dict) -> str:
     return (f"<h2>Refuters of {html.escape(str(refuters.get('of', 'dr · ATE')))}</h2><ul>{lines}</ul>"
             "<p class='note'>Each refuter refits the cross-fitted nuisances on altered data. Which run is set by "
             "<code>[causal] refuters</code> in study.toml.</p>")
+
+
+def _selection_section(block: dict) -> str:
+    parts = ["<h2>Selection on replying</h2>", f"<p>{html.escape(block['estimand'])}</p>"]
+    if not block.get("available"):
+        return "\n".join(parts + [f"<p class='note'>Not analysed: {html.escape(str(block.get('reason')))}.</p>"])
+    reply, lee, counts = block["reply_effect"], block["lee_bounds"], block["counts"]
+    for line in block.get("warnings", []):
+        parts.append(f"<p class='banner'>{html.escape(line)}</p>")
+    lee_ci = "–" if lee["ci_low"] is None else f"[{lee['ci_low']:.3f}, {lee['ci_high']:.3f}]"
+    parts.append(_table(["", "estimate", "95 % CI", "note"], [
+        ["effect of empathy on replying (share of answers replied to)", reply["estimate"],
+         f"[{reply['ci_low']:.3f}, {reply['ci_high']:.3f}]", reply["verdict"]],
+        ["reply rate, treated / control", f"{lee['reply_treated']:.3f} / {lee['reply_control']:.3f}", "–",
+         "each arm standardised to all answers"],
+        ["Lee bounds: effect on attachment among always-repliers", f"[{lee['lower']:.3f}, {lee['upper']:.3f}]",
+         lee_ci, f"{lee['trimmed_arm'] or 'no'} arm trimmed by {lee['trim_share']:.1%}"],
+        ["difference among repliers (ignores selection)", lee["replier_difference"], "–", "inverse-propensity weighted"],
+    ]))
+    parts.append(f"<p class='note'>{counts['in_arm']['replied']} replied and {counts['in_arm']['terminal']} terminal "
+                 f"answers in an arm; share of all answers replied to {counts['reply_rate_population']:.1%} (weighted). "
+                 f"{html.escape(reply['how'])}. {html.escape(lee['how'])}. {html.escape(lee['assumption'])}. "
+                 f"{html.escape(block['weights'])}.</p>")
+    return "\n".join(parts)
 
 
 def _heterogeneity_section(hte: dict) -> str:

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._selection import CONDITIONAL_ON_REPLY
+
 SCALE_LIMIT = 6.0  # the largest effect a 1–7 scale allows
 
 
@@ -87,6 +89,7 @@ class EstimateResult:
     provenance: dict = field(default_factory=dict)
     sensitivity: dict = field(default_factory=dict)  # E-value, Rosenbaum Γ, omitted-variable bounds
     refuters: dict = field(default_factory=dict)  # name → {verdict, ...}
+    selection: dict = field(default_factory=dict)  # selection on replying: reply effect, Lee bounds (_selection.py)
 
     def row(self, method: str, estimand: str = "ATE", weighted: bool = False) -> EffectRow:
         for r in self.rows:
@@ -119,5 +122,6 @@ class EstimateResult:
             "hte": self.hte,
             "sensitivity": self.sensitivity,
             "refuters": self.refuters,
+            "selection": {"estimand": CONDITIONAL_ON_REPLY, **self.selection},  # stated with or without terminal pairs
             "provenance": self.provenance,
         }

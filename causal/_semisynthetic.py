@@ -48,6 +48,8 @@ class PlantedEffect:
     confounding: float = 0.9  # how strongly prompt meaning drives both treatment and outcome
     noise: float = 1.0  # SD of the outcome noise before rounding to 1..7
     design: str = "planted"  # or "nonlinear": non-linear confounding and user effects (not used to pick defaults)
+    negative_control: bool = False  # also simulate `prompt_attachment`: the prompt's attachment, which empathy cannot move
+    hidden: float = 0.0  # strength of an unobserved user trait that raises treatment, outcome and prompt_attachment alike
 
 
 def personal_score(prompt_embedding: np.ndarray, anchor_embedding_personal: np.ndarray,
@@ -82,10 +84,13 @@ def simulate(
     if planted.design not in ("planted", "nonlinear"):
         raise ValueError(f"unknown design {planted.design!r}")
     users = pd.factorize(pairs["user_id"] if "user_id" in pairs.columns else pairs["pair_id"])[0]
+    # the hidden trait has its own random stream: studies without it draw exactly what they drew before
+    hidden = planted.hidden * np.random.default_rng([seed, 7]).normal(0, 1, n)
     user_shift = rng.normal(0, 0.6, users.max() + 1)[users] if nonlinear else np.zeros(n)
     user_effect = rng.normal(0, 0.3, users.max() + 1)[users] if nonlinear else np.zeros(n)
     drive = (1.3 * np.tanh(1.5 * z) + 0.45 * (z**2 - 1)) if nonlinear else z
-    propensity = 1 / (1 + np.exp(-(-0.2 + c * drive + 0.5 * gpt4 - 0.4 * claude + 0.25 * np.log(turn) + 0.4 * night)))
+    propensity = 1 / (1 + np.exp(-(-0.2 + c * drive + 0.5 * gpt4 - 0.4 * claude + 0.25 * np.log(turn) + 0.4 * night
+                                   + hidden)))
     treated = rng.random(n) < propensity
     # Observed empathy: 5-7 when treated, 1-3 when not; a random 15 % score 4 (excluded by the rule).
     empathy = np.where(treated, rng.integers(5, 8, n), rng.integers(1, 4, n)).astype(float)
@@ -94,7 +99,7 @@ def simulate(
     effect = planted.base + planted.gpt4_extra * gpt4 + planted.personal_slope * np.tanh(z) + user_effect
     shape = (0.6 * z + 0.5 * np.sin(2 * z) + 0.35 * (z**2 - 1) + 0.3 * gpt4 * z) if nonlinear else z
     latent = 3.0 + c * shape + 0.4 * gpt4 - 0.3 * claude + 0.2 * np.log(turn) + 0.3 * night + user_shift \
-        + rng.normal(0, planted.noise, n)
+        + rng.normal(0, planted.noise, n) + hidden
     y0 = np.clip(np.round(latent), 1, 7)
     y1 = np.clip(np.round(latent + effect), 1, 7)
     attachment = np.where(treated, y1, y0)
@@ -105,6 +110,10 @@ def simulate(
     scored["empathy"] = empathy
     scored["attachment"] = attachment
     scored["semisynthetic"] = True
+    if planted.negative_control:  # written before the response: the prompt's meaning and the hidden trait, no effect
+        control_rng = np.random.default_rng([seed, 8])
+        scored["prompt_attachment"] = np.clip(np.round(2.5 + 0.8 * c * shape + hidden
+                                                       + control_rng.normal(0, 0.8, n)), 1, 7)
     truth = pd.DataFrame({
         "pair_id": scored["pair_id"], "treated": treated, "propensity": propensity,
         "unit_effect": y1 - y0, "expected_effect": effect, "personal_score": z, "empathy": empathy,

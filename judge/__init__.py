@@ -32,7 +32,9 @@ from ._panel import (
 )
 from ._rubric import (
     CONSTRUCTS,
+    CONTROLS,
     Rubric,
+    control_rubrics,
     load_rubric,
     render_messages,
     rubric_bytes,
@@ -46,7 +48,7 @@ from ._scores import current_judgments, first_draws, judge_scores, of_panel, pan
 __all__ = [
     "BATCHES_FILE", "Batch", "BatchLedger", "BatchReport", "batch_price_per_token", "batch_target", "hold_in_flight", "poll_batches",
     "submit_batches", "within_budget",
-    "CONSTRUCTS", "DryRunLine", "EXPECTED_TOKENS_OUT", "JudgePlan", "Judgment", "JudgmentLog", "JudgmentRecord", "JudgeConfig", "JudgeError",
+    "CONSTRUCTS", "CONTROLS", "control_rubrics", "DryRunLine", "EXPECTED_TOKENS_OUT", "JudgePlan", "Judgment", "JudgmentLog", "JudgmentRecord", "JudgeConfig", "JudgeError",
     "JudgeSettings", "LOG_FILE", "LogState", "RUNS_FILE", "Rubric", "RunSummary", "Score", "Task",
     "current_judgments", "default_panel", "dry_run", "first_draws", "is_sentence", "judge_matrix", "judge_report",
     "judge_scores", "judge_warnings", "load_rubric", "main_tasks", "of_panel", "open_endpoints", "panel_scores",

@@ -67,6 +67,9 @@ class JudgeSettings(BaseModel):
     max_attempts: int = Field(3, ge=1, description="runs that may retry an item that failed")
     validation_retries: int = Field(1, ge=0, description="re-asks after an answer that breaks the schema")
     swap_check_pairs: int = Field(20, ge=0, description="attachment pairs re-judged with the response shown / swapped")
+    negative_control: bool = Field(False, description="also score prompt_attachment — the attachment the prompt "
+                                                      "already expresses (a negative-control outcome; one more call "
+                                                      "per pair and judge)")
 
 
 def default_panel() -> list[JudgeConfig]:

@@ -47,8 +47,12 @@ class Task:
     rows: list[dict]  # pair_id, prompt, response, reply
 
 
+TEXT_COLUMNS = ("pair_id", "prev_prompt", "prev_response", "prompt", "response", "reply")
+
+
 def main_tasks(sample: pd.DataFrame, rubrics: dict[str, Rubric]) -> list[Task]:
-    rows = sample[["pair_id", "prompt", "response", "reply"]].fillna("").to_dict("records")
+    """Each rubric over every pair of `sample`, with the texts the table has (a terminal pair has no reply)."""
+    rows = sample[[c for c in TEXT_COLUMNS if c in sample.columns]].fillna("").to_dict("records")
     return [Task(construct, rubric, rows) for construct, rubric in rubrics.items()]
 
 

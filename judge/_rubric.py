@@ -24,6 +24,9 @@ LABELS = {"prompt": "User's message", "response": "Assistant's response", "reply
 SCALE = tuple(range(1, 8))
 BINARY = (0, 1)
 CLASSIFIERS = ("socioemotional",)  # rubrics that classify pairs; never constructs of the study
+# Scales judged only as checks of the design, never a treatment or outcome of the study: the attachment
+# the prompt already expresses is the negative-control outcome (opt-in: `[judge] negative_control`).
+CONTROLS = ("prompt_attachment",)
 MAX_CHARS = 1_500  # per text in a judge prompt: small local models have short contexts
 
 
@@ -41,7 +44,7 @@ warnings.filterwarnings("ignore", message='Field name "construct"', category=Use
 
 
 class Rubric(BaseModel):
-    construct: Construct | Literal["socioemotional"]
+    construct: Construct | Literal["socioemotional", "prompt_attachment"]
     instruction: str
     context: list[Text]
     levels: dict[int, str]
@@ -65,8 +68,9 @@ class Rubric(BaseModel):
 def rubric_bytes(construct: str, directory: Path | None = None) -> bytes:
     """The rubric file of a construct: `directory/<construct>.toml` where it exists (a study's own
     copy), else the packaged one."""
-    if construct not in CONSTRUCTS + CLASSIFIERS:
-        raise JudgeError(f"unknown construct {construct!r}: choose one of {', '.join(CONSTRUCTS + CLASSIFIERS)}")
+    if construct not in CONSTRUCTS + CLASSIFIERS + CONTROLS:
+        known = ", ".join(CONSTRUCTS + CLASSIFIERS + CONTROLS)
+        raise JudgeError(f"unknown construct {construct!r}: choose one of {known}")
     if directory is not None and (directory / f"{construct}.toml").is_file():
         return (directory / f"{construct}.toml").read_bytes()
     return resources.files("empathy_study.prompts").joinpath(f"{construct}.toml").read_bytes()
@@ -157,6 +161,11 @@ def study_rubrics(attachment_context: list[str], directory: Path | None = None) 
     `rubrics/`) replaces the packaged file; attachment's context may be overridden."""
     return {"empathy": load_rubric("empathy", directory=directory),
             "attachment": load_rubric("attachment", attachment_context, directory)}
+
+
+def control_rubrics(negative_control: bool, directory: Path | None = None) -> dict[str, Rubric]:
+    """The check constructs a study opted in to: `prompt_attachment` (the negative-control outcome)."""
+    return {"prompt_attachment": load_rubric("prompt_attachment", directory=directory)} if negative_control else {}
 
 
 def swap_check_rubrics(directory: Path | None = None) -> tuple[Rubric, Rubric]:

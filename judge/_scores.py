@@ -76,14 +76,14 @@ def judge_scores(records: list[JudgmentRecord], judges: Sequence[JudgeConfig], v
     return table[list(SCORE_COLUMNS)]
 
 
-def panel_scores(scores: pd.DataFrame, panel: Sequence[str]) -> pd.DataFrame:
-    """Wide table pair_id → empathy, attachment (+ how many judges scored each).
+def panel_scores(scores: pd.DataFrame, panel: Sequence[str], constructs: Sequence[str] = CONSTRUCTS) -> pd.DataFrame:
+    """Wide table pair_id → empathy, attachment (or `constructs`) (+ how many judges scored each).
 
     The panel score is the mean over the panel's judges of each judge's mean score, and exists
     only where every judge of the panel scored the pair: a mean over whichever judges answered
     would be a different measurement on different pairs. `<construct>_judges` counts who did.
     """
-    columns = ["pair_id", *CONSTRUCTS, *(f"{c}_judges" for c in CONSTRUCTS)]
+    columns = ["pair_id", *constructs, *(f"{c}_judges" for c in constructs)]
     scored = scores.dropna(subset=["score"])
     scored = scored[scored["judge"].isin(panel)]
     if scored.empty:
@@ -92,7 +92,7 @@ def panel_scores(scores: pd.DataFrame, panel: Sequence[str]) -> pd.DataFrame:
     mean = grouped.mean().unstack("construct")
     count = grouped.size().unstack("construct")
     wide = pd.DataFrame(index=mean.index)
-    for construct in CONSTRUCTS:
+    for construct in constructs:
         judged = count[construct] if construct in count.columns else pd.Series(0, index=wide.index)
         judged = judged.fillna(0).astype(int)
         value = mean[construct] if construct in mean.columns else pd.Series(np.nan, index=wide.index)

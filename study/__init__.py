@@ -18,11 +18,13 @@ from empathy_study.study.judging import (
     run_judges,
 )
 from empathy_study.study.progress import Progress, Step, quiet
+from empathy_study.study.selection import TerminalSampleResult, draw_terminal_sample, export_terminal
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 __all__ = [
     "BuildResult", "ExportResult", "JudgeRunResult", "JudgingPlan", "Progress", "SampleResult", "ScoresResult", "Step",
     "StudyConfig", "StudyError", "Workspace", "add_annotator", "agree", "build_corpus", "draw_sample", "estimate", "estimate_config",
     "export", "export_scores", "locate_pairs", "plan_judging", "pull", "push", "quiet", "read_scored_pairs",
-    "report_judges", "requeue_skipped", "run_judges", "status",
+    "report_judges", "requeue_skipped", "run_judges", "status", "TerminalSampleResult", "draw_terminal_sample",
+    "export_terminal",
 ]

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from empathy_study import causal
 from empathy_study.shared import write_json, write_text
+from empathy_study.study import selection
 from empathy_study.study.export import read_scored_pairs, validation_note
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import file_sha256, provenance
@@ -42,17 +43,24 @@ def estimate_config(study: Workspace | None, overrides: dict) -> causal.CausalCo
 
 
 def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress: Progress = quiet,
-             title: str | None = None) -> causal.EstimateResult:
-    """Every estimator on one scored-pairs table; the four outputs written into `out`."""
+             title: str | None = None, terminal_path: Path | None = None) -> causal.EstimateResult:
+    """Every estimator on one scored-pairs table; the four outputs written into `out`.
+
+    Selection on replying is analysed from `terminal_path` (default: scored_terminal_pairs.parquet beside
+    the scored pairs, where `empathy export` writes it).
+    """
     pairs, recorded = read_scored_pairs(pairs_path)
     semisynthetic = bool(pairs.get("semisynthetic", pd.Series(dtype=bool)).any())
     embedder = causal.Embedder(embedding=config.embedding)
     result = causal.estimate_effects(pairs, config, embedder,
                                      progress=lambda step, done, total: progress(Step(step, done, total)))
+    terminal_path = terminal_path or selection.locate_terminal(pairs_path)
+    result.selection = selection.selection_block(pairs, terminal_path, config, embedder, progress)
     result.provenance = provenance(
         inputs={"scored_pairs": pairs_path},
         seeds={"estimate": config.seed},
         input_sha256=file_sha256(pairs_path),
+        **({"terminal_sha256": file_sha256(terminal_path)} if terminal_path and terminal_path.exists() else {}),
         prompt_versions=recorded.get("prompt_versions", {}),
         config=config.model_dump(),
         upstream=recorded,

@@ -29,11 +29,12 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
     """The joined table and what it was made from."""
     config = study.config()
     sample = load_sample(study)
-    versions = config.prompt_versions()
+    versions = config.judged_versions()  # the study's constructs and the checks it opted in to
     records = judge.JudgmentLog(study.judgments).read().records if study.judgments.exists() else []
     scores = judge.judge_scores(records, config.judges, versions)
     panel = [j.name for j in config.judges]
-    table = sample.merge(judge.panel_scores(scores, panel), on="pair_id", how="left")
+    controls = [c for c in judge.CONTROLS if c in versions]  # e.g. prompt_attachment: a column of its own
+    table = sample.merge(judge.panel_scores(scores, panel, [*CONSTRUCTS, *controls]), on="pair_id", how="left")
     lock = calibrate.read_lock(study)
     validated: dict[str, dict | None] = {c: None for c in CONSTRUCTS}
     if lock and lock.get("constructs"):
@@ -45,7 +46,7 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
             table = table.drop(columns=[construct, f"{construct}_judges"]).merge(
                 calibrated[["pair_id", construct, f"{construct}_judges"]], on="pair_id", how="left")
             validated[construct] = validation_record(entry, lock_hash)
-    for construct in CONSTRUCTS:
+    for construct in [*CONSTRUCTS, *controls]:
         table[f"{construct}_judges"] = table[f"{construct}_judges"].fillna(0).astype(int)
     gold = gold_columns(study, sample)
     if gold is not None:
@@ -54,7 +55,7 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
         "prompt_versions": versions,
         "judges": [j.model_dump(exclude={"api_key_env"}) for j in config.judges],
         "scores_from": scored_counts(scores),  # the judges whose scores are actually in the table
-        "judged": {c: int(table[c].notna().sum()) for c in CONSTRUCTS},
+        "judged": {c: int(table[c].notna().sum()) for c in [*CONSTRUCTS, *controls]},
         "partial_panel": {c: int(((table[f"{c}_judges"] > 0) & table[c].isna()).sum()) for c in CONSTRUCTS},
         "gold": {c: int(table[f"{c}_gold"].notna().sum()) for c in CONSTRUCTS} if gold is not None else None,
         "rows": int(len(table)),
@@ -72,6 +73,7 @@ class ExportResult:
     table: pd.DataFrame
     record: dict  # the provenance written into the file
     path: Path
+    terminal: Path | None = None  # scored_terminal_pairs.parquet, written when a terminal sample exists
 
 
 def export(study: Workspace) -> ExportResult:
@@ -85,7 +87,9 @@ def export(study: Workspace) -> ExportResult:
                                            TABLE_METADATA_KEY: json.dumps(record, default=str).encode()})
     with atomic_path(study.scored_pairs) as staged:
         pq.write_table(arrow, staged)
-    return ExportResult(table, record, study.scored_pairs)
+    from empathy_study.study.selection import export_terminal  # imports this module's neighbours
+
+    return ExportResult(table, record, study.scored_pairs, export_terminal(study))
 
 
 def read_scored_pairs(path: Path) -> tuple[pd.DataFrame, dict]:

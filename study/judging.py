@@ -21,17 +21,33 @@ def load_sample(study: Workspace) -> pd.DataFrame:
     return corpus.read_table(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
 
 
-def _tasks(config: StudyConfig, sample: pd.DataFrame, pairs: Collection[str] | None) -> list[judge.Task]:
-    """The study's judge tasks: both constructs on the sample, and the response-swap check.
+def load_terminal_sample(study: Workspace) -> pd.DataFrame | None:
+    """The judged sample of terminal pairs (selection on replying), where one was drawn."""
+    if not study.terminal_sample.exists():
+        return None
+    return corpus.read_table(study.terminal_sample, required=TERMINAL_COLUMNS)
+
+
+TERMINAL_COLUMNS = tuple(c for c in corpus.TURN_PAIR_COLUMNS if c != "reply")
+
+
+def _tasks(config: StudyConfig, sample: pd.DataFrame, pairs: Collection[str] | None,
+           terminal: pd.DataFrame | None = None) -> list[judge.Task]:
+    """The study's judge tasks: both constructs (and the checks opted in to, e.g. the prompt's
+    attachment) on the sample, the response-swap check, and empathy on the terminal sample where one
+    was drawn (there is no reply to rate for attachment).
 
     `pairs` narrows a run to some pairs (the calibration app re-judges the gold set) and then
-    leaves the swap check out.
+    leaves the swap check and the terminal sample out.
     """
     if pairs is not None:
         chosen = sample[sample["pair_id"].isin(set(pairs))]
         return judge.main_tasks(chosen, config.rubrics())
-    return judge.main_tasks(sample, config.rubrics()) + judge.swap_tasks(sample, config.judge.swap_check_pairs,
-                                                                     rubrics_dir=config.rubrics_dir)
+    tasks = judge.main_tasks(sample, config.judged_rubrics()) + judge.swap_tasks(
+        sample, config.judge.swap_check_pairs, rubrics_dir=config.rubrics_dir)
+    if terminal is not None and len(terminal):
+        tasks += judge.main_tasks(terminal, {"empathy": config.rubrics()["empathy"]})
+    return tasks
 
 
 def _panel(config: StudyConfig, judges: Collection[str] | None) -> list[judge.JudgeConfig]:
@@ -73,7 +89,8 @@ def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
     panel = _panel(config, judges)
     for batched in (j for j in panel if j.batch):
         judge.batch_target(batched, need_key=False)  # what cannot be batched fails before anything is planned
-    plans = judge.plan_panel(_tasks(config, load_sample(study), pairs), panel, state, config.judge)
+    plans = judge.plan_panel(_tasks(config, load_sample(study), pairs, load_terminal_sample(study)), panel, state,
+                             config.judge)
     judge.hold_in_flight(plans, judge.BatchLedger(study.judgments).in_flight())
     return JudgingPlan(plans, state.torn, judge.records_frame(state.records))
 
@@ -95,7 +112,7 @@ def run_spec(config: StudyConfig) -> dict:
         "git": git_state(),
         "panel": [j.model_dump() for j in config.judges],  # api_key_env is a variable's name, never a key
         "settings": config.judge.model_dump(),
-        "prompt_versions": config.prompt_versions(),
+        "prompt_versions": config.judged_versions(),
     }
 
 
@@ -145,7 +162,7 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
         summary = asyncio.run(judge.run_panel(live, endpoints, log, config.judge, max_cost, on_record,
                                               run_id=run_id, stop=stop))
     ran = [p.judge for p in live]
-    current = judge.current_judgments(judge.records_frame(log.read().records), ran, config.prompt_versions())
+    current = judge.current_judgments(judge.records_frame(log.read().records), ran, config.judged_versions())
     return JudgeRunResult(plan, summary, run_id, study.judgments, judge.judge_warnings(current), batches)
 
 
@@ -160,7 +177,7 @@ def export_scores(study: Workspace) -> ScoresResult:
     """scores.parquet: the current panel's judgments, per pair × construct × judge."""
     config = study.config()
     log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
-    scores = judge.judge_scores(log.read().records, config.judges, config.prompt_versions())
+    scores = judge.judge_scores(log.read().records, config.judges, config.judged_versions())
     write_parquet(study.scores, scores)
     return ScoresResult(scores, study.scores, scored_counts(scores))
 
@@ -168,8 +185,9 @@ def export_scores(study: Workspace) -> ScoresResult:
 def scored_counts(scores: pd.DataFrame) -> dict[str, dict[str, int]]:
     """construct → judge → pairs with a score: which judges' scores are actually in a table."""
     scored = scores.dropna(subset=["score"])
+    constructs = [*CONSTRUCTS, *(c for c in judge.CONTROLS if c in set(scored["construct"]))]
     return {c: {str(j): int(n) for j, n in scored[scored["construct"] == c].groupby("judge").size().items()}
-            for c in CONSTRUCTS}
+            for c in constructs}
 
 
 def report_judges(study: Workspace, boot: int = 200, seed: int = 0) -> dict:

@@ -14,11 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from empathy_study.annotation import AnnotationConfig
 from empathy_study.causal import CausalConfig
 from empathy_study.corpus import SAMPLE_FILE, TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, CorpusConfig, SampleConfig
-from empathy_study.judge import LOG_FILE, JudgeConfig, JudgeSettings, Rubric, default_panel, study_rubrics
+from empathy_study.judge import (
+    LOG_FILE,
+    JudgeConfig,
+    JudgeSettings,
+    Rubric,
+    control_rubrics,
+    default_panel,
+    study_rubrics,
+)
 
 CONFIG_FILE = "study.toml"
 RUBRICS_DIR = "rubrics"  # DIR/rubrics/<construct>.toml replaces the packaged rubric for that study
 CALIBRATION_FILE = "calibration.json"  # the calibration lock, applied by `empathy export`
+TERMINAL_SAMPLE_FILE = "terminal_sample.parquet"  # terminal pairs drawn for the selection-on-replying analysis
 SIMULATION_FILE = "simulated.json"  # present only in a study whose labels and judgments were simulated
 
 
@@ -74,6 +83,15 @@ class StudyConfig(BaseModel):
     def prompt_versions(self) -> dict[str, str]:
         """The rubric version per construct that this study's judgments must carry to count."""
         return {construct: rubric.version for construct, rubric in self.rubrics().items()}
+
+    def judged_rubrics(self) -> dict[str, Rubric]:
+        """What `empathy judge run` scores: the study's constructs, and the checks it opted in to
+        (`prompt_attachment`, the negative-control outcome). Annotation and agreement use `rubrics()`."""
+        return {**self.rubrics(), **control_rubrics(self.judge.negative_control, self.rubrics_dir)}
+
+    def judged_versions(self) -> dict[str, str]:
+        """The rubric version of everything the judges score (`judged_rubrics`)."""
+        return {construct: rubric.version for construct, rubric in self.judged_rubrics().items()}
 
 
 def config_problem(error: ValidationError, raw: dict) -> str:
@@ -211,6 +229,18 @@ class Workspace:
     @property
     def sample_design(self) -> Path:
         return self.root / "sample.json"
+
+    @property
+    def terminal_sample(self) -> Path:
+        return self.root / TERMINAL_SAMPLE_FILE
+
+    @property
+    def terminal_sample_design(self) -> Path:
+        return self.root / "terminal_sample.json"
+
+    @property
+    def scored_terminal_pairs(self) -> Path:
+        return self.root / "scored_terminal_pairs.parquet"
 
     @property
     def judgments(self) -> Path:

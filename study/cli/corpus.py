@@ -70,6 +70,30 @@ def sample(
                   f"(seed {seed}) → {result.written[0]}")
 
 
+@app.command("sample-terminal")
+@user_errors
+def sample_terminal(
+    study_dir: StudyDir,
+    n: Annotated[int, typer.Option("--n", help="Number of terminal pairs to draw.", min=1)],
+    seed: Seed = 0,
+) -> None:
+    """Draw terminal pairs (conversations that ended after the response) for selection on replying.
+
+    Stratified by model × turn bucket with exact inclusion probabilities. Writes DIR/terminal_sample.parquet
+    and DIR/terminal_sample.json. `empathy judge run` then judges their empathy beside the sample (same log,
+    cache, dry run and --max-cost), `empathy export` writes DIR/scored_terminal_pairs.parquet, and
+    `empathy estimate` reports the effect of empathy on replying and Lee bounds.
+    """
+    from empathy_study.study import selection
+
+    with progress_display() as progress:
+        result = selection.draw_terminal_sample(workspace(study_dir), n, seed, progress)
+    console.print(f"sampled {result.rows:,} of {result.population:,} terminal pairs across {result.strata} strata "
+                  f"(seed {seed}) → {result.written[0]}")
+    if result.note:
+        console.print(f"[bold yellow]note:[/] {result.note}", highlight=False, soft_wrap=True)
+
+
 # The population filter's judge pass and its measurement (study/cli/population.py).
 from empathy_study.study.cli import population as _population  # noqa: E402
 

@@ -52,6 +52,23 @@ def print_robustness(result: causal.EstimateResult) -> None:
             console.print(f"refuter {name.replace('_', ' ')}: {r['verdict']} — {escape(r['summary'])}", highlight=False)
 
 
+def print_selection(result: causal.EstimateResult) -> None:
+    """The estimand's population, and the reply effect and Lee bounds where terminal pairs were judged."""
+    block = result.selection
+    if not block.get("available"):
+        console.print(f"selection on replying: every estimate is conditional on a reply; not analysed — "
+                      f"{escape(str(block.get('reason')))}", highlight=False)
+        return
+    reply, lee = block["reply_effect"], block["lee_bounds"]
+    console.print(f"effect of empathy on replying: {reply['estimate']:+.3f} [{reply['ci_low']:.3f}, "
+                  f"{reply['ci_high']:.3f}] — {reply['verdict']}", highlight=False)
+    interval = "" if lee["ci_low"] is None else f" (95 % CI {lee['ci_low']:.3f} … {lee['ci_high']:.3f})"
+    console.print(f"Lee bounds on the effect on attachment among always-repliers: [{lee['lower']:.3f}, "
+                  f"{lee['upper']:.3f}]{interval}; assumes monotonicity", highlight=False)
+    for line in block.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 @user_errors
 def estimate(
     pairs: Annotated[Path, typer.Argument(help="A study directory (its scored_pairs.parquet), or any Parquet/CSV "
@@ -70,6 +87,9 @@ def estimate(
     folds: Annotated[int | None, typer.Option(help="Cross-fitting folds, grouped by user (default 5).")] = None,
     bootstrap: Annotated[int | None, typer.Option(help="Cluster-bootstrap draws for matching SEs (default 1000).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random step (default 0).")] = None,
+    terminal: Annotated[Path | None, typer.Option(help="Scored terminal pairs for selection on replying (default: "
+                                                       "scored_terminal_pairs.parquet beside PAIRS, if there).",
+                                                  exists=True, dir_okay=False, resolve_path=True)] = None,
 ) -> None:
     """Estimate the effect of empathetic responses on attachment: naive, matching (greedy, optimal), doubly
     robust, and — once the blind audit sample has human labels — doubly robust corrected for the judges' errors.
@@ -88,9 +108,10 @@ def estimate(
         "treat_high": treat_high, "treat_low": treat_low, "distance": distance, "caliper": caliper,
         "embedding": embedding, "embedding_dims": dims, "nuisance": nuisance, "folds": folds, "bootstrap": bootstrap, "seed": seed})
     with progress_display() as progress:
-        result = study.estimate(path, out, config, progress)
+        result = study.estimate(path, out, config, progress, terminal_path=terminal)
     console.print(results_table(result))
     print_robustness(result)
+    print_selection(result)
     if result.gold.get("summary"):
         console.print(result.gold["summary"], highlight=False)
     print_warnings(result)
