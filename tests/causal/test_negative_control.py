@@ -13,7 +13,7 @@ from empathy_study import causal
 from empathy_study.causal import _negative_control as nco
 from empathy_study.causal import _refute as refute
 from empathy_study.causal._estimate import refute_problem
-from tests.causal.test_refute import _fit
+from tests.causal.conftest import _fit
 
 
 @pytest.fixture(scope="module")
