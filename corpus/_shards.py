@@ -187,7 +187,8 @@ class _Reporter:
 
     def read_step(self) -> None:
         if self.on_progress:
-            self.on_progress(READ_STEP, self.rows, self.total, {"shards_done": self.finished, "of": self.shards})
+            self.on_progress(f"{READ_STEP} ({self.shards} shard{'s' if self.shards != 1 else ''})", self.rows,
+                             self.total, {"shards_done": self.finished})
 
     def step(self, name: str, done: int, total: int) -> None:
         if self.on_progress:
