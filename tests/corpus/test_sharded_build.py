@@ -178,3 +178,29 @@ def test_workers_are_never_more_than_shards_and_zero_means_one_per_core(shards, 
     assert funnel["build"]["workers"] == min(len(os.sched_getaffinity(0)), SHARDS)
     with pytest.raises(corpus.CorpusError, match="--workers must be 0"):
         sharded(shards, tmp_path / "other", workers=-1)
+
+
+def test_ray_tasks_build_the_same_and_name_a_failing_shard(shards, serial, tmp_path):
+    """[corpus] backend = "ray" on a local two-CPU Ray started here (extra empathy-study[ray])."""
+    import ray
+
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        config = corpus.CorpusConfig(backend="ray")
+        funnel = sharded(shards, tmp_path / "study", workers=0, config=config)
+        assert funnel["build"]["backend"] == "ray" and funnel["build"]["workers"] == 2
+        assert_same_build(tmp_path / "study", funnel, serial)
+        data = tmp_path / "data"
+        data.mkdir()
+        for path in sorted(shards.glob("*.parquet")):
+            (data / path.name).write_bytes(path.read_bytes())
+        bad = sorted(data.glob("*.parquet"))[3]
+        corrupt_last_row_group(bad)
+        with pytest.raises(corpus.CorpusError) as failure:
+            sharded(data, tmp_path / "failed", workers=2, config=config)
+        assert str(failure.value).startswith(f"{bad} could not be read to the end") and "\n" not in str(failure.value)
+        assert not list((tmp_path / "failed").iterdir())
+    finally:
+        ray.shutdown()
+    print(f"[ray test: {time.perf_counter() - started:.1f} s]")
