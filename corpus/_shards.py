@@ -65,6 +65,7 @@ class ShardResult:
     pairs: int  # turn-pairs written to the part file, before the global duplicate pass
     terminal_pairs: int
     seconds: float
+    cpu_seconds: float  # user + system time the worker process spent on the shard
     peak_rss_mb: float  # of the worker process (a fresh process per shard locally; Ray reuses its workers)
 
 
@@ -79,6 +80,11 @@ def _parts(work: Path, index: int) -> tuple[Path, Path]:
     return work / f"{index:05d}.{TURN_PAIRS_FILE}", work / f"{index:05d}.{TERMINAL_PAIRS_FILE}"
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
@@ -87,7 +93,7 @@ def _peak_rss_mb() -> float:
 def build_shard(plan: ShardPlan, index: int, config: CorpusConfig, work: Path,
                 on_batch: Callable[[int], None] | None = None) -> ShardResult:
     """One worker's job: stream one shard through the filters into its two part files in `work`."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     funnel = Funnel(SOURCE)
     funnel.declare("records_read", "records")
     funnel.declare("conversations", "conversations")
@@ -106,7 +112,7 @@ def build_shard(plan: ShardPlan, index: int, config: CorpusConfig, work: Path,
         raise
     tally.terminal_cut = terminals.cut
     return ShardResult(index, str(plan.file), dict(funnel.stages), dict(funnel.rejected), tally, pairs.written,
-                       terminals.written, time.perf_counter() - start, _peak_rss_mb())
+                       terminals.written, time.perf_counter() - start, _cpu_seconds() - cpu, _peak_rss_mb())
 
 
 def _one_line(exc: BaseException, plan: ShardPlan) -> str:
@@ -124,7 +130,7 @@ def build_shards(plans: list[ShardPlan], out_dir: Path, config: CorpusConfig, fu
     shard, then the global duplicate pass. `funnel` arrives from `wildchat_funnel` (records and
     input declared). `workers` overrides `[corpus] workers` (0: one per usable core); never more
     workers than shards. The funnel gains a `build` note: backend, workers, and per shard its file,
-    counts, seconds and peak RSS."""
+    counts, wall and CPU seconds, and peak RSS."""
     wanted = config.workers if workers is None else workers
     if wanted < 0:
         raise CorpusError(f"--workers must be 0 (one per core) or more (got {wanted})")
@@ -162,7 +168,7 @@ def build_shards(plans: list[ShardPlan], out_dir: Path, config: CorpusConfig, fu
         "workers": workers,
         "shards": [{"file": r.file, "records_read": r.stages["records_read"], "turn_pairs": r.pairs,
                     "terminal_pairs": r.terminal_pairs, "seconds": round(r.seconds, 2),
-                    "peak_rss_mb": round(r.peak_rss_mb, 1)} for r in results],
+                    "cpu_seconds": round(r.cpu_seconds, 2), "peak_rss_mb": round(r.peak_rss_mb, 1)} for r in results],
     }
     return funnel
 
