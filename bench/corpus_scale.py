@@ -86,8 +86,11 @@ def generate(size: int, directory: Path, seed: int = 0, shard_rows: int = SHARD_
     return sum(p.stat().st_size for p in directory.glob("*.parquet"))
 
 
+# The peak is the build process's VmHWM: getrusage's ru_maxrss would keep this bench's own peak,
+# inherited across the fork that starts the build.
 _MEASURED_BUILD = """
 import resource, sys
+from empathy_study.corpus._shards import peak_rss_mb
 from empathy_study.study.cli import app
 try:
     app(sys.argv[1:])
@@ -95,7 +98,7 @@ except SystemExit as end:
     code = end.code
 finally:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss, file=sys.stderr)
+    print(usage.ru_utime + usage.ru_stime, peak_rss_mb(), file=sys.stderr)
 """
 
 
@@ -123,11 +126,11 @@ def build(directory: Path, out: Path, workers: int) -> Run:
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     wall = time.perf_counter() - start
-    cpu, peak_kb = done.stderr.strip().splitlines()[-1].split()
+    cpu, peak_mb = done.stderr.strip().splitlines()[-1].split()
     shards = json.loads((out / "funnel.json").read_text())["build"]["shards"]
     output = sum((out / name).stat().st_size for name in (corpus.TURN_PAIRS_FILE, corpus.TERMINAL_PAIRS_FILE))
     workers_cpu = sum(s["cpu_seconds"] for s in shards) if workers > 1 else 0.0
-    return Run(wall, int(peak_kb) / 1024, max(s["peak_rss_mb"] for s in shards), output / 1e6, float(cpu), workers_cpu)
+    return Run(wall, float(peak_mb), max(s["peak_rss_mb"] for s in shards), output / 1e6, float(cpu), workers_cpu)
 
 
 def filter_timing(directory: Path, pairs_wanted: int = 60_000) -> dict:

@@ -21,6 +21,7 @@ import os
 import queue
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -51,6 +52,7 @@ from ._wildchat import SOURCE, ShardPlan, read_wildchat
 OnProgress = Callable[[str, int, "int | None", dict], None]
 READ_STEP = "reading wildchat"
 DEDUPLICATE_STEP = "global duplicate pass"
+_LAST_WORD_SECONDS = 10.0
 
 
 @dataclass
@@ -85,9 +87,18 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident set size. Linux: VmHWM, which starts afresh at exec (getrusage's
+    ru_maxrss keeps the peak of the process that forked us). A forked worker's figure counts the
+    pages it still shares with the fork server (the loaded code), as RSS does."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def build_shard(plan: ShardPlan, index: int, config: CorpusConfig, work: Path,
@@ -112,7 +123,7 @@ def build_shard(plan: ShardPlan, index: int, config: CorpusConfig, work: Path,
         raise
     tally.terminal_cut = terminals.cut
     return ShardResult(index, str(plan.file), dict(funnel.stages), dict(funnel.rejected), tally, pairs.written,
-                       terminals.written, time.perf_counter() - start, _cpu_seconds() - cpu, _peak_rss_mb())
+                       terminals.written, time.perf_counter() - start, _cpu_seconds() - cpu, peak_rss_mb())
 
 
 def _one_line(exc: BaseException, plan: ShardPlan) -> str:
@@ -219,6 +230,7 @@ def _run_local(plans: list[ShardPlan], config: CorpusConfig, work: Path, workers
     pending = deque(enumerate(plans))
     running: dict[int, mp.process.BaseProcess] = {}
     results: dict[int, ShardResult] = {}
+    silent: dict[int, float] = {}
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -230,7 +242,7 @@ def _run_local(plans: list[ShardPlan], config: CorpusConfig, work: Path, workers
             try:
                 kind, index, payload = messages.get(timeout=0.5)
             except queue.Empty:
-                _check_alive(running, plans)
+                _check_alive(running, plans, silent)
                 continue
             if kind == "rows":
                 report.batch(payload)
@@ -259,6 +271,7 @@ def _context():
 
 
 def _shard_process(plan: ShardPlan, index: int, config: CorpusConfig, work: Path, messages) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops every worker
     try:
         result = build_shard(plan, index, config, work, on_batch=lambda rows: messages.put(("rows", index, rows)))
     except Exception as exc:
@@ -267,13 +280,18 @@ def _shard_process(plan: ShardPlan, index: int, config: CorpusConfig, work: Path
     messages.put(("done", index, result))
 
 
-def _check_alive(running: dict[int, mp.process.BaseProcess], plans: list[ShardPlan]) -> None:
+def _check_alive(running: dict[int, mp.process.BaseProcess], plans: list[ShardPlan], silent: dict[int, float]) -> None:
     """A worker that ended without a word (killed, out of memory) fails its shard by name."""
+    now = time.monotonic()
     for index, process in running.items():
-        if process.exitcode not in (None, 0):
-            hint = " (killed: out of memory?)" if process.exitcode == -9 else ""
-            raise CorpusError(f"{plans[index].file}: the shard's worker ended with exit code "
-                              f"{process.exitcode} before finishing{hint}")
+        if process.exitcode is None:
+            continue
+        # An exit code 0 without a result yet: its last message may still be in the pipe; give it time.
+        if process.exitcode == 0 and now - silent.setdefault(index, now) < _LAST_WORD_SECONDS:
+            continue
+        hint = " (killed: out of memory?)" if process.exitcode == -9 else ""
+        raise CorpusError(f"{plans[index].file}: the shard's worker ended with exit code "
+                          f"{process.exitcode} before reporting its result{hint}")
 
 
 # --- Ray ------------------------------------------------------------------------------------------
