@@ -138,7 +138,7 @@ def _one_line(exc: BaseException, plan: ShardPlan) -> str:
 def build_shards(plans: list[ShardPlan], out_dir: Path, config: CorpusConfig, funnel: Funnel,
                  workers: int | None = None, on_progress: OnProgress | None = None) -> Funnel:
     """Build `turn_pairs.parquet` and `terminal_pairs.parquet` from WildChat shards, a worker per
-    shard, then the global duplicate pass. `funnel` arrives from `wildchat_funnel` (records and
+    shard, then the global duplicate pass. `funnel` arrives from `plan_wildchat` (records and
     input declared). `workers` overrides `[corpus] workers` (0: one per usable core); never more
     workers than shards. The funnel gains a `build` note: backend, workers, and per shard its file,
     counts, wall and CPU seconds, and peak RSS."""
