@@ -2,21 +2,31 @@
 
 Generates shards with the published schema and realistic text lengths (about 4 KB of parquet per
 conversation, like WildChat-1M), runs the real CLI build on each in a subprocess, and reports wall
-time and peak RSS; then extrapolates linearly to the full 838,989 conversations. Generated data is
-deleted afterwards. In the same run it times the build's cheap pass of the population filter
-(`corpus.prefilter_reason`, each pair read with its preceding exchange) against the old keyword
-filter (`corpus.transactional_reason`) on the same turn-pairs, so the ratio holds whatever else
-runs on the machine. Usage: python bench/corpus_scale.py [--sizes 100000 300000] [--workdir DIR]
+time and peak RSS; then extrapolates linearly to the full 837,989 conversations of WildChat-1M and
+the 4,743,336 of WildChat-4.8M. Generated data is deleted afterwards.
+
+Sharded build: every size is built `--rounds` times with `--workers 1` (the serial build: one
+process, the shards one after another) and `--workers 2` (a worker process per shard, two at a
+time), interleaved so both see the same load; the 2-worker / 1-worker wall ratio is the median of
+the rounds' ratios. Peak RSS is reported for the build's own process and per worker (the largest
+of the shard workers' peaks, from funnel.json's `build` note).
+
+In the same run it times the build's cheap pass of the population filter (`corpus.prefilter_reason`,
+each pair read with its preceding exchange) against the old keyword filter
+(`corpus.transactional_reason`) on the same turn-pairs, so the ratio holds whatever else runs on
+the machine. Usage: python bench/corpus_scale.py [--sizes 100000 300000] [--rounds 3] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +37,8 @@ from empathy_study import corpus
 from tests.support.wildchat import SCHEMA, conversation_row  # noqa: E402
 
 FULL_WILDCHAT = 837_989
+WILDCHAT_4_8M = 4_743_336
+WORKERS = (1, 2)
 SHARD_ROWS = 20_000
 VOCAB = np.array(
     ("the of and to in is you that it for on with as are this be at have or from an by not but what all "
@@ -48,14 +60,14 @@ def text(rng: np.random.Generator, mean_chars: float, lead: str = "") -> str:
     return lead + " " + " ".join(VOCAB[rng.integers(0, len(VOCAB), words)])
 
 
-def generate(size: int, directory: Path, seed: int = 0) -> int:
+def generate(size: int, directory: Path, seed: int = 0, shard_rows: int = SHARD_ROWS) -> int:
     """Write `size` conversations as shards; return bytes written."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     languages = np.array(["English", "Chinese", "Russian", "French", "Spanish"])
-    for start in range(0, size, SHARD_ROWS):
+    for start in range(0, size, shard_rows):
         rows = []
-        for i in range(start, min(size, start + SHARD_ROWS)):
+        for i in range(start, min(size, start + shard_rows)):
             turns = 1 + rng.poisson(1.5)
             lead_pool = PERSONAL if rng.random() < 0.3 else TASKS
             messages = []
@@ -69,34 +81,56 @@ def generate(size: int, directory: Path, seed: int = 0) -> int:
                 model="gpt-4-0314" if rng.random() < 0.25 else "gpt-3.5-turbo-0613",
                 conversation_hash=f"{i:032x}",
             ))
-        path = directory / f"train-{start // SHARD_ROWS:05d}.parquet"
+        path = directory / f"train-{start // shard_rows:05d}.parquet"
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path, row_group_size=2_000)
     return sum(p.stat().st_size for p in directory.glob("*.parquet"))
 
 
+# The peak is the build process's VmHWM: getrusage's ru_maxrss would keep this bench's own peak,
+# inherited across the fork that starts the build.
 _MEASURED_BUILD = """
 import resource, sys
+from empathy_study.corpus._shards import peak_rss_mb
 from empathy_study.study.cli import app
 try:
     app(sys.argv[1:])
 except SystemExit as end:
     code = end.code
 finally:
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(usage.ru_utime + usage.ru_stime, peak_rss_mb(), file=sys.stderr)
 """
 
 
-def build(directory: Path, out: Path) -> tuple[float, float]:
-    """Run the real CLI in a fresh process; return (wall seconds, that process's peak RSS in MB)."""
+@dataclass
+class Run:
+    wall: float  # seconds
+    rss_mb: float  # the build command's own process
+    worker_rss_mb: float  # the largest peak of the shard workers (the build's process itself when workers = 1)
+    output_mb: float  # turn_pairs.parquet + terminal_pairs.parquet
+    cpu_build: float  # user + system seconds of the build's own process (all of the work when workers = 1)
+    cpu_workers: float  # the shard workers' seconds, summed (0 when workers = 1: they ran in the build process)
+
+    @property
+    def cpu(self) -> float:
+        return self.cpu_build + self.cpu_workers
+
+
+def build(directory: Path, out: Path, workers: int) -> Run:
+    """Run the real CLI in a fresh process; wall time, that process's peak RSS, the workers' peak."""
+    shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _MEASURED_BUILD, "corpus", "build", "--source", "wildchat",
-         "--input", str(directory), "--out", str(out)],
+         "--input", str(directory), "--out", str(out), "--workers", str(workers)],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     wall = time.perf_counter() - start
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return wall, peak_kb / 1024
+    cpu, peak_mb = done.stderr.strip().splitlines()[-1].split()
+    shards = json.loads((out / "funnel.json").read_text())["build"]["shards"]
+    output = sum((out / name).stat().st_size for name in (corpus.TURN_PAIRS_FILE, corpus.TERMINAL_PAIRS_FILE))
+    workers_cpu = sum(s["cpu_seconds"] for s in shards) if workers > 1 else 0.0
+    return Run(wall, float(peak_mb), max(s["peak_rss_mb"] for s in shards), output / 1e6, float(cpu), workers_cpu)
 
 
 def filter_timing(directory: Path, pairs_wanted: int = 60_000) -> dict:
@@ -129,6 +163,8 @@ def filter_timing(directory: Path, pairs_wanted: int = 60_000) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
+    parser.add_argument("--rounds", type=int, default=3, help="builds per size and worker count (medians)")
+    parser.add_argument("--shard-rows", type=int, default=SHARD_ROWS, help="conversations per generated shard")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="corpus-scale-", dir=args.workdir))
@@ -141,12 +177,30 @@ def main() -> None:
         for size in sorted(args.sizes):
             data = workdir / f"data-{size}"
             t0 = time.perf_counter()
-            nbytes = generate(size, data)
+            nbytes = generate(size, data, shard_rows=args.shard_rows)
             print(f"generated {size:,} conversations: {nbytes / 1e6:,.0f} MB "
-                  f"({nbytes / size / 1e3:.1f} KB each) in {time.perf_counter() - t0:.0f} s", flush=True)
-            wall, rss = build(data, workdir / f"study-{size}")
-            results.append((size, nbytes, wall, rss))
-            print(f"build {size:,}: {wall:.1f} s, peak RSS {rss:,.0f} MB, {size / wall:,.0f} conversations/s", flush=True)
+                  f"({nbytes / size / 1e3:.1f} KB each, {len(list(data.glob('*.parquet')))} shards) "
+                  f"in {time.perf_counter() - t0:.0f} s", flush=True)
+            runs: dict[int, list[Run]] = {w: [] for w in WORKERS}
+            for round_ in range(args.rounds):
+                for workers in WORKERS if round_ % 2 == 0 else WORKERS[::-1]:  # alternate who goes first
+                    run = build(data, workdir / f"study-{size}-{workers}", workers)
+                    runs[workers].append(run)
+                    print(f"  round {round_ + 1}, {workers} worker(s): {run.wall:.1f} s wall, CPU {run.cpu_build:.1f} s "
+                          f"build process + {run.cpu_workers:.1f} s workers; peak RSS build process "
+                          f"{run.rss_mb:,.0f} MB, worker {run.worker_rss_mb:,.0f} MB", flush=True)
+            wall = {w: float(np.median([r.wall for r in runs[w]])) for w in WORKERS}
+            ratio = float(np.median([b.wall / a.wall for a, b in zip(runs[1], runs[2])]))
+            rss = {w: max(r.rss_mb for r in runs[w]) for w in WORKERS}
+            worker_rss = {w: max(r.worker_rss_mb for r in runs[w]) for w in WORKERS}
+            cpu = {w: float(np.median([r.cpu for r in runs[w]])) for w in WORKERS}
+            cpu_build2 = float(np.median([r.cpu_build for r in runs[2]]))
+            results.append((size, nbytes, wall, ratio, rss, worker_rss, runs[1][0].output_mb, cpu, cpu_build2))
+            print(f"build {size:,}: 1 worker {wall[1]:.1f} s ({size / wall[1]:,.0f} conversations/s), 2 workers "
+                  f"{wall[2]:.1f} s; median ratio 2/1 workers {ratio:.2f}; peak RSS: 1 worker {rss[1]:,.0f} MB, "
+                  f"2 workers {rss[2]:,.0f} MB in the build process + {worker_rss[2]:,.0f} MB per worker at most; "
+                  f"tables {runs[1][0].output_mb:,.0f} MB; CPU 1 worker {cpu[1]:.1f} s, 2 workers {cpu[2]:.1f} s "
+                  f"({cpu_build2:.1f} s of it in the build process)", flush=True)
             if size == max(args.sizes):
                 timing = filter_timing(data)
                 old, new = timing["old keyword filter"], timing["cheap pass"]
@@ -157,15 +211,28 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if len(results) >= 2:
-        (n1, _, t1, r1), (n2, _, t2, r2) = results[0], results[-1]
-        slope = (t2 - t1) / (n2 - n1)
-        projected = t2 + slope * (FULL_WILDCHAT - n2)
-        print(f"\ntime per 1k conversations: {1e3 * t1 / n1:.2f} s at {n1:,}, {1e3 * t2 / n2:.2f} s at {n2:,} "
-              f"(ratio {(t2 / n2) / (t1 / n1):.2f}; 1.00 = linear)")
-        print(f"peak RSS ratio {n2:,} / {n1:,}: {r2 / r1:.2f} (1.00 = flat memory)")
-        print(f"projected for {FULL_WILDCHAT:,}: {projected / 60:.1f} min (target < 10), "
-              f"peak RSS about {r2:,.0f} MB if flat (target < 4,096)")
+        (n1, _, t1, _, r1, _, _, c1, cb1), (n2, _, t2, ratio2, r2, wr2, out2, c2, cb2) = results[0], results[-1]
+        print(f"\ntime per 1k conversations, 1 worker: {1e3 * t1[1] / n1:.2f} s at {n1:,}, {1e3 * t2[1] / n2:.2f} s "
+              f"at {n2:,} (ratio {(t2[1] / n2) / (t1[1] / n1):.2f}; 1.00 = linear)")
+        print(f"peak RSS ratio {n2:,} / {n1:,}, 1 worker: {r2[1] / r1[1]:.2f} (1.00 = flat memory)")
+        print(f"2 workers / 1 worker at {n2:,}: wall {ratio2:.2f} (median of rounds), CPU {c2[2] / c2[1]:.2f}; "
+              f"per worker peak RSS {wr2[2]:,.0f} MB")
+        # CPU as a line through the two sizes (start-up is a constant): the build process's own part
+        # (planning, the duplicate pass) runs once, the shards' part is what N workers share.
+        def line(a: float, b: float) -> tuple[float, float]:
+            slope = (b - a) / (n2 - n1)
+            return a - slope * n1, slope
 
+        build_cpu, shard_cpu = line(cb1, cb2), line(c1[2] - cb1, c2[2] - cb2)
+        for name, full in (("WildChat-1M", FULL_WILDCHAT), ("WildChat-4.8M", WILDCHAT_4_8M)):
+            projected = {w: t2[w] + (t2[w] - t1[w]) / (n2 - n1) * (full - n2) for w in WORKERS}
+            quiet = {k: (build_cpu[0] + build_cpu[1] * full + (shard_cpu[0] + shard_cpu[1] * full) / k) / 60
+                     for k in (1, 2, 8, 32)}
+            print(f"projected for {name} ({full:,}), wall as measured here: {projected[1] / 60:.1f} min on 1 worker, "
+                  f"{projected[2] / 60:.1f} min on 2; from CPU time, on free cores: "
+                  + ", ".join(f"{k} workers {m:.1f} min" for k, m in quiet.items())
+                  + f"; tables about {out2 * full / n2 / 1e3:.2f} GB of this generated text (about as much again "
+                  f"on disk while the build runs: the shards' part files)")
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,8 @@ from ._filters import CorpusConfig, transactional_reason
 from ._funnel import Funnel
 from ._prefilter import personal_context, personal_words, prefilter_reason
 from ._sample import SAMPLE_FILE, SampleConfig, draw_sample, draw_stratified, turn_buckets
-from ._sources import SOURCES, Source, read_source
+from ._shards import build_shards
+from ._sources import SOURCES, Source, plan_wildchat, read_source
 from ._tables import (
     OPTIONAL_TURN_PAIR_COLUMNS,
     SAMPLE_COLUMNS,
@@ -21,6 +22,7 @@ __all__ = [
     "AUDIT_COLUMNS", "STRATA", "Rate", "audit_features", "design_ratio", "draw_audit", "filter_rates",
     "CorpusConfig", "CorpusError", "Funnel", "OPTIONAL_TURN_PAIR_COLUMNS", "SAMPLE_COLUMNS",
     "SAMPLE_FILE", "SOURCES", "SampleConfig", "Source", "TERMINAL_PAIRS_FILE", "TURN_PAIRS_FILE", "TURN_PAIR_COLUMNS",
-    "build_corpus", "draw_sample", "draw_stratified", "turn_buckets", "personal_context", "personal_words", "prefilter_reason", "read_source", "read_table",
+    "build_corpus", "build_shards", "draw_sample", "draw_stratified", "turn_buckets", "personal_context",
+    "personal_words", "plan_wildchat", "prefilter_reason", "read_source", "read_table",
     "resolve_inputs", "transactional_reason", "validate_turn_pairs",
 ]

@@ -1,9 +1,10 @@
 """Conversations in, `turn_pairs.parquet` + `terminal_pairs.parquet` + the funnel out.
 
 Streaming: rows are written in chunks as they pass, so memory stays flat whatever the corpus
-size. De-duplication needs to see every pair before choosing which copy to keep, so pairs go to a
-temporary file first and a second pass keeps, for each duplicate group, the copy with the
-smallest `pair_id` — a choice that does not depend on the order the shards were read in.
+size. De-duplication needs to see every pair before choosing which copy to keep, so pairs go to
+temporary files first (one per shard in a sharded build, `_shards.py`) and a global pass keeps, for
+each duplicate group, the copy with the smallest `pair_id` — a choice that does not depend on the
+order the shards were read in, nor on which worker read them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,23 +45,21 @@ def _duplicate_key(pair: TurnPair) -> bytes:
 
 
 class _PairSink:
-    """Chunked writer of one pair table to a temporary file, remembering duplicate groups."""
+    """Chunked writer of one pair table to a temporary file, each row with its duplicate key."""
 
     def __init__(self, path: Path, schema: pa.Schema):
         self.path = path
         self.schema = schema.append(pa.field(_KEY, pa.binary(16)))
         self.rows: list[dict] = []
         self.writer = pq.ParquetWriter(path, self.schema)
-        self.winners: dict[bytes, str] = {}  # duplicate key -> smallest pair_id seen
         self.cut = 0  # pairs cut before any filter (counted by the caller for terminal pairs)
+        self.written = 0
 
     def add(self, pair: TurnPair) -> None:
         row = {name: getattr(pair, name) for name in self.schema.names if name != _KEY}
-        key = _duplicate_key(pair)
-        row[_KEY] = key
-        if key not in self.winners or pair.pair_id < self.winners[key]:
-            self.winners[key] = pair.pair_id
+        row[_KEY] = _duplicate_key(pair)
         self.rows.append(row)
+        self.written += 1
         if len(self.rows) >= _CHUNK_ROWS:
             self.flush()
 
@@ -68,28 +68,50 @@ class _PairSink:
             self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
             self.rows = []
 
-    def finish(self, destination: Path) -> tuple[int, int]:
-        """Keep one copy per duplicate group; return (rows in, rows kept)."""
+    def close(self) -> Path:
         self.flush()
         self.writer.close()
-        final_schema = self.schema.remove(self.schema.get_field_index(_KEY))
-        rows_in = kept = 0
-        with atomic_path(destination) as staged, pq.ParquetWriter(staged, final_schema) as writer:
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=_CHUNK_ROWS):
-                keys = batch.column(_KEY).to_pylist()
-                ids = batch.column("pair_id").to_pylist()
-                mask = pa.array([self.winners[k] == i for k, i in zip(keys, ids)])
-                table = pa.Table.from_batches([batch]).filter(mask).drop_columns([_KEY])
-                rows_in += batch.num_rows
-                kept += table.num_rows
-                writer.write_table(table)
-        self.path.unlink()
-        return rows_in, kept
+        return self.path
 
     def discard(self) -> None:
         """An interrupted build leaves no temporary file behind."""
         self.writer.close()
         self.path.unlink(missing_ok=True)
+
+
+def deduplicate(parts: list[Path], destination: Path) -> tuple[int, int]:
+    """Write the rows of `parts` (temporary sink files, read in order) to `destination`, one copy per
+    duplicate group: the copy with the smallest `pair_id`, the first one read if that id repeats
+    (the same shard given twice). Return (rows in, rows kept).
+
+    Two streaming passes, whatever the number of parts: the first reads only keys and ids and
+    remembers each group's winner (the only memory that grows with the corpus: one entry per
+    distinct pair kept by the filters), the second copies the winners chunk by chunk. The choice
+    depends on the rows, not on which worker or shard read them first.
+    """
+    winners: dict[bytes, str] = {}
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=_CHUNK_ROWS, columns=[_KEY, "pair_id"]):
+            for key, pair in zip(batch.column(_KEY).to_pylist(), batch.column("pair_id").to_pylist()):
+                if key not in winners or pair < winners[key]:
+                    winners[key] = pair
+    schema = pq.read_schema(parts[0])
+    final_schema = schema.remove(schema.get_field_index(_KEY))
+    rows_in = kept = 0
+    with atomic_path(destination) as staged, pq.ParquetWriter(staged, final_schema) as writer:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=_CHUNK_ROWS):
+                mask = []
+                for key, pair in zip(batch.column(_KEY).to_pylist(), batch.column("pair_id").to_pylist()):
+                    wins = winners.get(key) == pair
+                    if wins:
+                        del winners[key]  # a later row with the same key and id is a repeat
+                    mask.append(wins)
+                table = pa.Table.from_batches([batch]).filter(pa.array(mask, pa.bool_())).drop_columns([_KEY])
+                rows_in += batch.num_rows
+                kept += table.num_rows
+                writer.write_table(table)
+    return rows_in, kept
 
 
 def _pair_reason(pair: TurnPair, config: CorpusConfig) -> tuple[str, str] | None:
@@ -107,39 +129,73 @@ def _pair_reason(pair: TurnPair, config: CorpusConfig) -> tuple[str, str] | None
     return None
 
 
-def build_corpus(
-    conversations: Iterable[Conversation], out_dir: Path, config: CorpusConfig, funnel: Funnel
-) -> Funnel:
-    """Filter conversations, cut and filter turn-pairs, write both tables; the funnel counts it all."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def declare_stages(funnel: Funnel) -> None:
     for stage in CONVERSATION_STAGES:
         funnel.declare(stage, "conversations")
     for stage in PAIR_STAGES:
         funnel.declare(stage, "turn_pairs")
-    repairs: Counter = Counter()
-    terminal_rejected: Counter = Counter()
+
+
+def build_corpus(
+    conversations: Iterable[Conversation], out_dir: Path, config: CorpusConfig, funnel: Funnel
+) -> Funnel:
+    """Filter conversations, cut and filter turn-pairs, write both tables; the funnel counts it all.
+
+    One process, one stream of conversations; `build_shards` is the same build over shards in parallel.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    declare_stages(funnel)
+    tally = Tally()
     pairs = _PairSink(out_dir / f".{TURN_PAIRS_FILE}.tmp", TURN_PAIR_SCHEMA)
     terminals = _PairSink(out_dir / f".{TERMINAL_PAIRS_FILE}.tmp", TERMINAL_PAIR_SCHEMA)
     try:
-        _cut_and_filter(conversations, config, funnel, pairs, terminals, repairs, terminal_rejected)
-        rows_in, kept = pairs.finish(out_dir / TURN_PAIRS_FILE)
-        terminal_in, terminal_kept = terminals.finish(out_dir / TERMINAL_PAIRS_FILE)
+        cut_and_filter(conversations, config, funnel, pairs, terminals, tally)
+        tally.terminal_cut = terminals.cut
+        kept = deduplicate([pairs.close()], out_dir / TURN_PAIRS_FILE)
+        terminal_kept = deduplicate([terminals.close()], out_dir / TERMINAL_PAIRS_FILE)
     finally:
         pairs.discard()
         terminals.discard()
-    funnel.passed("deduplicated", kept)
-    funnel.reject("duplicate_pair", rows_in - kept)
-    terminal_rejected["duplicate_pair"] += terminal_in - terminal_kept
+    return finish_funnel(funnel, config, tally, kept, terminal_kept)
+
+
+@dataclass
+class Tally:
+    """What the funnel's stages do not hold: repairs made, terminal pairs cut and rejected."""
+
+    repairs: Counter = field(default_factory=Counter)
+    terminal_rejected: Counter = field(default_factory=Counter)
+    terminal_cut: int = 0
+
+    def add(self, other: "Tally") -> None:
+        self.repairs.update(other.repairs)
+        self.terminal_rejected.update(other.terminal_rejected)
+        self.terminal_cut += other.terminal_cut
+
+
+# Settings that change how a build runs, never what it writes: recorded under "build", not "config".
+EXECUTION_SETTINGS = {"workers", "backend"}
+
+
+def finish_funnel(funnel: Funnel, config: CorpusConfig, tally: Tally, kept: tuple[int, int],
+                  terminal_kept: tuple[int, int]) -> Funnel:
+    """The duplicate pass's counts (rows in, rows kept) and the notes, once every pair was seen."""
+    rows_in, rows_kept = kept
+    funnel.passed("deduplicated", rows_kept)
+    funnel.reject("duplicate_pair", rows_in - rows_kept)
+    terminal_rejected = Counter(tally.terminal_rejected)
+    terminal_rejected["duplicate_pair"] += terminal_kept[0] - terminal_kept[1]
     funnel.notes["terminal_pairs"] = {
-        "cut": terminals.cut, "kept": terminal_kept, "rejected": dict(sorted(terminal_rejected.items()))
+        "cut": tally.terminal_cut, "kept": terminal_kept[1], "rejected": dict(sorted(terminal_rejected.items()))
     }
-    funnel.notes["repairs"] = dict(sorted(repairs.items()))
-    funnel.notes["config"] = config.model_dump()
+    funnel.notes["repairs"] = dict(sorted(tally.repairs.items()))
+    funnel.notes["config"] = config.model_dump(exclude=EXECUTION_SETTINGS)
     return funnel
 
 
-def _cut_and_filter(conversations: Iterable[Conversation], config: CorpusConfig, funnel: Funnel, pairs: _PairSink,
-                    terminals: _PairSink, repairs: Counter, terminal_rejected: Counter) -> None:
+def cut_and_filter(conversations: Iterable[Conversation], config: CorpusConfig, funnel: Funnel, pairs: _PairSink,
+                   terminals: _PairSink, tally: Tally) -> None:
+    repairs, terminal_rejected = tally.repairs, tally.terminal_rejected
     for conversation in conversations:
         repairs.update(conversation.notes)
         language = conversation.language

@@ -8,6 +8,7 @@ baseline its measurements and the corpus benchmark compare against (tests/corpus
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import py3langid
 from pydantic import BaseModel, Field
@@ -29,6 +30,11 @@ class CorpusConfig(BaseModel):
     judges: list[str] = Field(default_factory=list, description="judges of the study's panel that run the judge "
                                                                  "pass (`empathy corpus classify`); empty: the "
                                                                  "embedded local judge local/smollm2")
+    workers: int = Field(0, ge=0, description="workers of a sharded (WildChat) build, one shard each at a time; "
+                                              "0: one per CPU core this process may use, at most one per shard")
+    backend: Literal["local", "ray"] = Field("local", description="where the shard workers run: local processes, "
+                                                                  "or Ray tasks on the cluster ray.init() reaches "
+                                                                  "(extra empathy-study[ray])")
 
 
 # --- code -------------------------------------------------------------------------------------

@@ -18,18 +18,28 @@ class BuildResult:
     written: list[Path]
 
 
-def build_corpus(study: Workspace, source: str, inputs: list[str], progress: Progress = quiet) -> BuildResult:
-    """Filter a source's conversations and cut them into turn-pairs in the study directory."""
+def build_corpus(study: Workspace, source: str, inputs: list[str], progress: Progress = quiet,
+                 workers: int | None = None) -> BuildResult:
+    """Filter a source's conversations and cut them into turn-pairs in the study directory.
+
+    WildChat is built shard by shard, `workers` at a time (None: `[corpus] workers`; 0: one per
+    core), then one duplicate pass over all shards; ShareGPT (one JSON file) in one stream.
+    """
     if source not in corpus.SOURCES:
         raise corpus.CorpusError(f"--source must be one of {', '.join(corpus.SOURCES)} (got {source!r})")
     if source == "wildchat" and not inputs:
         raise corpus.CorpusError("--source wildchat needs --input (WildChat-1M parquet shards, a directory or a glob)")
     config = study.config().corpus
     funnel = corpus.Funnel(source)
-    step = f"reading {source}"
-    conversations = corpus.read_source(source, inputs, funnel,
-                                       on_progress=lambda done, total: progress(Step(step, done, total)))
-    corpus.build_corpus(conversations, study.root, config, funnel)
+    if source == "wildchat":
+        plans = corpus.plan_wildchat(inputs, funnel)
+        corpus.build_shards(plans, study.root, config, funnel, workers,
+                            on_progress=lambda name, done, total, counters: progress(Step(name, done, total, counters)))
+    else:
+        step = f"reading {source}"
+        conversations = corpus.read_source(source, inputs, funnel,
+                                           on_progress=lambda done, total: progress(Step(step, done, total)))
+        corpus.build_corpus(conversations, study.root, config, funnel)
     summary = funnel.to_dict()
     write_json(study.funnel, summary)
     return BuildResult(summary, [study.turn_pairs, study.terminal_pairs, study.funnel])

@@ -40,15 +40,29 @@ def build(
         list[str] | None,
         typer.Option("--input", help="Files, directories or globs. Omit with --source sharegpt to read the bundled real corpus."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, help="WildChat shards built in parallel, a worker per shard "
+                                              "(0: one per CPU core). Default: [corpus] workers of study.toml, "
+                                              "0 unless set."),
+    ] = None,
 ) -> None:
     """Filter conversations and cut them into turn-pairs (prompt → response → reply).
 
     Writes OUT/turn_pairs.parquet, OUT/terminal_pairs.parquet (conversations that end after an
     assistant answer) and OUT/funnel.json (rows after every stage, count per rejection reason).
+    WildChat shards are read by parallel workers (local processes, or Ray tasks with
+    [corpus] backend = "ray"); duplicates are then removed across all shards at once.
     """
     with progress_display() as progress:
-        result = study.build_corpus(workspace(out, must_exist=False), source, list(input or []), progress)
+        result = study.build_corpus(workspace(out, must_exist=False), source, list(input or []), progress, workers)
     console.print(funnel_table(result.funnel))
+    build_note = result.funnel.get("build")
+    if build_note:
+        shards = build_note["shards"]
+        console.print(f"{len(shards)} shard{'s' if len(shards) != 1 else ''} on {build_note['workers']} "
+                      f"{build_note['backend']} worker{'s' if build_note['workers'] != 1 else ''}, peak RSS per worker "
+                      f"{max(s['peak_rss_mb'] for s in shards):,.0f} MB at most")
     console.print(f"wrote {', '.join(str(p) for p in result.written)}")
 
 
