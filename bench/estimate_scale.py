@@ -10,11 +10,18 @@ registered estimator runs, the judge-error correction included.
 
 Timed: the estimate alone (reading the file, embedding with an empty cache, nuisances, every
 estimator, the forest, writing the four outputs), each step from its first progress report to
-the next step's; the last step includes writing the outputs. CPU seconds (every thread of this
-process) stand beside wall seconds: on a shared machine they say what a step costs. Peak RSS is
-the process's high-water mark (the preparation included). Target: < 5 min wall, < 6 GB peak.
+the next step's; the last step includes writing the outputs. CPU seconds (this process and its
+descendants — Ray's workers — read from /proc) stand beside wall seconds: on a shared machine they
+say what a step costs. Peak memory is the PSS summed over that process tree, sampled every second
+(a page shared by several processes, such as Ray's object store, counts once); this process's own
+peak RSS is printed beside it. Target: < 5 min wall, < 6 GB peak.
 
-Usage: nice .venv/bin/python bench/estimate_scale.py [--pairs 144000] [--embedding fast]
+`--backend both` (the default) runs the estimate twice on the same pairs: in this process
+(`backend = "local"`), then with `backend = "ray"` on a Ray of `--workers` CPUs started here
+(its start-up timed apart), and prints the local ÷ Ray ratio per step and whether the estimates
+are identical. The forest's subsample cap is `[causal] hte_max_pairs` (`--hte-max-pairs`).
+
+Usage: nice .venv/bin/python bench/estimate_scale.py [--pairs 144000] [--backend both] [--workers 2]
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import threading
 import time
@@ -29,9 +37,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# The sibling module first: until bench/coverage.py is renamed, numba's `import coverage` (through econml)
-# runs that script, which takes this folder off the path.
 from real_text import real_turn_pairs  # noqa: E402  (bench/ is this script's folder, first on the path)
+
+# bench/coverage.py shadows the coverage package that numba (through econml) imports: off the path with
+# this folder, now that the sibling is imported. Delete this line once that script is renamed.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 # isort: split
 import numpy as np  # noqa: E402

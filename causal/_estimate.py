@@ -96,7 +96,7 @@ class CausalConfig(BaseModel):
         None, description="the Ray cluster for backend 'ray' (ray.init(address=…)); none: RAY_ADDRESS, else a Ray "
                           "started on this machine for the run")
     hte_max_pairs: int | None = Field(
-        50_000, ge=100, description="the CATE forests are fitted on whole users drawn at random up to this many "
+        20_000, ge=100, description="the CATE forests are fitted on whole users drawn at random up to this many "
                                       "trimmed pairs (none: all); CATEs are predicted for every pair")
 
     @field_validator("refuters")

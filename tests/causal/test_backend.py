@@ -111,3 +111,4 @@ def test_the_estimate_records_and_honours_the_forest_cap(audited_study):
     assert 250 < hte["forest_fitted_on"] <= 300
     assert "hte_max_pairs = 300" in hte["forest_sample"]
     assert len(result.arrays["cate"]) == kept  # CATEs still for every trimmed pair
+    assert "hte_max_pairs = 300" in causal.render_report(result)  # and the report says so
