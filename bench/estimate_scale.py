@@ -149,9 +149,9 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def run(scored: pd.DataFrame, config: causal.CausalConfig, tree: Tree) -> dict:
-    """`study.estimate` on the pairs, from an empty embedding cache; its steps, time, memory and rows."""
-    models = cache_dir() / "models"
+def run(scored: pd.DataFrame, config: causal.CausalConfig, tree: Tree, models: Path) -> dict:
+    """`study.estimate` on the pairs, from an empty embedding cache (the built `models` linked in); its
+    steps, time, memory and rows."""
     with tempfile.TemporaryDirectory() as tmp:
         # An empty embedding cache (the estimate embeds all 144k texts), the user's built models kept.
         (Path(tmp) / "cache").mkdir()
@@ -219,11 +219,12 @@ def main() -> None:
           f"({args.audit_rate:.0%} audited) in {time.perf_counter() - start:.0f} s", flush=True)
 
     tree = Tree()
+    models = cache_dir() / "models"  # the user's built models, before a run points the cache elsewhere
     config = causal.CausalConfig(embedding=args.embedding, seed=args.seed, hte_max_pairs=args.hte_max_pairs or None)
     runs = {}
     if args.backend in ("local", "both"):
         print("\nlocal (this process):", flush=True)
-        runs["local"] = run(scored, config, tree)
+        runs["local"] = run(scored, config, tree, models)
         show("local", runs["local"], scored, truth)
     if args.backend in ("ray", "both"):
         import ray
@@ -234,7 +235,7 @@ def main() -> None:
         print(f"\nRay {ray.__version__}: a local Ray of {args.workers} CPUs started in {startup:.1f} s "
               "(not counted below)", flush=True)
         try:
-            runs["ray"] = run(scored, config.model_copy(update={"backend": "ray"}), tree)
+            runs["ray"] = run(scored, config.model_copy(update={"backend": "ray"}), tree, models)
         finally:
             ray.shutdown()
         show(f"Ray ({args.workers} workers)", runs["ray"], scored, truth)
