@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV) && \
 	$(BIN)/pip install --upgrade pip && \
 	$(BIN)/pip install torch==2.13.0 && \
-	$(BIN)/pip install -c $(CONSTRAINTS) -e '.[test]' && \
+	$(BIN)/pip install -c $(CONSTRAINTS) -e '.[test,ray]' && \
 	$(BIN)/python -c 'from empathy_study.causal import _static; _static.load_static_model(); print("static embedding model:", _static.static_model_dir())' && \
 	touch $@ && \
 	echo "setup: $$(( $$(date +%s) - start )) s"
@@ -77,7 +77,7 @@ lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
 	.venv-lock/bin/pip install --upgrade pip && \
 	.venv-lock/bin/pip install torch==2.13.0 && \
-	.venv-lock/bin/pip install '.[test]' && \
+	.venv-lock/bin/pip install '.[test,ray]' && \
 	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^empathy-study\|^torch==' > $(CONSTRAINTS) && \
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
 	.venv-lock/bin/pip install 'label-studio==$(LABEL_STUDIO_VERSION)' && \

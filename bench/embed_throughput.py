@@ -21,31 +21,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "2")
-# bench/ holds a script named coverage.py: take this folder off the path, or numba's `import coverage`
-# (through econml) finds that script instead of the coverage package.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from real_text import real_turn_pairs  # noqa: E402  (bench/ is this script's folder, first on the path)
+
+# isort: split
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from empathy_study import causal, corpus, study  # noqa: E402
-
-
-def real_turn_pairs() -> pd.DataFrame:
-    with tempfile.TemporaryDirectory() as tmp:
-        funnel = corpus.Funnel("sharegpt")
-        corpus.build_corpus(corpus.read_source("sharegpt", [], funnel), Path(tmp),
-                            corpus.CorpusConfig(keep_transactional=True), funnel)
-        return pd.read_parquet(Path(tmp) / corpus.TURN_PAIRS_FILE)
+from empathy_study import causal, study  # noqa: E402
 
 
 def throughput(embedding: str, texts: list[str], rounds: int) -> list[float]:

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, Field, field_validator
 from scipy import stats
 
+from . import _backend
 from ._balance import pooled_sd, smd
 from ._data import StudyArrays, TreatmentRule, prepare
 from ._embeddings import Embedder
@@ -91,6 +92,15 @@ class CausalConfig(BaseModel):
                                             "random_common_cause, subsample, leave_one_model_out")
     sensitivity: bool = Field(True, description="E-values, Rosenbaum Γ bounds of matching, omitted-variable bounds of dr")
     seed: int = Field(0, description="seed of every random step")
+    backend: Literal["local", "ray"] = Field(
+        "local", description="where cross-fitting folds, forests and bootstrap chunks run: this process, or Ray tasks "
+                             "(pip install 'empathy-study[ray]'); the estimates are the same numbers")
+    ray_address: str | None = Field(
+        None, description="the Ray cluster for backend 'ray' (ray.init(address=…)); none: RAY_ADDRESS, else a Ray "
+                          "started on this machine for the run")
+    hte_max_pairs: int | None = Field(
+        20_000, ge=100, description="the CATE forests are fitted on whole users drawn at random up to this many "
+                                      "trimmed pairs (none: all); CATEs are predicted for every pair")
 
     @field_validator("refuters")
     @classmethod
@@ -356,12 +366,18 @@ def _balance(fit: Fit) -> dict:
 def _heterogeneity(fit: Fit) -> tuple[dict, np.ndarray]:
     d, kept = fit.data, fit.kept
     clusters = np.unique(d.clusters[kept], return_inverse=True)[1]
-    forest = forest_cate(fit.features.modifier_matrix[kept], fit.scores[kept], clusters, fit.config.seed)
+    forest = forest_cate(fit.features.modifier_matrix[kept], fit.scores[kept], clusters, fit.config.seed,
+                         max_pairs=fit.config.hte_max_pairs)
     by = {"model": subgroup_table(fit.scores, d.frame["model"].astype(str).to_numpy(), d.clusters, d.design_weight)}
     if "topic" in d.frame.columns:
         by["topic"] = subgroup_table(fit.scores, d.frame["topic"].astype(str).to_numpy(), d.clusters, d.design_weight)
     return {
         "population": f"{int(kept.sum())} pairs with propensity in [{fit.config.trim}, {1 - fit.config.trim}]",
+        "forest_fitted_on": forest.fitted_on,
+        "forest_sample": (f"all {forest.fitted_on} pairs" if forest.fitted_on == int(kept.sum()) else
+                          f"{forest.fitted_on} of the {int(kept.sum())} pairs (whole users drawn at random, "
+                          f"hte_max_pairs = {fit.config.hte_max_pairs}); calibration test and GATES on those, "
+                          "CATEs predicted for all"),
         "cate_quantiles": np.quantile(forest.cate, [0, .05, .25, .5, .75, .95, 1]).tolist(),
         "share_interval_below_zero": float(np.mean(forest.high < 0)),
         "share_interval_above_zero": float(np.mean(forest.low > 0)),
@@ -502,6 +518,14 @@ def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
 def estimate_effects(
     pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, progress: Progress | None = None
 ) -> EstimateResult:
+    """Every configured estimator, diagnostic and refuter on one scored-pairs table, with the parallel
+    pieces on `config.backend` (`_backend`)."""
+    with _backend.using(_backend.make(config.backend, config.ray_address)):
+        return _estimate_effects(pairs, config, embedder, progress)
+
+
+def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder,
+                      progress: Progress | None) -> EstimateResult:
     report = progress or (lambda step, done, total: None)
 
     def say(step: str) -> None:
@@ -619,7 +643,7 @@ def _linear_dml(fit: Fit) -> list[EffectRow]:
     _, regressor = nuisance_models(c.nuisance, c.seed)
     splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in np.unique(folds)]
     model = LinearDML(model_y=clone(regressor), model_t=clone(regressor), discrete_treatment=False, cv=splits,
-                      random_state=c.seed)
+                      random_state=c.seed, use_ray=c.backend == "ray")  # econml's folds as Ray tasks
     y, t = a.outcome[scored], a.empathy[scored]
     model.fit(y, t, X=None, W=X, cache_values=True)
     y_res, t_res = (np.ravel(v) for v in model.residuals_[:2])

@@ -29,6 +29,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from . import _backend
 from ._data import Audit
 from ._errors import CausalError
 from ._inference import clustered_se, ratio_with_se
@@ -121,51 +122,62 @@ def gold_nuisances(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit
     outcome, they do not confound them.
     """
     view = np.column_stack([judges, summary])
-    propensity_model, outcome_model = nuisance_models(kind, seed)
-    small_classifier, small_regressor = nuisance_models("linear", seed)
     n = len(X)
     audited = audit.audited
     arm = np.full(n, -1)
     arm[audited] = BAND
     arm[audit.in_arm == 1] = np.where(audit.treatment[audit.in_arm == 1] == 1, TREATED, CONTROL)
-    e, mu0, mu1 = np.empty(n), np.empty(n), np.empty(n)
-    q, m = np.zeros((n, 3)), np.zeros((n, 2))
     for k in np.unique(folds):
-        test, rest = folds == k, folds != k
-        train = audited & rest
-        classes = np.unique(arm[train])
-        if not {CONTROL, TREATED} <= set(classes):
+        train = audited & (folds != k)
+        if not {CONTROL, TREATED} <= set(np.unique(arm[train])):
             raise CausalError("a cross-fitting fold's audited pairs lack a gold treated or control pair: "
                               "too few audit labels")
-        arm_model = _fit(small_classifier, view[train], arm[train])
-        outcome_models = []
-        for t, label in ((0, CONTROL), (1, TREATED)):
-            rows = train & (arm == label)
-            if rows.sum() < 2:
-                raise CausalError("a cross-fitting fold has fewer than two audited pairs in a gold arm")
-            outcome_models.append(_fit(small_regressor, view[rows], audit.outcome[rows]))
-
-        def soft(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            probability = np.zeros((rows.sum(), 3))
-            probability[:, classes] = arm_model.predict_proba(view[rows])
-            outcome = np.column_stack([model.predict(view[rows]) for model in outcome_models])
-            return probability, outcome
-
-        q[test], m[test] = soft(test)
-        q_rest, m_rest = soft(rest)
-        known = audited[rest]  # audited pairs of the other folds: their gold labels, not a prediction
-        q_rest[known] = np.eye(3)[arm[rest][known]]
-        gold_y = audit.outcome[rest][known]
-        m_rest[known] = np.column_stack([np.where(np.isnan(gold_y), m_rest[known][:, 0], gold_y),
-                                         np.where(np.isnan(gold_y), m_rest[known][:, 1], gold_y)])
-        X_rest = X[rest]
-        both = np.concatenate([X_rest, X_rest])
-        labels = np.concatenate([np.ones(len(X_rest), int), np.zeros(len(X_rest), int)])
-        weights = np.concatenate([q_rest[:, TREATED], q_rest[:, CONTROL]])
-        e[test] = _fit(propensity_model, both, labels, weights + 1e-9).predict_proba(X[test])[:, 1]
-        mu0[test] = _fit(outcome_model, X_rest, m_rest[:, 0], q_rest[:, CONTROL] + 1e-9).predict(X[test])
-        mu1[test] = _fit(outcome_model, X_rest, m_rest[:, 1], q_rest[:, TREATED] + 1e-9).predict(X[test])
+        if min(np.sum(train & (arm == CONTROL)), np.sum(train & (arm == TREATED))) < 2:
+            raise CausalError("a cross-fitting fold has fewer than two audited pairs in a gold arm")
+    e, mu0, mu1 = np.empty(n), np.empty(n), np.empty(n)
+    q, m = np.zeros((n, 3)), np.zeros((n, 2))
+    ks = np.unique(folds)
+    pieces = _backend.run(_gold_fold, ks, X=X, view=view, arm=arm, gold_y=audit.outcome, audited=audited, folds=folds,
+                          kind=kind, seed=seed)
+    for k, (e_k, mu0_k, mu1_k, q_k, m_k) in zip(ks, pieces):
+        test = folds == k
+        e[test], mu0[test], mu1[test], q[test], m[test] = e_k, mu0_k, mu1_k, q_k, m_k
     return GoldNuisances(Nuisances(e, mu0, mu1, folds), q, m)
+
+
+def _gold_fold(k: int, X: np.ndarray, view: np.ndarray, arm: np.ndarray, gold_y: np.ndarray, audited: np.ndarray,
+               folds: np.ndarray, kind: str, seed: int) -> tuple[np.ndarray, ...]:
+    """One fold of `gold_nuisances`: (e, μ₀, μ₁, arm probabilities, gold outcomes) for the units of fold k."""
+    propensity_model, outcome_model = nuisance_models(kind, seed)
+    small_classifier, small_regressor = nuisance_models("linear", seed)
+    test, rest = folds == k, folds != k
+    train = audited & rest
+    classes = np.unique(arm[train])
+    arm_model = _fit(small_classifier, view[train], arm[train])
+    outcome_models = [_fit(small_regressor, view[train & (arm == label)], gold_y[train & (arm == label)])
+                      for label in (CONTROL, TREATED)]
+
+    def soft(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probability = np.zeros((rows.sum(), 3))
+        probability[:, classes] = arm_model.predict_proba(view[rows])
+        outcome = np.column_stack([model.predict(view[rows]) for model in outcome_models])
+        return probability, outcome
+
+    q_test, m_test = soft(test)
+    q_rest, m_rest = soft(rest)
+    known = audited[rest]  # audited pairs of the other folds: their gold labels, not a prediction
+    q_rest[known] = np.eye(3)[arm[rest][known]]
+    gold_known = gold_y[rest][known]
+    m_rest[known] = np.column_stack([np.where(np.isnan(gold_known), m_rest[known][:, 0], gold_known),
+                                     np.where(np.isnan(gold_known), m_rest[known][:, 1], gold_known)])
+    X_rest = X[rest]
+    both = np.concatenate([X_rest, X_rest])
+    labels = np.concatenate([np.ones(len(X_rest), int), np.zeros(len(X_rest), int)])
+    weights = np.concatenate([q_rest[:, TREATED], q_rest[:, CONTROL]])
+    e = _fit(propensity_model, both, labels, weights + 1e-9).predict_proba(X[test])[:, 1]
+    mu0 = _fit(outcome_model, X_rest, m_rest[:, 0], q_rest[:, CONTROL] + 1e-9).predict(X[test])
+    mu1 = _fit(outcome_model, X_rest, m_rest[:, 1], q_rest[:, TREATED] + 1e-9).predict(X[test])
+    return e, mu0, mu1, q_test, m_test
 
 
 @dataclass

@@ -16,10 +16,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from . import _backend
 from ._inference import clustered_covariance, normal_interval, weighted_mean_with_se
 
 REPEATS = 5  # forests (other subsample draws) over which the calibration test takes its median
 QUANTILE_GROUPS = 5
+TREES = 400  # trees per forest
+PREDICT_BLOCK = 20_000  # units per block of the final predictions
 
 
 @dataclass
@@ -73,31 +76,39 @@ class ForestCate:
     calibration: Calibration
     gates: list[dict]
     repeats: list[dict]
+    fitted_on: int  # units the forests were fitted on (all, or a user-grouped subsample: `max_pairs`)
+
+
+def forest_sample(clusters: np.ndarray, max_pairs: int | None, seed: int) -> np.ndarray:
+    """Indices of the units the forest is fitted on: all of them, or whole users drawn at random
+    (seeded) until the next user would pass `max_pairs` units."""
+    n = len(clusters)
+    if max_pairs is None or n <= max_pairs:
+        return np.arange(n)
+    codes, index = np.unique(clusters, return_inverse=True)
+    order = np.random.default_rng([seed, 31]).permutation(len(codes))
+    sizes = np.bincount(index)[order]
+    chosen = order[np.cumsum(sizes) <= max_pairs]
+    return np.flatnonzero(np.isin(index, chosen))
 
 
 def forest_cate(modifiers: np.ndarray, scores: np.ndarray, clusters: np.ndarray, seed: int,
-                repeats: int = REPEATS) -> ForestCate:
+                repeats: int = REPEATS, trees: int = TREES, max_pairs: int | None = None) -> ForestCate:
     """Honest regression forest of ψ on the effect modifiers; calibration test over `repeats` forests.
 
-    The forest of repetition 0 gives the reported CATEs and their intervals; every repetition's BLP
-    and GATES use that repetition's out-of-bag predictions (a unit is predicted only by trees that
-    did not see it).
+    The forests are fitted on `forest_sample` (every unit, or whole users up to `max_pairs` units);
+    the forest of repetition 0 gives the reported CATEs and their intervals for every unit; every
+    repetition's BLP and GATES use that repetition's out-of-bag predictions on the units it was
+    fitted on (a unit is predicted only by trees that did not see it). Each repetition, and each
+    block of the final predictions, is one piece of work for the backend in effect (`_backend`).
     """
-    from econml.grf import RegressionForest
-
-    runs, reported = [], None
-    for r in range(repeats):
-        forest = RegressionForest(n_estimators=400, min_samples_leaf=20, max_samples=0.45, honest=True,
-                                  inference=True, random_state=seed + 7_919 * r, n_jobs=1)
-        forest.fit(modifiers, scores)
-        oob = np.asarray(forest.oob_predict(modifiers)).ravel()
-        usable = np.isfinite(oob)
-        test = blp_test(scores[usable], oob[usable], clusters[usable])
-        runs.append({"calibration": test, "gates": gates(scores[usable], oob[usable], clusters[usable])})
-        if r == 0:
-            low, high = forest.predict_interval(modifiers, alpha=0.05)
-            reported = (np.asarray(forest.predict(modifiers)).ravel(), np.asarray(low).ravel(),
-                        np.asarray(high).ravel())
+    sample = forest_sample(clusters, max_pairs, seed)
+    fit_clusters = np.unique(clusters[sample], return_inverse=True)[1]
+    runs = _backend.run(_forest_run, range(repeats), modifiers=modifiers[sample], scores=scores[sample],
+                        clusters=fit_clusters, seed=seed, trees=trees)
+    blocks = [(start, min(start + PREDICT_BLOCK, len(scores))) for start in range(0, len(scores), PREDICT_BLOCK)]
+    predicted = _backend.run(_forest_predict, blocks, forest=runs[0]["forest"], modifiers=modifiers)
+    reported = tuple(np.concatenate([block[i] for block in predicted]) for i in range(3))
     tests = [run["calibration"] for run in runs]
     median = {f: float(np.median([getattr(t, f) for t in tests]))
               for f in ("beta_mean", "beta_mean_se", "beta_het", "beta_het_se", "p_value")}
@@ -114,7 +125,30 @@ def forest_cate(modifiers: np.ndarray, scores: np.ndarray, clusters: np.ndarray,
             "ci": [float(np.median([c["ci"][0] for c in cells])), float(np.median([c["ci"][1] for c in cells]))],
         })
     return ForestCate(*reported, calibration, median_gates,
-                      [{"seed": seed + 7_919 * r, **asdict(run["calibration"])} for r, run in enumerate(runs)])
+                      [{"seed": seed + 7_919 * r, **asdict(run["calibration"])} for r, run in enumerate(runs)],
+                      fitted_on=int(len(sample)))
+
+
+def _forest_run(r: int, modifiers: np.ndarray, scores: np.ndarray, clusters: np.ndarray, seed: int,
+                trees: int) -> dict:
+    """Repetition r: its forest, its out-of-bag calibration test and GATES."""
+    from econml.grf import RegressionForest
+
+    forest = RegressionForest(n_estimators=trees, min_samples_leaf=20, max_samples=0.45, honest=True,
+                              inference=True, random_state=seed + 7_919 * r, n_jobs=1)
+    forest.fit(modifiers, scores)
+    oob = np.asarray(forest.oob_predict(modifiers)).ravel()
+    usable = np.isfinite(oob)
+    return {"calibration": blp_test(scores[usable], oob[usable], clusters[usable]),
+            "gates": gates(scores[usable], oob[usable], clusters[usable]),
+            "forest": forest if r == 0 else None}
+
+
+def _forest_predict(block: tuple[int, int], forest, modifiers: np.ndarray) -> tuple[np.ndarray, ...]:
+    """CATE and 95 % interval for the units block[0]:block[1]."""
+    rows = modifiers[block[0]:block[1]]
+    low, high = forest.predict_interval(rows, alpha=0.05)
+    return np.asarray(forest.predict(rows)).ravel(), np.asarray(low).ravel(), np.asarray(high).ravel()
 
 
 def subgroup_table(scores: np.ndarray, labels: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None,

@@ -8,6 +8,8 @@ import numpy as np
 from scipy import sparse, stats
 from scipy.sparse.csgraph import connected_components
 
+from . import _backend
+
 Z95 = stats.norm.ppf(0.975)
 FEW_CLUSTERS = 50  # below this many (effective) clusters the normal reference is replaced by t(G − 1)
 
@@ -110,13 +112,30 @@ def pd_factorize(values: np.ndarray) -> np.ndarray:
     return np.unique(values, return_inverse=True)[1]
 
 
+BOOTSTRAP_CHUNK = 100  # draws per piece of work; a piece's random stream depends only on (seed, its index)
+
+
 def cluster_bootstrap(values: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None, draws: int, seed: int) -> np.ndarray:
-    """Bootstrap distribution of a (weighted) mean, resampling whole clusters with replacement."""
-    rng = np.random.default_rng(seed)
+    """Bootstrap distribution of a (weighted) mean, resampling whole clusters with replacement.
+
+    The draws come in chunks of `BOOTSTRAP_CHUNK`, chunk j from its own stream (seed, j): the same
+    draws whether the chunks run here or as Ray tasks (`_backend`), in any order.
+    """
     w = np.ones_like(values) if weight is None else weight
-    codes, index = np.unique(clusters, return_inverse=True)
+    index = np.unique(clusters, return_inverse=True)[1]
     cluster_sum = np.bincount(index, weights=w * values)
     cluster_weight = np.bincount(index, weights=w)
-    picks = rng.integers(0, len(codes), size=(draws, len(codes)))
-    counts = np.apply_along_axis(np.bincount, 1, picks, minlength=len(codes))
+    chunks = [(j, min(BOOTSTRAP_CHUNK, draws - start)) for j, start in enumerate(range(0, draws, BOOTSTRAP_CHUNK))]
+    parts = _backend.run(_bootstrap_chunk, chunks, cluster_sum=cluster_sum, cluster_weight=cluster_weight, seed=seed)
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _bootstrap_chunk(chunk: tuple[int, int], cluster_sum: np.ndarray, cluster_weight: np.ndarray,
+                     seed: int) -> np.ndarray:
+    """`size` bootstrap means of chunk `j`: clusters drawn with replacement, counted per draw."""
+    j, size = chunk
+    groups = len(cluster_sum)
+    picks = np.random.default_rng([seed, j]).integers(0, groups, size=(size, groups))
+    counts = np.bincount((picks + groups * np.arange(size)[:, None]).ravel(),
+                         minlength=size * groups).reshape(size, groups)
     return (counts @ cluster_sum) / (counts @ cluster_weight)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from . import _backend
 from ._errors import CausalError
 
 MIN_ARM_PER_FOLD = 2  # an arm needs at least this many training units in every fold
@@ -29,7 +30,7 @@ def nuisance_models(kind: str, seed: int):
     if kind == "linear":
         return (
             make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2_000)),
-            make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12), gcv_mode="svd")),  # svd: same α, ~3× faster
+            make_pipeline(StandardScaler(), GCVRidge(alphas=np.logspace(-2, 3, 12))),
         )
     if kind == "boosting":
         return (
@@ -39,6 +40,52 @@ def nuisance_models(kind: str, seed: int):
                                           min_samples_leaf=20, l2_regularization=1.0, random_state=seed),
         )
     raise CausalError(f"unknown nuisance model kind {kind!r}: use 'boosting' or 'linear'")
+
+
+class GCVRidge(RegressorMixin, BaseEstimator):
+    """Ridge regression with an unpenalised intercept, α chosen among `alphas` by efficient
+    leave-one-out error (generalised cross-validation), optional sample weights.
+
+    The same estimator and criterion as scikit-learn's `RidgeCV(alphas)` (the mean over units of
+    w·(leave-one-out residual)², the first best α on ties), computed from the eigendecomposition of
+    the p × p weighted covariance X'WX instead of a decomposition of the n × p design: one pass of
+    matrix products over the data, then O(n·p) per α. With n ≫ p (every pair a row, a few hundred
+    confounders) that is several times cheaper than RidgeCV's SVD of the design, and the nuisance
+    models fit it dozens of times per estimate. Checked against RidgeCV (same α, same predictions)
+    in tests/causal/test_scale.py.
+    """
+
+    def __init__(self, alphas=(0.1, 1.0, 10.0)):
+        self.alphas = alphas
+
+    def fit(self, X, y, sample_weight=None):
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        root = np.sqrt(w)
+        x_mean, y_mean = w @ X / w.sum(), w @ y / w.sum()
+        Xc = (X - x_mean) * root[:, None]
+        yc = (y - y_mean) * root
+        eigenvalues, vectors = np.linalg.eigh(Xc.T @ Xc)
+        eigenvalues = np.clip(eigenvalues, 0, None)
+        Z = Xc @ vectors  # the data in the covariance's eigenbasis
+        Zy, Z2 = Z.T @ yc, Z**2
+        intercept_leverage = w / w.sum()  # the unpenalised intercept's share of each unit's leverage
+        best = None
+        for alpha in np.asarray(self.alphas, dtype=float).ravel():
+            shrink = 1 / (eigenvalues + alpha)
+            residual = yc - Z @ (shrink * Zy)
+            leverage = intercept_leverage + Z2 @ shrink
+            score = np.mean((residual / (1 - leverage)) ** 2)
+            if best is None or score < best[0]:
+                best = (score, alpha, shrink)
+        _, self.alpha_, shrink = best
+        self.coef_ = vectors @ (shrink * Zy)
+        self.intercept_ = float(y_mean - x_mean @ self.coef_)
+        self.best_score_ = -best[0]
+        return self
+
+    def predict(self, X):
+        return np.asarray(X, dtype=float) @ self.coef_ + self.intercept_
 
 
 def fold_ids(clusters: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -73,23 +120,37 @@ def crossfit(X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, fo
              seed: int, what: str = "") -> Nuisances:
     """Fit the propensity and both outcome models on the units `fit_on` of the other folds; predict all.
 
-    `t` and `y` are read only where `fit_on` holds. `what` names the sample in errors.
+    `t` and `y` are read only where `fit_on` holds. `what` names the sample in errors. Each fold is
+    one piece of work for the backend in effect (`_backend.using`): local, or a Ray task.
     """
-    propensity_model, outcome_model = nuisance_models(kind, seed)
     n = len(fit_on)
-    e, mu0, mu1 = np.empty(n), np.empty(n), np.empty(n)
     for k in np.unique(folds):
-        test = folds == k
-        train = fit_on & ~test
-        arms = [np.flatnonzero(train & (t == arm)) for arm in (0, 1)]
-        if min(len(a) for a in arms) < MIN_ARM_PER_FOLD:
-            raise CausalError(f"a cross-fitting fold has {len(arms[1])} treated and {len(arms[0])} control pairs"
+        train = fit_on & (folds != k)
+        treated, control = int(np.sum(train & (t == 1))), int(np.sum(train & (t == 0)))
+        if min(treated, control) < MIN_ARM_PER_FOLD:
+            raise CausalError(f"a cross-fitting fold has {treated} treated and {control} control pairs"
                               f"{' (' + what + ')' if what else ''}: too few to fit the nuisance models")
-        rows = np.concatenate(arms)
-        e[test] = clone(propensity_model).fit(X[rows], t[rows]).predict_proba(X[test])[:, 1]
-        mu0[test] = clone(outcome_model).fit(X[arms[0]], y[arms[0]]).predict(X[test])
-        mu1[test] = clone(outcome_model).fit(X[arms[1]], y[arms[1]]).predict(X[test])
+    e, mu0, mu1 = np.empty(n), np.empty(n), np.empty(n)
+    ks = np.unique(folds)
+    for k, (e_k, mu0_k, mu1_k) in zip(ks, _backend.run(_fit_fold, ks, X=X, t=t, y=y, fit_on=fit_on, folds=folds,
+                                                            kind=kind, seed=seed)):
+        test = folds == k
+        e[test], mu0[test], mu1[test] = e_k, mu0_k, mu1_k
     return Nuisances(e, mu0, mu1, folds)
+
+
+def _fit_fold(k: int, X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, folds: np.ndarray, kind: str,
+              seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One fold of `crossfit`: models fitted on the other folds' `fit_on` units, predictions for fold k."""
+    propensity_model, outcome_model = nuisance_models(kind, seed)
+    test = folds == k
+    train = fit_on & ~test
+    arms = [np.flatnonzero(train & (t == arm)) for arm in (0, 1)]
+    rows = np.concatenate(arms)
+    e = clone(propensity_model).fit(X[rows], t[rows]).predict_proba(X[test])[:, 1]
+    mu0 = clone(outcome_model).fit(X[arms[0]], y[arms[0]]).predict(X[test])
+    mu1 = clone(outcome_model).fit(X[arms[1]], y[arms[1]]).predict(X[test])
+    return e, mu0, mu1
 
 
 def dr_scores(nuisances: Nuisances, t: np.ndarray, y: np.ndarray, clip: float) -> np.ndarray:

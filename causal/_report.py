@@ -352,6 +352,8 @@ def _heterogeneity_section(hte: dict) -> str:
              f"Share of pairs whose CATE 95 % interval lies entirely below 0: "
              f"{hte['share_interval_below_zero']:.1%}; entirely above 0: {hte['share_interval_above_zero']:.1%} "
              f"(point estimates below 0: {hte['share_point_estimate_below_zero']:.1%}, which noise alone produces).</p>"]
+    if "forest_sample" in hte:
+        parts.append(f"<p>The forests were fitted on {html.escape(hte['forest_sample'])}.</p>")
     if hte["beyond_scale"]:
         parts.append(f"<p class='banner'>{hte['beyond_scale']} CATEs exceed ±6, the widest effect the 1–7 scale "
                      "allows: they are shown clipped.</p>")
