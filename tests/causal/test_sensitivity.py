@@ -96,3 +96,43 @@ def test_robustness_value_is_zero_without_an_effect_and_where_the_bound_reaches_
     low = {b["c_y"]: b["ci_low"] for b in fit["bounds"]}
     assert list(low.values()) == sorted(low.values(), reverse=True)  # stronger confounding, wider bounds
     assert np.array(fit["contour"]["bound"])[0, 0] == pytest.approx(fit["theta"])
+
+
+def test_a_left_out_confounder_is_strong_enough_to_explain_the_effect_away_and_the_rv_says_so():
+    """No effect at all; a confounder u drives treatment and attachment and is left out of the nuisances.
+    The short estimate is clearly positive. At u's true strengths — c_y and c_t computed from the long
+    and short nuisances, known here (Chernozhukov et al. 2022, eq. for C_Y², C_D²) — the bias bound
+    reaches back to the truth, so the robustness value is below u's strength: the left-out confounder
+    is 'strong enough', as the RV warns."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(11)
+    n = 40_000
+    x, u = rng.normal(size=n), rng.normal(size=n)
+    e_long = expit(0.5 * x + 0.8 * u)
+    t = (rng.random(n) < e_long).astype(int)
+    y = x + u + rng.normal(size=n)  # no effect of t
+    g_long = x + u
+
+    def poly(v):
+        return np.column_stack([np.ones_like(v), v, v**2, v**3])
+
+    mu = {}
+    for arm in (0, 1):  # the short outcome models: E[y | x, t], u averaged over, by arm
+        coef = np.linalg.lstsq(poly(x[t == arm]), y[t == arm], rcond=None)[0]
+        mu[arm] = poly(x) @ coef
+    from sklearn.linear_model import LogisticRegression
+    e_short = LogisticRegression().fit(poly(x)[:, 1:], t).predict_proba(poly(x)[:, 1:])[:, 1]
+
+    fit = sensitivity.ovb(y, t, mu[0], mu[1], e_short, np.arange(n))
+    g_short = np.where(t == 1, mu[1], mu[0])
+    c_y = np.mean((g_long - g_short) ** 2) / np.mean((y - g_short) ** 2)
+    alpha_long2 = 1 / e_long + 1 / (1 - e_long)  # E[α² | x, u] of the ATE's Riesz representer
+    alpha_short2 = 1 / e_short + 1 / (1 - e_short)
+    c_t = 1 - alpha_short2.mean() / alpha_long2.mean()
+    low, _ = _bound(fit, c_y, c_t)
+    print(f"\nshort estimate {fit['theta']:+.3f} (truth 0); u's strengths c_y {c_y:.3f}, c_t {c_t:.3f}; "
+          f"bound at them {low:+.3f}; RV {fit['robustness_value']:.3f} (CI {fit['robustness_value_ci']:.3f})")
+    assert fit["theta"] > 0.3 and fit["robustness_value_ci"] > 0  # confidently, wrongly positive
+    assert low <= 0  # u at its own strength explains the estimate away …
+    assert fit["robustness_value"] < max(c_y, c_t)  # … and the RV says a confounder that strong would
