@@ -1,31 +1,46 @@
 """Causal stage: scored pairs → matching and doubly robust estimates with intervals, balance, heterogeneity,
-and the judge-error correction from the blind audit sample."""
+and the judge-error correction from the blind audit sample.
 
-from . import _learners  # noqa: F401  (registers x_learner and causal_forest_dml)
-from ._data import Audit, TreatmentRule, prepare
-from ._embeddings import Embedder, EmbeddingCache, default_cache_dir
+Names load on first use (PEP 562): every `empathy` command imports this package for its
+configuration and errors, and only `estimate` needs econml, scikit-learn and scipy.stats.
+"""
+
+from importlib import import_module
+
+from ._config import DEFAULT_ESTIMATORS, PRIMARY, CausalConfig
 from ._errors import CausalError
-from ._estimate import DEFAULT_ESTIMATORS, ESTIMATORS, PRIMARY, CausalConfig, Fit, estimate_effects, estimator
-from ._gold import AuditPlan, corrected_mean, corrected_regression, plan_audit, pseudo_outcome
-from ._report import render_report
-from ._results import EffectRow, EstimateResult
-from ._selection import CONDITIONAL_ON_REPLY, LeeBounds, lee_bounds, selection_analysis
-from ._semisynthetic import (
-    JudgeNoise,
-    PlantedEffect,
-    judge_labels,
-    personal_score,
-    semisynthetic_study,
-    simulate,
-    target_pairs,
-    true_effects,
-)
 
-__all__ = [
-    "CONDITIONAL_ON_REPLY", "LeeBounds", "lee_bounds", "selection_analysis",
-    "DEFAULT_ESTIMATORS", "ESTIMATORS", "PRIMARY", "Audit", "AuditPlan", "CausalConfig", "CausalError", "EffectRow",
-    "Embedder", "EmbeddingCache", "EstimateResult", "Fit", "JudgeNoise", "PlantedEffect", "TreatmentRule",
-    "corrected_mean", "corrected_regression", "default_cache_dir", "estimate_effects", "estimator", "judge_labels",
-    "personal_score", "plan_audit", "prepare", "pseudo_outcome", "render_report", "semisynthetic_study", "simulate",
-    "target_pairs", "true_effects",
+_HOMES = {
+    "_data": ["Audit", "TreatmentRule", "prepare"],
+    "_embeddings": ["Embedder", "EmbeddingCache", "default_cache_dir"],
+    "_estimate": ["ESTIMATORS", "Fit", "estimate_effects", "estimator"],
+    "_gold": ["AuditPlan", "corrected_mean", "corrected_regression", "plan_audit", "pseudo_outcome"],
+    "_report": ["render_report"],
+    "_results": ["EffectRow", "EstimateResult"],
+    "_selection": ["CONDITIONAL_ON_REPLY", "LeeBounds", "lee_bounds", "selection_analysis"],
+    "_semisynthetic": ["JudgeNoise", "PlantedEffect", "judge_labels", "personal_score", "semisynthetic_study",
+                       "simulate", "target_pairs", "true_effects"],
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = [  # the eager four, then every lazily loaded name of _HOMES
+    "DEFAULT_ESTIMATORS", "PRIMARY", "CausalConfig", "CausalError",
+    "Audit", "TreatmentRule", "prepare", "Embedder", "EmbeddingCache", "default_cache_dir", "ESTIMATORS", "Fit",
+    "estimate_effects", "estimator", "AuditPlan", "corrected_mean", "corrected_regression", "plan_audit",
+    "pseudo_outcome", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds",
+    "lee_bounds", "selection_analysis", "JudgeNoise", "PlantedEffect", "judge_labels", "personal_score",
+    "semisynthetic_study", "simulate", "target_pairs", "true_effects",
 ]
+assert set(__all__[4:]) == set(_HOME_OF)
+
+
+def __getattr__(name: str):
+    if name not in _HOME_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_HOME_OF[name]}"), name)
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

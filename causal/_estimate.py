@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, field_validator
 from scipy import stats
 
 from . import _backend
 from ._balance import pooled_sd, smd
+from ._config import PRIMARY, CausalConfig
 from ._data import StudyArrays, TreatmentRule, prepare
 from ._embeddings import Embedder
 from ._errors import CausalError
@@ -40,7 +39,7 @@ from ._negative_control import COLUMN as NEGATIVE_CONTROL
 from ._negative_control import NAME as NEGATIVE_CONTROL_REFUTER
 from ._negative_control import has_negative_control
 from ._nuisance import Nuisances, crossfit, dr_scores, fold_ids
-from ._refute import DEFAULT_REFUTERS, REFUTERS, Estimate, Problem, refute
+from ._refute import Estimate, Problem, refute
 from ._results import SCALE_LIMIT, EffectRow, EstimateResult, empty_row
 from ._sensitivity import e_value, ovb, rosenbaum
 
@@ -56,67 +55,6 @@ def estimator(name: str):
         ESTIMATORS[name] = function
         return function
     return register
-
-
-DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching"]
-PRIMARY = "dr_gold_corrected"  # pre-specified: the judge-error-corrected DR ATE (dr where no audit labels exist)
-
-
-class CausalConfig(BaseModel):
-    """The `[causal]` table of `study.toml` (also the options of `empathy estimate`)."""
-
-    treat_high: float = Field(5, description="treated if empathy ≥ this")
-    treat_low: float = Field(3, description="control if empathy ≤ this; anything between is excluded")
-    embedding: Literal["minilm", "fast"] = Field(
-        "minilm", description="prompt embedding: all-MiniLM-L6-v2, or a static model distilled from it (corpus scale)"
-    )
-    embedding_dims: int = Field(128, ge=1, le=384, description="principal components kept of the prompt embedding")
-    prev_embedding_dims: int = Field(16, ge=0, le=384, description="principal components kept of the previous turn's")
-    distance: Literal["cosine", "propensity", "combined"] = Field(
-        "cosine", description="matching distance: prompt cosine, logit propensity, or cosine within a propensity caliper"
-    )
-    caliper: float = Field(0.5, gt=0, description="largest cosine distance between matched prompts")
-    propensity_caliper: float = Field(0.2, gt=0, description="in SDs of the logit propensity (propensity/combined)")
-    neighbours: int = Field(30, ge=1, description="candidate controls per treated unit (sparse kNN graph)")
-    nuisance: Literal["linear", "boosting"] = Field("linear", description="propensity and outcome models")
-    folds: int = Field(5, ge=2, description="cross-fitting folds (grouped by user)")
-    propensity_clip: float = Field(0.01, gt=0, lt=0.5, description="propensities are clipped to [clip, 1 − clip]")
-    trim: float = Field(0.1, ge=0, lt=0.5, description="ATE_trimmed keeps units with propensity in [trim, 1 − trim]")
-    bootstrap: int = Field(1000, ge=50, description="cluster-bootstrap draws for matching SEs")
-    min_arm: int = Field(20, ge=1, description="an arm (or audited arm) smaller than this is reported as a warning")
-    estimators: list[str] = Field(default_factory=lambda: list(DEFAULT_ESTIMATORS),
-                                  description="registered estimators to run, in order")
-    heterogeneity: bool = Field(True, description="fit the CATE forest, calibration test and subgroup tables")
-    refuters: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUTERS),
-                                description="refuters of the dr ATE to run (each refits the nuisances): placebo, "
-                                            "random_common_cause, subsample, leave_one_model_out")
-    sensitivity: bool = Field(True, description="E-values, Rosenbaum Γ bounds of matching, omitted-variable bounds of dr")
-    seed: int = Field(0, description="seed of every random step")
-    backend: Literal["local", "ray"] = Field(
-        "local", description="where cross-fitting folds, forests and bootstrap chunks run: this process, or Ray tasks "
-                             "(pip install 'empathy-study[ray]'); the estimates are the same numbers")
-    ray_address: str | None = Field(
-        None, description="the Ray cluster for backend 'ray' (ray.init(address=…)); none: RAY_ADDRESS, else a Ray "
-                          "started on this machine for the run")
-    hte_max_pairs: int | None = Field(
-        20_000, ge=100, description="the CATE forests are fitted on whole users drawn at random up to this many "
-                                      "trimmed pairs (none: all); CATEs are predicted for every pair")
-
-    @field_validator("refuters")
-    @classmethod
-    def _known_refuters(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in REFUTERS]
-        if unknown:
-            raise ValueError(f"unknown refuter {unknown[0]!r}; available: {', '.join(REFUTERS)}")
-        return names
-
-    @field_validator("estimators")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in ESTIMATORS]
-        if unknown:
-            raise ValueError(f"unknown estimator {unknown[0]!r}; registered: {', '.join(ESTIMATORS)}")
-        return names
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -655,3 +593,6 @@ def _linear_dml(fit: Fit) -> list[EffectRow]:
     return [_row("linear_dml", "per_point", theta, se, int(scored.sum()), cluster_shape(clusters),
                  note="effect of one point of empathy (1–7, continuous) on attachment; econml LinearDML, "
                       "partialling out the confounders; all scored pairs, the excluded band included")]
+
+
+from . import _learners  # noqa: E402,F401  (registers x_learner and causal_forest_dml: they build on Fit)

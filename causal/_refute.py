@@ -158,7 +158,6 @@ REFUTERS: dict[str, Callable[[Problem, Estimate], dict]] = {
     "subsample": subsample,
     "leave_one_model_out": leave_one_model_out,
 }
-DEFAULT_REFUTERS = ["placebo"]  # one refit; the others (7–9 refits) are opt-in
 
 
 def refute(problem: Problem, names: list[str], original: Estimate | None = None,

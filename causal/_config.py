@@ -1,0 +1,75 @@
+"""The `[causal]` table of study.toml, on its own: reading a study's configuration (every `empathy`
+command does) must not load the estimation stack. The validators look the registries up when a
+study names estimators or refuters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+DEFAULT_REFUTERS = ["placebo"]  # one refit; the others are opt-in (causal/_refute.py)
+DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching"]
+PRIMARY = "dr_gold_corrected"  # pre-specified: the judge-error-corrected DR ATE (dr where no audit labels exist)
+
+
+class CausalConfig(BaseModel):
+    """The `[causal]` table of `study.toml` (also the options of `empathy estimate`)."""
+
+    treat_high: float = Field(5, description="treated if empathy ≥ this")
+    treat_low: float = Field(3, description="control if empathy ≤ this; anything between is excluded")
+    embedding: Literal["minilm", "fast"] = Field(
+        "minilm", description="prompt embedding: all-MiniLM-L6-v2, or a static model distilled from it (corpus scale)"
+    )
+    embedding_dims: int = Field(128, ge=1, le=384, description="principal components kept of the prompt embedding")
+    prev_embedding_dims: int = Field(16, ge=0, le=384, description="principal components kept of the previous turn's")
+    distance: Literal["cosine", "propensity", "combined"] = Field(
+        "cosine", description="matching distance: prompt cosine, logit propensity, or cosine within a propensity caliper"
+    )
+    caliper: float = Field(0.5, gt=0, description="largest cosine distance between matched prompts")
+    propensity_caliper: float = Field(0.2, gt=0, description="in SDs of the logit propensity (propensity/combined)")
+    neighbours: int = Field(30, ge=1, description="candidate controls per treated unit (sparse kNN graph)")
+    nuisance: Literal["linear", "boosting"] = Field("linear", description="propensity and outcome models")
+    folds: int = Field(5, ge=2, description="cross-fitting folds (grouped by user)")
+    propensity_clip: float = Field(0.01, gt=0, lt=0.5, description="propensities are clipped to [clip, 1 − clip]")
+    trim: float = Field(0.1, ge=0, lt=0.5, description="ATE_trimmed keeps units with propensity in [trim, 1 − trim]")
+    bootstrap: int = Field(1000, ge=50, description="cluster-bootstrap draws for matching SEs")
+    min_arm: int = Field(20, ge=1, description="an arm (or audited arm) smaller than this is reported as a warning")
+    estimators: list[str] = Field(default_factory=lambda: list(DEFAULT_ESTIMATORS),
+                                  description="registered estimators to run, in order")
+    heterogeneity: bool = Field(True, description="fit the CATE forest, calibration test and subgroup tables")
+    refuters: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUTERS),
+                                description="refuters of the dr ATE to run (each refits the nuisances): placebo, "
+                                            "random_common_cause, subsample, leave_one_model_out")
+    sensitivity: bool = Field(True, description="E-values, Rosenbaum Γ bounds of matching, omitted-variable bounds of dr")
+    seed: int = Field(0, description="seed of every random step")
+    backend: Literal["local", "ray"] = Field(
+        "local", description="where cross-fitting folds, forests and bootstrap chunks run: this process, or Ray tasks "
+                             "(pip install 'empathy-study[ray]'); the estimates are the same numbers")
+    ray_address: str | None = Field(
+        None, description="the Ray cluster for backend 'ray' (ray.init(address=…)); none: RAY_ADDRESS, else a Ray "
+                          "started on this machine for the run")
+    hte_max_pairs: int | None = Field(
+        20_000, ge=100, description="the CATE forests are fitted on whole users drawn at random up to this many "
+                                      "trimmed pairs (none: all); CATEs are predicted for every pair")
+
+    @field_validator("refuters")
+    @classmethod
+    def _known_refuters(cls, names: list[str]) -> list[str]:
+        from . import _estimate  # noqa: F401  (imports every module that registers a refuter)
+        from ._refute import REFUTERS
+
+        unknown = [n for n in names if n not in REFUTERS]
+        if unknown:
+            raise ValueError(f"unknown refuter {unknown[0]!r}; available: {', '.join(REFUTERS)}")
+        return names
+
+    @field_validator("estimators")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        from ._estimate import ESTIMATORS
+
+        unknown = [n for n in names if n not in ESTIMATORS]
+        if unknown:
+            raise ValueError(f"unknown estimator {unknown[0]!r}; registered: {', '.join(ESTIMATORS)}")
+        return names
