@@ -28,22 +28,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from scipy import stats
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(variable, "1")  # one BLAS thread: the cores are shared, oversubscription only slows
-from empathy_study import (
-    causal,  # noqa: E402
-    corpus,  # noqa: E402
-)
+    os.environ.setdefault(variable, "1")  # before numpy loads BLAS: one thread, the cores are shared
+
+from real_text import real_turn_pairs  # noqa: E402  (bench/ is this script's folder, first on the path)
+
+# isort: split
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from empathy_study import causal  # noqa: E402
 from empathy_study.causal._semisynthetic import (  # noqa: E402
     GOOD_JUDGE,
     PERSONAL_ANCHORS,
@@ -62,14 +62,6 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
     centre = (p + z**2 / (2 * trials)) / (1 + z**2 / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def turn_pairs() -> pd.DataFrame:
-    with tempfile.TemporaryDirectory() as tmp:
-        funnel = corpus.Funnel("sharegpt")
-        corpus.build_corpus(corpus.read_source("sharegpt", [], funnel), Path(tmp),
-                            corpus.CorpusConfig(keep_transactional=True), funnel)
-        return pd.read_parquet(Path(tmp) / corpus.TURN_PAIRS_FILE)
 
 
 def records_of(result, scored, truth, design: str, judge: str, rep: int) -> list[dict]:
@@ -124,7 +116,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     judges = args.judge.split(",")
     embedder = causal.Embedder()
-    chosen = sample_pairs(turn_pairs(), args.n, seed=0, by_user=args.design == "nonlinear")
+    chosen = sample_pairs(real_turn_pairs(), args.n, seed=0, by_user=args.design == "nonlinear")
     score = causal.personal_score(embedder.embed(chosen["prompt"].tolist()), embedder.embed(PERSONAL_ANCHORS),
                                   embedder.embed(TASK_ANCHORS))
     planted = causal.PlantedEffect(design=args.design)

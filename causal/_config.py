@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 DEFAULT_REFUTERS = ["placebo"]  # one refit; the others are opt-in (causal/_refute.py)
 DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching"]
@@ -53,23 +53,15 @@ class CausalConfig(BaseModel):
         20_000, ge=100, description="the CATE forests are fitted on whole users drawn at random up to this many "
                                       "trimmed pairs (none: all); CATEs are predicted for every pair")
 
-    @field_validator("refuters")
+    @field_validator("estimators", "refuters")
     @classmethod
-    def _known_refuters(cls, names: list[str]) -> list[str]:
-        from . import _estimate  # noqa: F401  (imports every module that registers a refuter)
+    def _registered(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        from . import _estimate  # imports every module that registers an estimator or a refuter
         from ._refute import REFUTERS
 
-        unknown = [n for n in names if n not in REFUTERS]
+        registry, kind, listed = ((_estimate.ESTIMATORS, "estimator", "registered") if info.field_name == "estimators"
+                                  else (REFUTERS, "refuter", "available"))
+        unknown = [n for n in names if n not in registry]
         if unknown:
-            raise ValueError(f"unknown refuter {unknown[0]!r}; available: {', '.join(REFUTERS)}")
-        return names
-
-    @field_validator("estimators")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        from ._estimate import ESTIMATORS
-
-        unknown = [n for n in names if n not in ESTIMATORS]
-        if unknown:
-            raise ValueError(f"unknown estimator {unknown[0]!r}; registered: {', '.join(ESTIMATORS)}")
+            raise ValueError(f"unknown {kind} {unknown[0]!r}; {listed}: {', '.join(registry)}")
         return names
