@@ -76,17 +76,22 @@ class ExportResult:
     terminal: Path | None = None  # scored_terminal_pairs.parquet, written when a terminal sample exists
 
 
+def write_with_provenance(table: pd.DataFrame, record: dict, path: Path) -> None:
+    """Write `table` as Parquet with how it was made in the file's own metadata."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                           TABLE_METADATA_KEY: json.dumps(record, default=str).encode()})
+    with atomic_path(path) as staged:
+        pq.write_table(arrow, staged)
+
+
 def export(study: Workspace) -> ExportResult:
     """Write DIR/scored_pairs.parquet, the input of `empathy estimate`."""
     table, made_from = scored_pairs(study)
     inputs = {"sample": study.sample, **({"judgments": study.judgments} if study.judgments.exists() else {}),
               **({"calibration": study.calibration} if study.calibration.exists() else {})}
     record = provenance(inputs=inputs, **made_from)
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
-                                           TABLE_METADATA_KEY: json.dumps(record, default=str).encode()})
-    with atomic_path(study.scored_pairs) as staged:
-        pq.write_table(arrow, staged)
+    write_with_provenance(table, record, study.scored_pairs)
     from empathy_study.study.selection import export_terminal  # imports this module's neighbours
 
     return ExportResult(table, record, study.scored_pairs, export_terminal(study))

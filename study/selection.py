@@ -13,18 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from empathy_study import causal, corpus, judge
-from empathy_study.shared import atomic_path, write_json, write_parquet
+from empathy_study.shared import write_json, write_parquet
 from empathy_study.study import calibrate
+from empathy_study.study.export import read_scored_pairs, write_with_provenance
 from empathy_study.study.judging import TERMINAL_COLUMNS, load_terminal_sample
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import provenance
 from empathy_study.study.workspace import Workspace
 
-TABLE_METADATA_KEY = b"empathy_study"
 TERMINAL_STRATA = ("model", "turn_bucket")  # topics are fitted on the turn-pair sample's prompts only
 
 
@@ -115,12 +113,7 @@ def export_terminal(study: Workspace) -> Path | None:
     table, made_from = found
     inputs = {"terminal_sample": study.terminal_sample,
               **({"judgments": study.judgments} if study.judgments.exists() else {})}
-    record = provenance(inputs=inputs, **made_from)
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
-                                           TABLE_METADATA_KEY: json.dumps(record, default=str).encode()})
-    with atomic_path(study.scored_terminal_pairs) as staged:
-        pq.write_table(arrow, staged)
+    write_with_provenance(table, provenance(inputs=inputs, **made_from), study.scored_terminal_pairs)
     return study.scored_terminal_pairs
 
 
@@ -144,9 +137,7 @@ def selection_block(pairs: pd.DataFrame, terminal_path: Path | None, config: cau
         return {**statement, "available": False,
                 "reason": "no scored terminal pairs: draw them (`empathy corpus sample-terminal DIR --n N`), judge "
                           "them (`empathy judge run DIR`) and export (`empathy export DIR`)"}
-    terminal = pd.read_parquet(terminal_path)
-    meta = (pq.read_schema(terminal_path).metadata or {}).get(TABLE_METADATA_KEY)
-    recorded = json.loads(meta) if meta else {}
+    terminal, recorded = read_scored_pairs(terminal_path)
     try:
         block = causal.selection_analysis(pairs, terminal, config, embedder,
                                           population_sizes(terminal_path.parent / "funnel.json"),
