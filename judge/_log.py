@@ -70,20 +70,36 @@ class JudgmentLog:
     def append(self, records: list[JudgmentRecord]) -> None:
         if not records:
             return
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        prefix = ""
-        if new:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            prefix = json.dumps(HEADER) + "\n"
-        elif not self._line_start_known and not self._ends_with_newline():
-            prefix = "\n"  # the previous run died mid-line: do not glue a record onto its fragment
-        payload = prefix + "".join(r.model_dump_json() + "\n" for r in records)
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        lines = "".join(r.model_dump_json() + "\n" for r in records)
+        if (not self.path.exists() or self.path.stat().st_size == 0) and self._create(json.dumps(HEADER) + "\n" + lines):
+            self._line_start_known = True
+            return
+        prefix = "" if self._line_start_known or self._ends_with_newline() else "\n"  # a run that died mid-line
+        payload = prefix + lines
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
         try:
             os.write(descriptor, payload.encode("utf-8"))
         finally:
             os.close(descriptor)
         self._line_start_known = True
+
+    def _create(self, payload: str) -> bool:
+        """Write a new log whole (header and first records) under a temporary name, then link it into
+        place: a reader never meets the log without its header. False if another writer got there first
+        (or an empty file stands there), in which case the caller appends."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staged = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        staged.write_text(payload, encoding="utf-8")
+        try:
+            os.link(staged, self.path)
+            return True
+        except FileExistsError:
+            if self.path.stat().st_size == 0:  # an empty file in its place: fill it the old way
+                os.replace(staged, self.path)
+                return True
+            return False
+        finally:
+            staged.unlink(missing_ok=True)
 
     @property
     def runs_path(self) -> Path:

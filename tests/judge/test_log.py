@@ -52,3 +52,28 @@ def test_expected_score_from_top_logprobs():
     value = expected_score(type("L", (), {"content": content})())
     assert value == pytest.approx((4 * 0.6 + 5 * 0.3) / 0.9)
     assert expected_score(None) is None
+
+
+def test_a_reader_never_meets_the_log_without_its_header(tmp_path, monkeypatch):
+    """A run's first write creates the log; `empathy judge status`, or a test waiting on progress, may
+    read it at any moment. At each step the writer takes, a reader sees no log or a whole one (a CI run
+    caught a reader between the file's creation and its header)."""
+    import os
+
+    path = tmp_path / "judgments.jsonl"
+    seen = []
+
+    def reading_first(original):
+        def step(*args):
+            seen.append(len(judge.JudgmentLog(path).read().records))  # raises on a headerless log
+            return original(*args)
+        return step
+
+    for name in ("link", "replace", "write", "open"):
+        monkeypatch.setattr(os, name, reading_first(getattr(os, name)))
+    log = judge.JudgmentLog(path)
+    log.append([record("a")])
+    log.append([record("b")])
+    monkeypatch.undo()
+    assert seen and seen[0] == 0 and seen[-1] == 1
+    assert [r.pair_id for r in judge.JudgmentLog(path).read().records] == ["a", "b"]
