@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 
 from empathy_study import causal  # noqa: E402
 from empathy_study.causal._data import prepare  # noqa: E402
-from empathy_study.causal._estimate import Fit  # noqa: E402
 from empathy_study.causal._features import build_confounders  # noqa: E402
+from empathy_study.causal._fit import Fit  # noqa: E402
 from empathy_study.causal._hte import forest_cate  # noqa: E402
 from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS, simulate  # noqa: E402
 

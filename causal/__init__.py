@@ -13,7 +13,8 @@ from ._errors import CausalError
 _HOMES = {
     "_data": ["Audit", "TreatmentRule", "prepare"],
     "_embeddings": ["Embedder", "EmbeddingCache", "default_cache_dir"],
-    "_estimate": ["ESTIMATORS", "Fit", "estimate_effects", "estimator"],
+    "_estimate": ["ESTIMATORS", "estimate_effects"],
+    "_fit": ["Fit"],
     "_gold": ["AuditPlan", "corrected_mean", "corrected_regression", "plan_audit", "pseudo_outcome"],
     "_report": ["render_report"],
     "_results": ["EffectRow", "EstimateResult"],
@@ -26,7 +27,7 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [  # the eager four, then every lazily loaded name of _HOMES
     "DEFAULT_ESTIMATORS", "PRIMARY", "CausalConfig", "CausalError",
     "Audit", "TreatmentRule", "prepare", "Embedder", "EmbeddingCache", "default_cache_dir", "ESTIMATORS", "Fit",
-    "estimate_effects", "estimator", "AuditPlan", "corrected_mean", "corrected_regression", "plan_audit",
+    "estimate_effects", "AuditPlan", "corrected_mean", "corrected_regression", "plan_audit",
     "pseudo_outcome", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds",
     "lee_bounds", "selection_analysis", "JudgeNoise", "PlantedEffect", "judge_labels", "personal_score",
     "semisynthetic_study", "simulate", "target_pairs", "true_effects",

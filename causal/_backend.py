@@ -2,8 +2,7 @@
 whatever cluster `ray.init(address=…)` reaches (`[causal] backend = "ray"`).
 
 The pieces are the cross-fitting folds (`_nuisance.crossfit`, `_gold.gold_nuisances`), the forests
-of the heterogeneity test and their predictions (`_hte.forest_cate`), and the chunks of bootstrap
-draws (`_inference.cluster_bootstrap`). Each is a module-level function of one item plus shared
+of the heterogeneity test and their predictions (`_hte.forest_cate`). Each is a module-level function of one item plus shared
 arrays; `run(function, items, **shared)` maps it over the items with the backend in effect. Both
 backends call the same function on the same item with the same seed, so the results are the
 same numbers; Ray only decides where they are computed. Large shared arrays go into Ray's object

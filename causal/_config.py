@@ -1,12 +1,14 @@
 """The `[causal]` table of study.toml, on its own: reading a study's configuration (every `empathy`
-command does) must not load the estimation stack. The validators look the registries up when a
-study names estimators or refuters."""
+command does) must not load the estimation stack. Estimator and refuter names are checked against
+the names `_registry` declares as data, so no estimator module loads here."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ._registry import check_names
 
 DEFAULT_REFUTERS = ["placebo"]  # one refit; the others are opt-in (causal/_refute.py)
 DEFAULT_ESTIMATORS = ["naive", "dr", "dr_gold_only", "dr_gold_corrected", "matching"]
@@ -15,6 +17,8 @@ PRIMARY = "dr_gold_corrected"  # pre-specified: the judge-error-corrected DR ATE
 
 class CausalConfig(BaseModel):
     """The `[causal]` table of `study.toml` (also the options of `empathy estimate`)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a silently unused default
 
     treat_high: float = Field(5, description="treated if empathy ≥ this")
     treat_low: float = Field(3, description="control if empathy ≤ this; anything between is excluded")
@@ -29,11 +33,14 @@ class CausalConfig(BaseModel):
     caliper: float = Field(0.5, gt=0, description="largest cosine distance between matched prompts")
     propensity_caliper: float = Field(0.2, gt=0, description="in SDs of the logit propensity (propensity/combined)")
     neighbours: int = Field(30, ge=1, description="candidate controls per treated unit (sparse kNN graph)")
-    nuisance: Literal["linear", "boosting"] = Field("linear", description="propensity and outcome models")
+    nuisance: Literal["auto", "linear", "spline", "kernel", "boosting"] = Field(
+        "linear", description="propensity and outcome model class: auto chooses, for each nuisance, among linear, spline "
+                            "(B-splines of the leading prompt components), kernel (RBF random features of them) and "
+                            "boosting by out-of-fold loss under the user folds; or one class for all")
     folds: int = Field(5, ge=2, description="cross-fitting folds (grouped by user)")
     propensity_clip: float = Field(0.01, gt=0, lt=0.5, description="propensities are clipped to [clip, 1 − clip]")
     trim: float = Field(0.1, ge=0, lt=0.5, description="ATE_trimmed keeps units with propensity in [trim, 1 − trim]")
-    bootstrap: int = Field(1000, ge=50, description="cluster-bootstrap draws for matching SEs")
+    bootstrap: int = Field(1000, ge=50, description="user-bootstrap draws of the Lee bounds (selection on replying)")
     min_arm: int = Field(20, ge=1, description="an arm (or audited arm) smaller than this is reported as a warning")
     estimators: list[str] = Field(default_factory=lambda: list(DEFAULT_ESTIMATORS),
                                   description="registered estimators to run, in order")
@@ -44,7 +51,7 @@ class CausalConfig(BaseModel):
     sensitivity: bool = Field(True, description="E-values, Rosenbaum Γ bounds of matching, omitted-variable bounds of dr")
     seed: int = Field(0, description="seed of every random step")
     backend: Literal["local", "ray"] = Field(
-        "local", description="where cross-fitting folds, forests and bootstrap chunks run: this process, or Ray tasks "
+        "local", description="where cross-fitting folds and forests run: this process, or Ray tasks "
                              "(pip install 'empathy-study[ray]'); the estimates are the same numbers")
     ray_address: str | None = Field(
         None, description="the Ray cluster for backend 'ray' (ray.init(address=…)); none: RAY_ADDRESS, else a Ray "
@@ -55,13 +62,5 @@ class CausalConfig(BaseModel):
 
     @field_validator("estimators", "refuters")
     @classmethod
-    def _registered(cls, names: list[str], info: ValidationInfo) -> list[str]:
-        from . import _estimate  # imports every module that registers an estimator or a refuter
-        from ._refute import REFUTERS
-
-        registry, kind, listed = ((_estimate.ESTIMATORS, "estimator", "registered") if info.field_name == "estimators"
-                                  else (REFUTERS, "refuter", "available"))
-        unknown = [n for n in names if n not in registry]
-        if unknown:
-            raise ValueError(f"unknown {kind} {unknown[0]!r}; {listed}: {', '.join(registry)}")
-        return names
+    def _declared(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        return check_names(names, "estimator" if info.field_name == "estimators" else "refuter")

@@ -14,6 +14,7 @@ from ._errors import CausalError
 
 REQUIRED = ("pair_id", "prompt", "model", "turn_index", *CONSTRUCTS)
 GOLD_COLUMNS = ("empathy_gold", "attachment_gold", "gold_prob")
+DRAWN = "gold_drawn"  # 1 where the pair was drawn into the blind audit sample (optional: models missing labels)
 SCALE = (1.0, 7.0)
 
 
@@ -45,9 +46,10 @@ class Audit:
 
     `audited` holds where the gold labels the estimand needs exist: gold empathy, and gold attachment
     unless the gold empathy falls in the excluded band (such a pair is outside the estimand's
-    population and needs no outcome). `probability` is gold_prob × the response rate (labels found
-    ÷ labels expected), i.e. missing audit labels are modelled as missing at random among audited
-    pairs; it is treated as known.
+    population and needs no outcome). `probability` is gold_prob × the probability that a drawn pair's
+    labels are complete: modelled from what is observed where `gold_drawn` says which pairs were drawn
+    (`response_probability`), else one response rate for all (missing completely at random); `missing`
+    says which. It is treated as known.
     """
 
     audited: np.ndarray  # bool
@@ -58,6 +60,7 @@ class Audit:
     expected: float  # Σ gold_prob: labelled pairs a complete audit would have
     response_rate: float
     incomplete: int  # audited pairs with gold empathy but no gold attachment (in an arm)
+    missing: str = ""  # how missing audit labels enter `probability`
 
     def subset(self, mask: np.ndarray) -> "Audit":
         return replace(self, audited=self.audited[mask], probability=self.probability[mask],
@@ -131,16 +134,63 @@ def _audit(frame: pd.DataFrame, rule: TreatmentRule) -> Audit:
     expected = float(probability.sum())
     rate = min(1.0, float(complete.sum()) / expected)
     usable = complete & in_arm
+    if DRAWN in frame.columns:
+        drawn = _numeric(frame, DRAWN).fillna(0).to_numpy() > 0
+        if (labelled & ~drawn).any():
+            raise CausalError(f"{int((labelled & ~drawn).sum())} pairs have human audit labels but are not in the "
+                              f"audit draw ({DRAWN} = 0): gold labels come only from the blind audit sample")
+        response = response_probability(frame, drawn, labelled, in_arm, attachment.notna().to_numpy())
+        missing = "modelled: missing at random given the judges' labels, the model (and, for a missing attachment "\
+                  "label, the human empathy label), by logistic regressions on the drawn pairs"
+    else:
+        response = np.full(len(frame), rate)
+        missing = f"assumed missing completely at random: no {DRAWN} column says which pairs were drawn, so one " \
+                  "response rate (labels found ÷ labels expected) scales every pair's probability"
     return Audit(
         audited=complete,
-        probability=probability.to_numpy(dtype=float) * rate,
+        probability=probability.to_numpy(dtype=float) * response,
         in_arm=usable.astype(float),
         treatment=np.where(usable, arm.to_numpy(), np.nan),
         outcome=np.where(usable, attachment.to_numpy(), np.nan),
         expected=expected,
         response_rate=rate,
         incomplete=int((labelled & ~complete).sum()),
+        missing=missing,
     )
+
+
+RESPONSE_FLOOR = 0.05  # a modelled response probability is kept above this (a weight of at most 20 ×)
+
+
+def response_probability(frame: pd.DataFrame, drawn: np.ndarray, labelled: np.ndarray, in_arm: np.ndarray,
+                         has_attachment: np.ndarray) -> np.ndarray:
+    """P(a drawn pair's audit labels are complete | what is observed), per pair.
+
+    Two steps, because the completeness rule asks for more in an arm: a drawn pair gets its human
+    empathy label with probability ρₑ(judges' labels, model); a pair whose human empathy is in an arm
+    then needs its attachment label too, with probability ρₐ(judges' labels, model, human empathy) — the
+    human empathy is observed for those pairs, so response may depend on it. Each is a logistic
+    regression fitted on the pairs it applies to; complete = ρₑ · (ρₐ where the pair is in an arm).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    judge = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in CONSTRUCTS])
+    features = np.column_stack([np.nan_to_num(judge, nan=0.0), np.isnan(judge).astype(float),
+                                pd.get_dummies(frame["model"].astype(str), dtype=float).to_numpy()])
+    gold_empathy = pd.to_numeric(frame["empathy_gold"], errors="coerce").fillna(0).to_numpy(dtype=float)
+
+    def fitted(X: np.ndarray, rows: np.ndarray, outcome: np.ndarray) -> np.ndarray:
+        y = outcome[rows].astype(int)
+        if len(np.unique(y)) < 2:  # every one answered (or none): nothing to model
+            return np.full(len(X), float(y.mean()) if len(y) else 1.0)
+        model = LogisticRegression(C=1.0, max_iter=2_000).fit(X[rows], y)
+        return model.predict_proba(X)[:, 1]
+
+    empathy_response = fitted(features, drawn, labelled)
+    with_gold = np.column_stack([features, gold_empathy])
+    attachment_response = fitted(with_gold, labelled & in_arm, has_attachment)
+    complete = empathy_response * np.where(in_arm, attachment_response, 1.0)
+    return np.clip(complete, RESPONSE_FLOOR, 1.0)
 
 
 def prepare(pairs: pd.DataFrame, rule: TreatmentRule) -> StudyArrays:

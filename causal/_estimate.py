@@ -1,287 +1,41 @@
-"""The estimation run: registered estimators over one scored-pairs table and one set of
+"""The estimation run: the registered estimators over one scored-pairs table and one set of
 cross-fitted nuisances, with balance, overlap, heterogeneity and the warnings a reader must see.
 
-Estimators register by name (`@estimator("dr")`) and receive a `Fit` — the prepared data, the
-confounders and lazily computed shared pieces (nuisances, matchings, judge-error fits). A new
-estimator (an X-learner, TMLE) is a new registered function; nothing else changes.
+Estimators register by name (`_registry.estimator`) and receive a `Fit` (`_fit.py`) — the prepared
+data, the confounders and lazily computed shared pieces (nuisances, matchings, judge-error fits). A
+new estimator is a new registered function in `_estimators.py` or `_learners.py`; nothing here changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
-from functools import cached_property
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from . import _backend
+from . import _backend, _estimators, _learners  # noqa: F401  (importing them registers their estimators)
 from ._balance import pooled_sd, smd
 from ._config import PRIMARY, CausalConfig
-from ._data import StudyArrays, TreatmentRule, prepare
+from ._data import TreatmentRule, prepare
 from ._embeddings import Embedder
 from ._errors import CausalError
-from ._features import Confounders, build_confounders
-from ._gold import GoldFit, corrected_effect, gold_only_effect, judge_view, nuisance_summary
+from ._features import build_confounders
+from ._fit import Fit
 from ._hte import forest_cate, subgroup_table
-from ._inference import (
-    ClusterShape,
-    cluster_bootstrap,
-    cluster_shape,
-    clustered_se,
-    difference_in_means,
-    pair_components,
-    weighted_mean_with_se,
-)
-from ._matching import Edges, Matching, cosine_edges, match, scalar_edges
+from ._inference import interval, weighted_mean_with_se
 from ._negative_control import COLUMN as NEGATIVE_CONTROL
 from ._negative_control import NAME as NEGATIVE_CONTROL_REFUTER
 from ._negative_control import has_negative_control
-from ._nuisance import Nuisances, crossfit, dr_scores, fold_ids
-from ._refute import Estimate, Problem, refute
-from ._results import SCALE_LIMIT, EffectRow, EstimateResult, empty_row
-from ._sensitivity import e_value, ovb, rosenbaum
+from ._nuisance import fold_ids
+from ._refute import Alteration, Estimate, Problem, dr_problem, refute
+from ._registry import ESTIMATORS
+from ._results import SCALE_LIMIT, EffectRow, EstimateResult
+from ._sensitivity import audited_ovb_params, e_value, ovb, ovb_bounds, rosenbaum
 
 # progress(step, done, total): called as each step advances (embedding reports per batch).
 Progress = Callable[[str, int, int], None]
 
-ESTIMATORS: dict[str, Callable[["Fit"], list[EffectRow]]] = {}
-
-
-def estimator(name: str):
-    """Register an estimator under `name`: a function Fit → rows of estimates.json."""
-    def register(function):
-        ESTIMATORS[name] = function
-        return function
-    return register
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def _row(method: str, estimand: str, estimate: float, se: float, n_used: int, shape: ClusterShape,
-         weighted: bool = False, note: str = "", **extra) -> EffectRow:
-    return EffectRow(method, estimand, float(estimate), float(se), int(n_used), weighted, note,
-                     reference="t(G-1)" if shape.df else "normal", df=shape.df, clusters=shape.clusters, **extra)
-
-
-class Fit:
-    """What every estimator shares: the data, the confounders and one set of cross-fitted nuisances."""
-
-    def __init__(self, data: StudyArrays, features: Confounders, config: CausalConfig, say: Callable[[str], None]):
-        self.all, self.features_all, self.config, self.say = data, features, config, say
-        self.arm_mask = data.in_arm
-        self.data = data.subset(self.arm_mask)  # the judge-label analysis rows
-        self.features = features.subset(self.arm_mask)
-        self.warnings: list[str] = []
-        self.folds_all = fold_ids(data.clusters, config.folds, config.seed)
-        fold_ids(self.data.clusters, config.folds, config.seed)  # enough users among the judge-label rows
-
-    @cached_property
-    def nuisances_all(self) -> Nuisances:
-        """Propensity and per-arm outcome models of the judge labels: fitted on the judge-label rows
-        of the other folds, predicted for every row (the correction needs them everywhere)."""
-        self.say("nuisance models (cross-fitted, grouped by user)")
-        t = np.nan_to_num(self.all.treatment).astype(int)
-        return crossfit(self.features_all.for_sample(int(self.arm_mask.sum())), t, np.nan_to_num(self.all.outcome),
-                        self.arm_mask, self.folds_all, self.config.nuisance, self.config.seed)
-
-    @cached_property
-    def nuisances(self) -> Nuisances:
-        n, m = self.nuisances_all, self.arm_mask
-        return Nuisances(n.propensity[m], n.mu0[m], n.mu1[m], n.folds[m])
-
-    @cached_property
-    def scores(self) -> np.ndarray:
-        return dr_scores(self.nuisances, self.data.treatment, self.data.outcome, self.config.propensity_clip)
-
-    @cached_property
-    def shape(self) -> ClusterShape:
-        return cluster_shape(self.data.clusters)
-
-    @cached_property
-    def kept(self) -> np.ndarray:
-        e, trim = self.nuisances.propensity, self.config.trim
-        return (e >= trim) & (e <= 1 - trim)
-
-    @cached_property
-    def matchings(self) -> dict[str, Matching]:
-        self.say("matching (greedy and optimal)")
-        edges, caliper = _edges_by_model(self.data, self.features, _logit(self.nuisances.propensity), self.config)
-        self.caliper = caliper
-        return {name: match(edges, caliper, name) for name in ("greedy", "optimal")}
-
-    @cached_property
-    def gold_corrected(self) -> GoldFit:
-        self.say("judge-error correction on the audit sample")
-        a, c = self.all, self.config
-        judged = ~(np.isnan(a.empathy) | np.isnan(a.outcome))
-        summary = nuisance_summary(self.nuisances_all, self.features_all.modifier_matrix, c.propensity_clip)
-        X = self.features_all.for_sample(len(a.outcome))
-        return corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome), a.audit,
-                                self.folds_all, c.nuisance, c.propensity_clip, c.seed)
-
-    @cached_property
-    def gold_only(self) -> GoldFit:
-        self.say("doubly robust on the audited pairs alone")
-        c = self.config
-        X = self.features_all.for_sample(int(self.all.audit.in_arm.sum()))
-        return gold_only_effect(X, self.all.audit, self.folds_all, c.nuisance, c.propensity_clip, c.seed)
-
-    def gold_problem(self) -> str | None:
-        """Why the gold rows cannot be estimated, or None."""
-        audit = self.all.audit
-        if audit is None:
-            return "no audit labels (empathy_gold, attachment_gold, gold_prob): `empathy annotate pull` then `empathy export`"
-        arms = np.nan_to_num(audit.treatment)[audit.in_arm == 1]
-        treated, control = int(arms.sum()), int(len(arms) - arms.sum())
-        if min(treated, control) < self.config.min_arm:
-            return (f"the audit sample has {treated} treated and {control} control pairs by their human labels; "
-                    f"each arm needs at least {self.config.min_arm}")
-        return None
-
-
-def _edges_by_model(data: StudyArrays, features: Confounders, logit_e: np.ndarray, config: CausalConfig):
-    """Candidate edges within each model (matching is exact on model)."""
-    groups = []
-    ps_caliper = config.propensity_caliper * logit_e.std()
-    models = data.frame["model"].astype(str).to_numpy()
-    for model in np.unique(models):
-        t_ids = np.flatnonzero((models == model) & (data.treatment == 1))
-        c_ids = np.flatnonzero((models == model) & (data.treatment == 0))
-        if len(t_ids) == 0:
-            continue
-        if len(c_ids) == 0:
-            groups.append((t_ids, c_ids, Edges(np.array([], int), np.array([], int), np.array([]), len(t_ids), 0)))
-            continue
-        if config.distance == "propensity":
-            edges = scalar_edges(logit_e[t_ids], logit_e[c_ids], ps_caliper, config.neighbours)
-        else:
-            embedding = features.prompt_embedding
-            edges = cosine_edges(embedding[t_ids], embedding[c_ids], config.caliper, config.neighbours)
-            if config.distance == "combined":
-                close = np.abs(logit_e[t_ids][edges.rows] - logit_e[c_ids][edges.cols]) <= ps_caliper
-                edges = Edges(edges.rows[close], edges.cols[close], edges.dist[close], edges.n_treated, edges.n_control)
-        groups.append((t_ids, c_ids, edges))
-    caliper = ps_caliper if config.distance == "propensity" else config.caliper
-    return groups, caliper
-
-
-# ---- estimators -------------------------------------------------------------------------------------------------
-
-@estimator("naive")
-def _naive(fit: Fit) -> list[EffectRow]:
-    d = fit.data
-    rows = []
-    for weighted, weight in d.weightings():
-        estimate, se = difference_in_means(d.outcome, d.treatment, d.clusters, weight)
-        rows.append(_row("naive", "ATE", estimate, se, len(d.outcome), fit.shape, weighted,
-                         note="difference in means: confounded"))
-    return rows
-
-
-@estimator("dr")
-def _dr(fit: Fit) -> list[EffectRow]:
-    d, c, e = fit.data, fit.config, fit.nuisances.propensity
-    clipped = int(np.sum((e < c.propensity_clip) | (e > 1 - c.propensity_clip)))
-    rows = []
-    for weighted, weight in d.weightings():
-        estimate, se = weighted_mean_with_se(fit.scores, d.clusters, weight)
-        rows.append(_row("dr", "ATE", estimate, se, len(d.outcome), fit.shape, weighted,
-                         note=f"judge labels taken as truth; {clipped} propensities clipped to "
-                              f"[{c.propensity_clip}, {1 - c.propensity_clip}]"))
-    kept = fit.kept
-    if kept.sum() >= 2 and 0 < d.treatment[kept].sum() < kept.sum():
-        clusters = np.unique(d.clusters[kept], return_inverse=True)[1]
-        estimate, se = weighted_mean_with_se(fit.scores[kept], clusters)
-        rows.append(_row("dr", "ATE_trimmed", estimate, se, int(kept.sum()), cluster_shape(clusters),
-                         note=f"propensity in [{c.trim}, {1 - c.trim}]: {int((~kept).sum())} units trimmed"))
-    else:
-        rows.append(empty_row("dr", "ATE_trimmed", f"no units with both arms inside propensity [{c.trim}, {1 - c.trim}]"))
-    return rows
-
-
-def _gold_rows(fit: Fit, method: str) -> list[EffectRow]:
-    problem = fit.gold_problem()
-    if problem is not None:
-        if fit.all.audit is None:
-            return []  # nothing to correct with: said once in the gold block, not as a missing estimate
-        return [empty_row(method, "ATE", problem)]
-    gold: GoldFit = fit.gold_only if method == "dr_gold_only" else fit.gold_corrected
-    a = fit.all
-    rows = []
-    for weighted, weight in a.weightings():
-        estimate, se, _ = gold.estimate(a.clusters, weight)
-        shape = cluster_shape(a.clusters[a.audit.audited]) if method == "dr_gold_only" else cluster_shape(a.clusters)
-        note = ("the DR estimator on the audited pairs alone, with their human labels"
-                if method == "dr_gold_only" else
-                "judge-label DR moment corrected by the audited pairs' gold-minus-prediction gap (weighted by 1/π); "
-                f"the prediction explains {gold.explained:.0%} of the gold moment's variance")
-        rows.append(_row(method, "ATE", estimate, se, gold.n_used, shape, weighted, note=note, gold_n=gold.gold_n))
-    return rows
-
-
-@estimator("dr_gold_only")
-def _dr_gold_only(fit: Fit) -> list[EffectRow]:
-    return _gold_rows(fit, "dr_gold_only")
-
-
-@estimator("dr_gold_corrected")
-def _dr_gold_corrected(fit: Fit) -> list[EffectRow]:
-    rows = _gold_rows(fit, "dr_gold_corrected")
-    if rows and fit.gold_problem() is None and "dr_gold_only" in fit.config.estimators:
-        only = {r.weighted: r for r in _gold_rows(fit, "dr_gold_only")}
-        for r in rows:
-            if r.weighted in only and r.se > 0:
-                r.effective_gold_n = float(r.gold_n * (only[r.weighted].se / r.se) ** 2)
-    return rows
-
-
-@estimator("matching")
-def _matching(fit: Fit) -> list[EffectRow]:
-    rows = []
-    for matching in fit.matchings.values():
-        rows.extend(_matching_rows(fit, matching))
-    return rows
-
-
-def _matching_rows(fit: Fit, matching: Matching) -> list[EffectRow]:
-    """ATT over the treated units the caliper kept; SE from a bootstrap of matched pairs that resamples
-    connected components of the treated-user/control-user graph (both users of a pair cluster).
-
-    Each matching also gets a bias-corrected row (Abadie & Imbens 2011): every pair's difference
-    minus the difference the cross-fitted control-outcome model predicts from the pair's covariates.
-    """
-    d, c = fit.data, fit.config
-    plain, corrected = f"matching_{matching.method}", f"matching_{matching.method}_bc"
-    if len(matching.treated) == 0:
-        why = f"no pairs: no treated unit has a control within the caliper ({fit.caliper:g})"
-        return [empty_row(name, "ATT_matched", why, weighted) for name in (plain, corrected)
-                for weighted, _ in d.weightings()]
-    mu0 = fit.nuisances.mu0
-    difference = d.outcome[matching.treated] - d.outcome[matching.control]
-    adjusted = difference - (mu0[matching.treated] - mu0[matching.control])
-    components = pair_components(d.clusters[matching.treated], d.clusters[matching.control])
-    shape = cluster_shape(components)
-    unmatched = f"{len(matching.unmatched)} treated units unmatched within the caliper"
-    variants = [(plain, difference, False,
-                 f"interval ignores the imbalance a prompt caliper leaves (it does not cover: see the _bc row); {unmatched}"),
-                (corrected, adjusted, True, f"bias-corrected by the cross-fitted control-outcome model; {unmatched}")]
-    rows = []
-    for method, values, valid, note in variants:
-        for weighted, weight in d.weightings(matching.treated):
-            estimate = float(np.average(values, weights=weight))
-            draws = cluster_bootstrap(values, components, weight, c.bootstrap, c.seed)
-            rows.append(EffectRow(method, "ATT_matched", estimate, float(np.std(draws, ddof=1)), 2 * len(values),
-                                  weighted, note, reference="bootstrap percentile", clusters=shape.clusters,
-                                  interval_valid=valid, draws=draws))
-    return rows
-
-
-# ---- diagnostics ------------------------------------------------------------------------------------------------
 
 def _balance(fit: Fit) -> dict:
     """SMD of every covariate: before adjustment, after each matching, after inverse-propensity weighting."""
@@ -342,6 +96,7 @@ def _gold_block(fit: Fit) -> dict:
         "expected_audited": audit.expected,
         "response_rate": audit.response_rate,
         "audit_incomplete": audit.incomplete,
+        "missing_labels": audit.missing,
         "gold_rule": "treatment rule applied to the gold empathy (mean over the audit's annotators); pairs whose gold "
                      "empathy falls in the excluded band are audited but outside the estimand's population",
         "judge_missing": "pairs without a complete panel score stay in dr_gold_corrected (their prediction uses the "
@@ -355,9 +110,10 @@ def _gold_block(fit: Fit) -> dict:
     return block
 
 
-def _sensitivity(fit: Fit, rows: list[EffectRow]) -> dict:
-    """E-values of the DR and primary ATEs, Rosenbaum Γ of optimal matching (bias-corrected pair
-    differences), omitted-variable bounds of the DR ATE — all from the nuisances every row uses."""
+def _sensitivity(fit: Fit, rows: list[EffectRow], primary_ready: bool) -> dict:
+    """E-values of the primary and DR ATEs, Rosenbaum Γ of optimal matching (bias-corrected pair
+    differences), omitted-variable bounds of the primary and the DR ATE — all from the nuisances those
+    rows use (the primary's: its gold-label nuisances, on the audited pairs)."""
     d, c, n = fit.data, fit.config, fit.nuisances
     sd = float(np.std(d.outcome, ddof=1))
     out: dict = {"e_value": {}}
@@ -373,34 +129,99 @@ def _sensitivity(fit: Fit, rows: list[EffectRow]) -> dict:
                             "how": "Wilcoxon signed-rank on the bias-corrected matched-pair differences, worst-case "
                                    "p-value when hidden bias multiplies a pair's odds of treatment by up to Γ; "
                                    "pairs treated as independent (users ignored)"}
-    if "dr" not in c.estimators:
-        return out
-    out["omitted_variable"] = {"method": "dr", **ovb(d.outcome, d.treatment, n.mu0, n.mu1,
-                                                     n.clipped(c.propensity_clip), d.clusters),
-                               "how": "Chernozhukov et al. (2022) bounds via econml's sensitivity_interval / RV on "
-                                      "our cross-fitted nuisances; covariance clustered on the user; ρ = 1"}
+    out["omitted_variable"] = {}
+    if primary_ready:
+        gold, a = fit.gold_corrected, fit.all
+        theta, influence = gold.influence(a.clusters)
+        g = gold.nuisances
+        weight = np.where(a.audit.in_arm == 1, 1 / a.audit.probability, 0.0)
+        params = audited_ovb_params(theta, influence, np.nan_to_num(a.audit.outcome), np.nan_to_num(a.audit.treatment),
+                                    g.mu0, g.mu1, g.clipped(c.propensity_clip), weight, a.clusters)
+        out["omitted_variable"][PRIMARY] = {
+            **ovb_bounds(*params),
+            "how": "Chernozhukov et al. (2022) bounds via econml's sensitivity_interval / RV: θ and its influence from "
+                   "the corrected estimator, σ² and ν² from its gold-label nuisances as 1/π-weighted means over the "
+                   "audited pairs; covariance clustered on the user; ρ = 1"}
+    if "dr" in c.estimators:
+        out["omitted_variable"]["dr"] = {
+            **ovb(d.outcome, d.treatment, n.mu0, n.mu1, n.clipped(c.propensity_clip), d.clusters),
+            "how": "Chernozhukov et al. (2022) bounds via econml's sensitivity_interval / RV on our cross-fitted "
+                   "nuisances of the judges' labels; covariance clustered on the user; ρ = 1"}
     return out
+
+
+def _negative_control(frame: pd.DataFrame) -> np.ndarray | None:
+    return (pd.to_numeric(frame[NEGATIVE_CONTROL], errors="coerce").to_numpy(dtype=float)
+            if has_negative_control(frame) else None)
 
 
 def refute_problem(fit: Fit) -> Problem:
     """The dr estimate's inputs, for refuters to alter and refit: the judge-label rows, the confounders
     the nuisances see, the same folds."""
     d, c = fit.data, fit.config
-    control = (pd.to_numeric(d.frame[NEGATIVE_CONTROL], errors="coerce").to_numpy(dtype=float)
-               if has_negative_control(d.frame) else None)
-    return Problem(fit.features.for_sample, d.treatment.astype(int), d.outcome, d.clusters, d.frame["model"].astype(str).to_numpy(),
-                   fit.folds_all[fit.arm_mask], c.nuisance, c.propensity_clip, c.seed, negative_control=control)
+    return dr_problem(fit.features.for_sample, d.treatment.astype(int), d.outcome, d.clusters,
+                      d.frame["model"].astype(str).to_numpy(), fit.folds_all[fit.arm_mask], fit.models,
+                      c.propensity_clip, c.seed, negative_control=_negative_control(d.frame))
 
 
-def _refuters(fit: Fit) -> dict:
-    estimate, se = weighted_mean_with_se(fit.scores, fit.data.clusters)
-    quantile = stats.t.ppf(0.975, fit.shape.df) if fit.shape.df else stats.norm.ppf(0.975)
-    original = Estimate(estimate, se, estimate - quantile * se, estimate + quantile * se, len(fit.scores))
+def primary_problem(fit: Fit) -> Problem:
+    """The primary estimate (`dr_gold_corrected`) as a refuter problem: every row of the study, its audit,
+    and the whole corrected estimator refitted on the altered rows. Placebo permutations stay within the
+    audit's strata (not audited; audited in an arm; audited in the excluded band), so every audited pair
+    keeps the human labels it has."""
+    a = fit.all
+    audit = a.audit
+    strata = np.where(~audit.audited, 0, np.where(audit.in_arm == 1, 1, 2))
+    control = _negative_control(a.frame)
+
+    def refit(change: Alteration) -> Estimate:
+        data, features = _altered_study(fit, change)
+        altered = Fit(data, features, fit.config, lambda step: None, choice=fit.choice)
+        problem = altered.gold_problem()
+        if problem is not None:
+            raise CausalError(problem)
+        row = ESTIMATORS[PRIMARY](altered)[0]  # the unweighted ATE comes first
+        return Estimate(row.estimate, row.se, row.ci_low, row.ci_high, row.n_used)
+
+    return Problem(f"{PRIMARY} · ATE", refit, a.clusters, a.frame["model"].astype(str).to_numpy(), strata,
+                   fit.config.seed, negative_control=control)
+
+
+def _altered_study(fit: Fit, change: Alteration):
+    """The study's arrays (and confounders) with a refuter's alteration applied to judge and gold labels alike."""
+    a, audit = fit.all, fit.all.audit
+    treatment, empathy, outcome = a.treatment.copy(), a.empathy.copy(), a.outcome.copy()
+    gold_t, gold_y = audit.treatment.copy(), audit.outcome.copy()
+    keep = np.ones(len(treatment), bool) if change.keep is None else change.keep.copy()
+    if change.permutation is not None:
+        p = change.permutation
+        treatment, empathy, gold_t = treatment[p], empathy[p], gold_t[p]
+    if change.outcome is not None:
+        y = change.outcome
+        outcome = np.where(np.isnan(outcome), np.nan, y)
+        gold_y = np.where(audit.in_arm == 1, y, np.nan)
+        keep &= ~((audit.in_arm == 1) & np.isnan(y))  # an audited pair without the new outcome leaves the audit
+    data = replace(a, treatment=treatment, empathy=empathy, outcome=outcome,
+                   audit=replace(audit, treatment=gold_t, outcome=gold_y))
+    return data.subset(keep), fit.features_all.subset(keep)
+
+
+def _refuters(fit: Fit, primary_ready: bool) -> dict:
+    """The configured refuters (and the negative control where its column exists) on the primary estimate
+    and on the judge-label dr, primary first: {target: {refuter: result}}."""
     names = list(fit.config.refuters)
-    if has_negative_control(fit.data.frame) and NEGATIVE_CONTROL_REFUTER not in names:
+    if has_negative_control(fit.all.frame) and NEGATIVE_CONTROL_REFUTER not in names:
         names.append(NEGATIVE_CONTROL_REFUTER)  # the study judged the prompt's attachment: always checked
-    out = refute(refute_problem(fit), names, original, fit.say)
-    return {"of": "dr · ATE", **out}
+    out = {}
+    if primary_ready:
+        row = ESTIMATORS[PRIMARY](fit)[0]
+        original = Estimate(row.estimate, row.se, row.ci_low, row.ci_high, row.n_used)
+        out[f"{PRIMARY} · ATE"] = refute(primary_problem(fit), names, original, fit.say)
+    if "dr" in fit.config.estimators:
+        estimate, se = weighted_mean_with_se(fit.scores, fit.data.clusters)
+        original = Estimate(estimate, se, *interval(estimate, se, fit.shape.df), len(fit.scores))
+        out["dr · ATE"] = refute(refute_problem(fit), names, original, fit.say)
+    return out
 
 
 def row_warnings(rows: list[EffectRow]) -> list[str]:
@@ -445,8 +266,8 @@ def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
     audit = fit.all.audit
     if audit is not None and audit.response_rate < 0.9:
         out.append(f"only {audit.response_rate:.0%} of the expected audit labels exist ({int(audit.audited.sum())} of "
-                   f"{audit.expected:.0f}): the correction assumes the missing ones are missing at random — finish "
-                   "them or re-queue skipped tasks (`empathy annotate requeue`)")
+                   f"{audit.expected:.0f}): missing labels are {audit.missing.split(':')[0]} — finish them or "
+                   "re-queue skipped tasks (`empathy annotate requeue`)")
     if audit is not None and audit.incomplete:
         out.append(f"{audit.incomplete} audited pairs have a human empathy label but no attachment label: "
                    "counted as missing audit labels")
@@ -502,7 +323,7 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
             name: {"distance": config.distance, "caliper": fit.caliper, "pairs": int(len(m.treated)),
                    "unmatched_treated": int(len(m.unmatched)), "objective": m.objective,
                    "mean_distance": float(m.distance.mean()) if len(m.distance) else None,
-                   "clusters": "connected components of the treated-user/control-user graph"}
+                   "clusters": "users: each pair's contribution summed by the user on each side"}
             for name, m in matchings.items()
         }
         ids = fit.data.frame["pair_id"].to_numpy()
@@ -512,17 +333,16 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
             for name, m in matchings.items()
         ], ignore_index=True)
 
+    gold_ready = data.audit is not None and fit.gold_problem() is None and PRIMARY in config.estimators
     sensitivity = {}
     if config.sensitivity:
         say("sensitivity to unmeasured confounding")
-        sensitivity = _sensitivity(fit, rows)
+        sensitivity = _sensitivity(fit, rows, gold_ready)
 
-    refuted = (_refuters(fit) if (config.refuters or has_negative_control(data.frame)) and "dr" in config.estimators
-               else {})
+    refuted = _refuters(fit, gold_ready) if config.refuters or has_negative_control(data.frame) else {}
 
     e, t = fit.nuisances.propensity, fit.data.treatment
     clip = config.propensity_clip
-    gold_ready = data.audit is not None and fit.gold_problem() is None and PRIMARY in config.estimators
     primary_method = PRIMARY if gold_ready else "dr"
     primary_weighted = data.design_weight is not None
     return EstimateResult(
@@ -541,58 +361,10 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
         warnings=_warnings(fit, rows),
         primary=f"{primary_method} · ATE{' · weighted' if primary_weighted else ''}",
         matched_pairs=matched_pairs,
-        arrays={"propensity": e, "treated": t, "cate": cate, **getattr(fit, "extra_arrays", {})},
+        arrays={"propensity": e, "treated": t, "cate": cate, **fit.arrays},
         sensitivity=sensitivity,
         refuters=refuted,
+        nuisance_models=fit.choice.to_json() if config.nuisance == "auto" else
+        {"propensity": config.nuisance, "control_outcome": config.nuisance, "treated_outcome": config.nuisance,
+         "how": "one class for every nuisance, as [causal] nuisance sets"},
     )
-
-
-@estimator("tmle")
-def _tmle(fit: Fit) -> list[EffectRow]:
-    """TMLE from the same cross-fitted nuisances as `dr` (causal/_tmle.py)."""
-    from ._tmle import tmle_ate
-
-    d, c = fit.data, fit.config
-    e = fit.nuisances.clipped(c.propensity_clip)
-    rows = []
-    for weighted, weight in d.weightings():
-        estimate, se, epsilon = tmle_ate(d.outcome, d.treatment, fit.nuisances.mu0, fit.nuisances.mu1, e, d.clusters,
-                                         weight)
-        rows.append(_row("tmle", "ATE", estimate, se, len(d.outcome), fit.shape, weighted,
-                         note=f"targeted (logistic fluctuation ε = {epsilon:+.4f}) from dr's nuisances; a plug-in, "
-                              "so it stays on the 1–7 scale; judge labels taken as truth"))
-    return rows
-
-
-@estimator("linear_dml")
-def _linear_dml(fit: Fit) -> list[EffectRow]:
-    """Empathy as a continuous treatment: econml's LinearDML on every scored pair (the band the rule
-    excludes included), the effect of one point of empathy on attachment. Same confounders and folds
-    as the binary nuisances; the SE is recomputed from econml's residuals summed by user."""
-    from econml.dml import LinearDML
-    from sklearn.base import clone
-
-    from ._nuisance import nuisance_models
-
-    a, c = fit.all, fit.config
-    scored = ~(np.isnan(a.empathy) | np.isnan(a.outcome))
-    X = fit.features_all.for_sample(int(scored.sum()))[scored]
-    folds = fit.folds_all[scored]
-    _, regressor = nuisance_models(c.nuisance, c.seed)
-    splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in np.unique(folds)]
-    model = LinearDML(model_y=clone(regressor), model_t=clone(regressor), discrete_treatment=False, cv=splits,
-                      random_state=c.seed, use_ray=c.backend == "ray")  # econml's folds as Ray tasks
-    y, t = a.outcome[scored], a.empathy[scored]
-    model.fit(y, t, X=None, W=X, cache_values=True)
-    y_res, t_res = (np.ravel(v) for v in model.residuals_[:2])
-    theta = float(model.intercept_)  # no effect modifiers: one constant effect per point
-    clusters = np.unique(a.clusters[scored], return_inverse=True)[1]
-    se = clustered_se(t_res * (y_res - theta * t_res) / np.sum(t_res**2), clusters)
-    fit.extra_arrays = {**getattr(fit, "extra_arrays", {}), "dose_empathy": t, "dose_t_res": t_res, "dose_y_res": y_res,
-                        "dose_theta": np.array([theta])}
-    return [_row("linear_dml", "per_point", theta, se, int(scored.sum()), cluster_shape(clusters),
-                 note="effect of one point of empathy (1–7, continuous) on attachment; econml LinearDML, "
-                      "partialling out the confounders; all scored pairs, the excluded band included")]
-
-
-from . import _learners  # noqa: E402,F401  (registers x_learner and causal_forest_dml: they build on Fit)

@@ -33,7 +33,7 @@ from . import _backend
 from ._data import Audit
 from ._errors import CausalError
 from ._inference import clustered_se, ratio_with_se
-from ._nuisance import Nuisances, crossfit, dr_scores, nuisance_models
+from ._nuisance import Models, Nuisances, crossfit, dr_scores, nuisance_models
 
 
 def pseudo_outcome(prediction: np.ndarray, gold: np.ndarray, audited: np.ndarray, probability: np.ndarray) -> np.ndarray:
@@ -106,7 +106,7 @@ class GoldNuisances:
 
 
 def gold_nuisances(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit: Audit, folds: np.ndarray,
-                   kind: str, seed: int) -> GoldNuisances:
+                   kind: "str | Models", seed: int) -> GoldNuisances:
     """Cross-fitted gold nuisances that use every pair, not only the audited ones.
 
     On the audited pairs of the other folds, small models learn the gold arm and the gold outcome
@@ -146,9 +146,11 @@ def gold_nuisances(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit
 
 
 def _gold_fold(k: int, X: np.ndarray, view: np.ndarray, arm: np.ndarray, gold_y: np.ndarray, audited: np.ndarray,
-               folds: np.ndarray, kind: str, seed: int) -> tuple[np.ndarray, ...]:
+               folds: np.ndarray, kind: "str | Models", seed: int) -> tuple[np.ndarray, ...]:
     """One fold of `gold_nuisances`: (e, μ₀, μ₁, arm probabilities, gold outcomes) for the units of fold k."""
-    propensity_model, outcome_model = nuisance_models(kind, seed)
+    models = Models.of(kind)
+    propensity_model = nuisance_models(models.propensity, seed)[0]
+    outcome_models_x = [nuisance_models(models.control, seed)[1], nuisance_models(models.treated, seed)[1]]
     small_classifier, small_regressor = nuisance_models("linear", seed)
     test, rest = folds == k, folds != k
     train = audited & rest
@@ -175,8 +177,8 @@ def _gold_fold(k: int, X: np.ndarray, view: np.ndarray, arm: np.ndarray, gold_y:
     labels = np.concatenate([np.ones(len(X_rest), int), np.zeros(len(X_rest), int)])
     weights = np.concatenate([q_rest[:, TREATED], q_rest[:, CONTROL]])
     e = _fit(propensity_model, both, labels, weights + 1e-9).predict_proba(X[test])[:, 1]
-    mu0 = _fit(outcome_model, X_rest, m_rest[:, 0], q_rest[:, CONTROL] + 1e-9).predict(X[test])
-    mu1 = _fit(outcome_model, X_rest, m_rest[:, 1], q_rest[:, TREATED] + 1e-9).predict(X[test])
+    mu0 = _fit(outcome_models_x[0], X_rest, m_rest[:, 0], q_rest[:, CONTROL] + 1e-9).predict(X[test])
+    mu1 = _fit(outcome_models_x[1], X_rest, m_rest[:, 1], q_rest[:, TREATED] + 1e-9).predict(X[test])
     return e, mu0, mu1, q_test, m_test
 
 
@@ -191,6 +193,12 @@ class GoldFit:
     n_used: int  # units in the estimand's average
     gold_n: int  # audited pairs used
     explained: float  # share of the gold moment's variance on audited pairs that ĝ predicts (out of fold)
+    nuisances: Nuisances | None = None  # the gold-label propensity and outcome models (the corrected estimate's)
+
+    def influence(self, clusters: np.ndarray) -> tuple[float, np.ndarray]:
+        """(estimate, per-unit influence values) of the unweighted ratio."""
+        estimate, _, influence = ratio_with_se(self.numerator, self.denominator, clusters)
+        return estimate, influence
 
     def estimate(self, clusters: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float, float]:
         """(estimate, SE, the variance carried by the audited units' corrections)."""
@@ -201,7 +209,7 @@ class GoldFit:
 
 
 def corrected_effect(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit: Audit, folds: np.ndarray,
-                     kind: str, clip: float, seed: int) -> GoldFit:
+                     kind: "str | Models", clip: float, seed: int) -> GoldFit:
     """`dr_gold_corrected`: the gold-label ATE over pairs whose gold empathy is in an arm.
 
     The prediction ĝ of each pair's gold moment is its expectation given the judge's view: the gold
@@ -224,10 +232,11 @@ def corrected_effect(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, aud
     spread = np.var(psi[audited])
     return GoldFit(numerator, denominator, np.where(audited, numerator - g_numerator, 0.0),
                    np.where(audited, denominator - g_denominator, 0.0), int(len(X)), int(audited.sum()),
-                   float(1 - np.var(resid) / spread) if spread > 0 else float("nan"))
+                   float(1 - np.var(resid) / spread) if spread > 0 else float("nan"), nuisances=gold)
 
 
-def gold_only_effect(X: np.ndarray, audit: Audit, folds: np.ndarray, kind: str, clip: float, seed: int) -> GoldFit:
+def gold_only_effect(X: np.ndarray, audit: Audit, folds: np.ndarray, kind: "str | Models", clip: float,
+                     seed: int) -> GoldFit:
     """`dr_gold_only`: the same DR estimator on the audited pairs alone, with their gold labels."""
     fit_on = audit.in_arm.astype(bool)
     t, y = np.nan_to_num(audit.treatment).astype(int), np.nan_to_num(audit.outcome)

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse, stats
-from scipy.sparse.csgraph import connected_components
-
-from . import _backend
+from scipy import stats
 
 Z95 = stats.norm.ppf(0.975)
 FEW_CLUSTERS = 50  # below this many (effective) clusters the normal reference is replaced by t(G − 1)
@@ -65,6 +62,18 @@ def normal_interval(estimate: float, se: float) -> tuple[float, float]:
     return estimate - Z95 * se, estimate + Z95 * se
 
 
+def reference_quantile(df: int | None, alpha: float = 0.05) -> float:
+    """The two-sided (1 − alpha) quantile every interval of the estimate uses: t(df) where clusters are
+    few (`ClusterShape.df`), the normal otherwise."""
+    return float(stats.t.ppf(1 - alpha / 2, df) if df else stats.norm.ppf(1 - alpha / 2))
+
+
+def interval(estimate: float, se: float, df: int | None, alpha: float = 0.05) -> tuple[float, float]:
+    """estimate ± quantile · SE on the reference `reference_quantile` names."""
+    quantile = reference_quantile(df, alpha)
+    return estimate - quantile * se, estimate + quantile * se
+
+
 @dataclass(frozen=True)
 class ClusterShape:
     """How many clusters carry an estimate, and whether a normal reference can be trusted."""
@@ -93,49 +102,24 @@ def cluster_shape(clusters: np.ndarray, weight: np.ndarray | None = None) -> Clu
     return ClusterShape(int(len(sizes)), float(sizes.sum() ** 2 / np.sum(sizes**2)), float(sizes.max() / sizes.sum()))
 
 
-def pair_components(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Cluster id per matched pair: connected components of the graph joining the two users of each pair.
+def matched_difference(treated_side: np.ndarray, control_side: np.ndarray, treated_users: np.ndarray,
+                       control_users: np.ndarray, weight: np.ndarray | None = None
+                       ) -> tuple[float, float, ClusterShape]:
+    """Weighted mean of matched-pair differences a − b, with an SE that sums each pair's contribution by
+    the user on each side: the treated unit's part goes to its user, the control unit's part to its.
 
-    A control user reused across pairs (or a user who is treated in one pair and control in another)
-    ties those pairs together; resampling components keeps every such dependence inside one draw.
+    Σw(a − b)/Σw = ā − b̄ is linear in every unit's value, so its influence splits into w(a − ā)/Σw for
+    the treated unit and −w(b − b̄)/Σw for the control unit; summing those by user (Σ over users of the
+    squared sums, × G/(G − 1)) lets a user's pairs — on either side, in any number — be dependent, and
+    needs no connected components: at corpus scale one component of the treated-user/control-user graph
+    holds nearly every pair, and a bootstrap of components has nothing left to resample. It ignores the
+    covariance of the two units of one pair, so it is conservative where matching makes them alike
+    (plain differences) and about right once a model removes what the covariates predict (`_bc` rows).
+    Returns (estimate, SE, the shape of the user clusters).
     """
-    if len(first) == 0:
-        return np.zeros(0, dtype=int)
-    codes, index = np.unique(np.concatenate([first, second]), return_inverse=True)
-    a, b = index[: len(first)], index[len(first):]
-    graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(len(codes), len(codes)))
-    _, component = connected_components(graph, directed=False)
-    return pd_factorize(component[a])
-
-
-def pd_factorize(values: np.ndarray) -> np.ndarray:
-    return np.unique(values, return_inverse=True)[1]
-
-
-BOOTSTRAP_CHUNK = 100  # draws per piece of work; a piece's random stream depends only on (seed, its index)
-
-
-def cluster_bootstrap(values: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None, draws: int, seed: int) -> np.ndarray:
-    """Bootstrap distribution of a (weighted) mean, resampling whole clusters with replacement.
-
-    The draws come in chunks of `BOOTSTRAP_CHUNK`, chunk j from its own stream (seed, j): the same
-    draws whether the chunks run here or as Ray tasks (`_backend`), in any order.
-    """
-    w = np.ones_like(values) if weight is None else weight
-    index = np.unique(clusters, return_inverse=True)[1]
-    cluster_sum = np.bincount(index, weights=w * values)
-    cluster_weight = np.bincount(index, weights=w)
-    chunks = [(j, min(BOOTSTRAP_CHUNK, draws - start)) for j, start in enumerate(range(0, draws, BOOTSTRAP_CHUNK))]
-    parts = _backend.run(_bootstrap_chunk, chunks, cluster_sum=cluster_sum, cluster_weight=cluster_weight, seed=seed)
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def _bootstrap_chunk(chunk: tuple[int, int], cluster_sum: np.ndarray, cluster_weight: np.ndarray,
-                     seed: int) -> np.ndarray:
-    """`size` bootstrap means of chunk `j`: clusters drawn with replacement, counted per draw."""
-    j, size = chunk
-    groups = len(cluster_sum)
-    picks = np.random.default_rng([seed, j]).integers(0, groups, size=(size, groups))
-    counts = np.bincount((picks + groups * np.arange(size)[:, None]).ravel(),
-                         minlength=size * groups).reshape(size, groups)
-    return (counts @ cluster_sum) / (counts @ cluster_weight)
+    w = np.ones(len(treated_side)) if weight is None else np.asarray(weight, dtype=float)
+    total = w.sum()
+    a_mean, b_mean = np.sum(w * treated_side) / total, np.sum(w * control_side) / total
+    influence = np.concatenate([w * (treated_side - a_mean), -w * (control_side - b_mean)]) / total
+    users = np.unique(np.concatenate([treated_users, control_users]), return_inverse=True)[1]
+    return float(a_mean - b_mean), clustered_se(influence, users), cluster_shape(users)

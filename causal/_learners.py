@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._estimate import Fit, _row, estimator
+from ._fit import Fit, effect_row
 from ._inference import cluster_shape, weighted_mean_with_se
+from ._registry import estimator
 from ._results import EffectRow
 
 X_LEARNER_DRAWS = 200  # whole-fit refits on resampled users: the X-learner has no influence function to sum
@@ -31,7 +32,8 @@ def x_learner(fit: Fit) -> list[EffectRow]:
 
     d, c = fit.data, fit.config
     X = fit.features.for_sample(len(d.outcome))
-    classifier, regressor = nuisance_models(c.nuisance, c.seed)
+    classifier = nuisance_models(fit.models.propensity, c.seed)[0]
+    regressor = nuisance_models(fit.models.control, c.seed)[1]
     t = d.treatment.astype(int)
 
     weightings = d.weightings()
@@ -50,8 +52,8 @@ def x_learner(fit: Fit) -> list[EffectRow]:
     draws = (np.concatenate([members[u] for u in rng.integers(0, len(members), len(members))])
              for _ in range(X_LEARNER_DRAWS))
     boot = np.array([ates(rows) for rows in draws if 0 < t[rows].sum() < len(rows)])  # both arms in the draw
-    return [_row("x_learner", "ATE", point, float(np.std(boot[:, i], ddof=1)), len(t), fit.shape, weighted,
-                 note=f"econml XLearner ({c.nuisance} models); SE from {len(boot)} refits on users drawn with "
+    return [effect_row("x_learner", "ATE", point, float(np.std(boot[:, i], ddof=1)), len(t), fit.shape, weighted,
+                 note=f"econml XLearner ({fit.models.describe()}); SE from {len(boot)} refits on users drawn with "
                       "replacement; judge labels taken as truth")
             for i, (point, (weighted, _)) in enumerate(zip(points, weightings))]
 
@@ -75,7 +77,7 @@ def causal_forest_dml(fit: Fit) -> list[EffectRow]:
     W = fit.features_all.for_sample(int(scored.sum()))[scored]
     modifiers = fit.features_all.modifier_matrix[scored]
     folds = fit.folds_all[scored]
-    _, regressor = nuisance_models(c.nuisance, c.seed)
+    regressor = nuisance_models(fit.models.control, c.seed)[1]
     splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in np.unique(folds)]
     fit.say(f"causal forest, continuous empathy ({FOREST_TREES} trees)")
     model = CausalForestDML(model_y=clone(regressor), model_t=clone(regressor), discrete_treatment=False,
@@ -87,9 +89,9 @@ def causal_forest_dml(fit: Fit) -> list[EffectRow]:
     moment = theta + t_res * (y_res - theta * t_res) / np.mean(t_res**2)
     clusters = np.unique(a.clusters[scored], return_inverse=True)[1]
     estimate, se = weighted_mean_with_se(moment, clusters, None)
-    fit.extra_arrays = {**getattr(fit, "extra_arrays", {}), "dose_forest_theta": theta}
+    fit.arrays["dose_forest_theta"] = theta
     spread = np.quantile(theta, [0.1, 0.9])
-    return [_row("causal_forest_dml", "per_point", estimate, se, int(scored.sum()), cluster_shape(clusters),
+    return [effect_row("causal_forest_dml", "per_point", estimate, se, int(scored.sum()), cluster_shape(clusters),
                  note=f"average effect of one point of empathy (continuous) on attachment; econml CausalForestDML, "
                       f"per-pair effects from {spread[0]:+.2f} to {spread[1]:+.2f} (10th–90th percentile) over the "
                       "effect modifiers; all scored pairs, the excluded band included")]

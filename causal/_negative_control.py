@@ -10,17 +10,17 @@ hidden trait of the user moves the prompt's attachment, the treatment and the ou
 
 The column is `prompt_attachment` (1–7, scored by the judges with the `prompt_attachment` rubric,
 which shows the previous exchange and the prompt, never the response or the reply; opt in with
-`[judge] negative_control = true`). It registers as a refuter of `dr · ATE` and runs whenever the
-scored pairs carry the column.
+`[judge] negative_control = true`). It registers as a refuter and runs, on the primary estimate and
+on `dr`, whenever the scored pairs carry the column. On the primary the judges' prompt attachment
+stands in for the human one too (the audit has no human label of it): the correction then corrects
+the treatment only.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
-from ._refute import REFUTERS, Estimate, Problem, dr_estimate
+from ._refute import KINDS, REFUTERS, Alteration, Estimate, Problem, _verdict
 
 COLUMN = "prompt_attachment"
 NAME = "negative_control_outcome"
@@ -30,26 +30,28 @@ MIN_PAIRS = 40  # scored pairs below which the check is not run
 def negative_control_outcome(problem: Problem, original: Estimate) -> dict:
     """DR effect of the treatment on the prompt's attachment: passed when its interval covers 0."""
     y = problem.negative_control
+    kind, detects = KINDS[NAME]
+
+    def not_run(why: str) -> dict:
+        return {"verdict": "not run", "kind": kind, "detects": detects, "summary": why}
+
     if y is None:
-        return {"verdict": "not run", "summary": f"no {COLUMN} column: opt in with [judge] negative_control = true, "
-                                                 "then judge run and export"}
+        return not_run(f"no {COLUMN} column: opt in with [judge] negative_control = true, then judge run and export")
     scored = np.isfinite(y)
     outside = scored & ((y < 1) | (y > 7))
     if outside.any():
-        return {"verdict": "not run", "summary": f"{int(outside.sum())} {COLUMN} scores lie outside 1..7 "
-                                                 f"(e.g. {y[outside][0]:g})"}
+        return not_run(f"{int(outside.sum())} {COLUMN} scores lie outside 1..7 (e.g. {y[outside][0]:g})")
     if scored.sum() < MIN_PAIRS:
-        return {"verdict": "not run", "summary": f"only {int(scored.sum())} pairs have a {COLUMN} score "
-                                                 f"(at least {MIN_PAIRS} needed)"}
-    result = dr_estimate(replace(problem, y=np.where(scored, y, 0.0)), mask=scored)
+        return not_run(f"only {int(scored.sum())} pairs have a {COLUMN} score (at least {MIN_PAIRS} needed)")
+    result = problem.refit(Alteration(outcome=y))
     passed = result.covers_zero
-    return {"verdict": "passed" if passed else "failed", **result.to_json(), "outcome": COLUMN,
-            "unscored": int((~scored).sum()),
-            "summary": (f"effect on the attachment already expressed in the prompt (written before the response): "
-                        f"{result.estimate:+.3f} [{result.low:.3f}, {result.high:.3f}] over {result.n} pairs — "
-                        + ("covers 0, as it must" if passed else
-                           "does not cover 0: this flags confounding the confounders miss, and the main "
-                           "estimate carries it too"))}
+    return _verdict(NAME, passed,
+                    f"effect on the attachment already expressed in the prompt (written before the response): "
+                    f"{result.estimate:+.3f} [{result.low:.3f}, {result.high:.3f}] over {result.n} pairs — "
+                    + ("covers 0, as it must" if passed else
+                       "does not cover 0: this flags confounding the confounders miss, and the main estimate "
+                       "carries it too"),
+                    **result.to_json(), outcome=COLUMN, unscored=int((~scored).sum()))
 
 
 REFUTERS[NAME] = negative_control_outcome

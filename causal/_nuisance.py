@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import SplineTransformer, StandardScaler
 
 from . import _backend
 from ._errors import CausalError
@@ -25,13 +27,34 @@ from ._errors import CausalError
 MIN_ARM_PER_FOLD = 2  # an arm needs at least this many training units in every fold
 
 
+LIBRARY = ("linear", "spline", "kernel", "boosting")  # the classes `auto` chooses among
+LEADING = 12  # leading columns (the prompt's first principal components) the spline and kernel classes expand
+
+
 def nuisance_models(kind: str, seed: int):
-    """(propensity classifier, outcome regressor). Boosting captures non-linear confounding."""
+    """(propensity classifier, outcome regressor) of one model class.
+
+    - linear: logistic regression and GCV ridge on the standardised confounders;
+    - spline: the same, with cubic B-splines of each of the `LEADING` first columns (the leading prompt
+      components: curvature along the main directions of meaning) added to the linear terms;
+    - kernel: the same, with 300 random-feature approximations of an RBF kernel over the leading
+      columns added (interactions between directions of meaning);
+    - boosting: histogram gradient boosting (deep interactions, little smoothness).
+    """
     if kind == "linear":
         return (
             make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2_000)),
             make_pipeline(StandardScaler(), GCVRidge(alphas=np.logspace(-2, 3, 12))),
         )
+    if kind in ("spline", "kernel"):
+        def expanded(final):
+            expansion = (SplineTransformer(n_knots=5, degree=3) if kind == "spline" else
+                         make_pipeline(StandardScaler(), Nystroem(gamma=1.0 / (2 * LEADING), n_components=300,
+                                                                  random_state=seed)))
+            features = ColumnTransformer([("leading", expansion, _leading), ("all", "passthrough", _every)])
+            return make_pipeline(features, StandardScaler(), final)
+        return (expanded(LogisticRegression(C=0.3, max_iter=3_000)),
+                expanded(GCVRidge(alphas=np.logspace(-1, 4, 12))))
     if kind == "boosting":
         return (
             HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
@@ -39,7 +62,75 @@ def nuisance_models(kind: str, seed: int):
             HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                           min_samples_leaf=20, l2_regularization=1.0, random_state=seed),
         )
-    raise CausalError(f"unknown nuisance model kind {kind!r}: use 'boosting' or 'linear'")
+    raise CausalError(f"unknown nuisance model class {kind!r}: use one of {', '.join(LIBRARY)} (or auto)")
+
+
+def _leading(X) -> list[int]:
+    return list(range(min(LEADING, X.shape[1])))
+
+
+def _every(X) -> list[int]:
+    return list(range(X.shape[1]))
+
+
+@dataclass(frozen=True)
+class Models:
+    """The model class of each nuisance: the propensity, and the outcome in the control and treated arm."""
+
+    propensity: str
+    control: str
+    treated: str
+
+    @classmethod
+    def of(cls, kind: "str | Models") -> "Models":
+        return kind if isinstance(kind, Models) else cls(kind, kind, kind)
+
+    def describe(self) -> str:
+        return f"propensity {self.propensity}, control outcome {self.control}, treated outcome {self.treated}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The classes `choose_models` picked and the cross-fitted losses they were picked by."""
+
+    models: Models
+    losses: dict  # nuisance → class → out-of-fold loss (log loss; mean squared error)
+    pairs: int  # pairs the choice was made on
+
+    def to_json(self) -> dict:
+        return {"propensity": self.models.propensity, "control_outcome": self.models.control,
+                "treated_outcome": self.models.treated, "chosen_on_pairs": self.pairs, "losses": self.losses,
+                "how": "each nuisance's class chosen from " + ", ".join(LIBRARY) + " by its out-of-fold loss under "
+                       "the estimate's user folds (log loss for the propensity, squared error for each arm's outcome)"}
+
+
+SELECTION_PAIRS = 20_000  # `choose_models` compares the classes on at most this many pairs (whole users)
+
+
+def choose_models(X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, folds: np.ndarray,
+                  clusters: np.ndarray, seed: int, candidates: tuple[str, ...] = LIBRARY,
+                  max_pairs: int = SELECTION_PAIRS) -> Choice:
+    """A discrete super learner: cross-fit every candidate class on the same user folds (on at most
+    `max_pairs` of the `fit_on` pairs, whole users drawn at random) and keep, for each nuisance
+    separately, the class with the smallest out-of-fold loss."""
+    rows = np.flatnonzero(fit_on)
+    if len(rows) > max_pairs:
+        users = np.unique(clusters[rows])
+        order = np.random.default_rng([seed, 41]).permutation(users)
+        sizes = np.bincount(np.searchsorted(users, clusters[rows]), minlength=len(users))
+        cumulative = np.cumsum(sizes[np.searchsorted(users, order)])
+        kept = set(order[cumulative <= max_pairs].tolist())
+        rows = rows[np.isin(clusters[rows], list(kept))]
+    Xs, ts, ys, fs = X[rows], t[rows].astype(int), y[rows], folds[rows]
+    losses: dict[str, dict[str, float]] = {"propensity": {}, "control_outcome": {}, "treated_outcome": {}}
+    for kind in candidates:
+        fitted = crossfit(Xs, ts, ys, np.ones(len(rows), bool), fs, kind, seed)
+        e = np.clip(fitted.propensity, 1e-6, 1 - 1e-6)
+        losses["propensity"][kind] = float(-np.mean(ts * np.log(e) + (1 - ts) * np.log(1 - e)))
+        losses["control_outcome"][kind] = float(np.mean((ys - fitted.mu0)[ts == 0] ** 2))
+        losses["treated_outcome"][kind] = float(np.mean((ys - fitted.mu1)[ts == 1] ** 2))
+    best = {name: min(table, key=table.get) for name, table in losses.items()}
+    return Choice(Models(best["propensity"], best["control_outcome"], best["treated_outcome"]), losses, len(rows))
 
 
 class GCVRidge(RegressorMixin, BaseEstimator):
@@ -116,11 +207,12 @@ class Nuisances:
         return np.clip(self.propensity, clip, 1 - clip)
 
 
-def crossfit(X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, folds: np.ndarray, kind: str,
-             seed: int, what: str = "") -> Nuisances:
+def crossfit(X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, folds: np.ndarray,
+             kind: "str | Models", seed: int, what: str = "") -> Nuisances:
     """Fit the propensity and both outcome models on the units `fit_on` of the other folds; predict all.
 
-    `t` and `y` are read only where `fit_on` holds. `what` names the sample in errors. Each fold is
+    `kind` is one model class for all three, or `Models` (a class each). `t` and `y` are read only
+    where `fit_on` holds. `what` names the sample in errors. Each fold is
     one piece of work for the backend in effect (`_backend.using`): local, or a Ray task.
     """
     n = len(fit_on)
@@ -139,17 +231,17 @@ def crossfit(X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, fo
     return Nuisances(e, mu0, mu1, folds)
 
 
-def _fit_fold(k: int, X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, folds: np.ndarray, kind: str,
-              seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fit_fold(k: int, X: np.ndarray, t: np.ndarray, y: np.ndarray, fit_on: np.ndarray, folds: np.ndarray,
+              kind: "str | Models", seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One fold of `crossfit`: models fitted on the other folds' `fit_on` units, predictions for fold k."""
-    propensity_model, outcome_model = nuisance_models(kind, seed)
+    models = Models.of(kind)
     test = folds == k
     train = fit_on & ~test
     arms = [np.flatnonzero(train & (t == arm)) for arm in (0, 1)]
     rows = np.concatenate(arms)
-    e = clone(propensity_model).fit(X[rows], t[rows]).predict_proba(X[test])[:, 1]
-    mu0 = clone(outcome_model).fit(X[arms[0]], y[arms[0]]).predict(X[test])
-    mu1 = clone(outcome_model).fit(X[arms[1]], y[arms[1]]).predict(X[test])
+    e = nuisance_models(models.propensity, seed)[0].fit(X[rows], t[rows]).predict_proba(X[test])[:, 1]
+    mu0 = nuisance_models(models.control, seed)[1].fit(X[arms[0]], y[arms[0]]).predict(X[test])
+    mu1 = nuisance_models(models.treated, seed)[1].fit(X[arms[1]], y[arms[1]]).predict(X[test])
     return e, mu0, mu1
 
 

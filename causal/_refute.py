@@ -1,18 +1,25 @@
-"""Refuters of the DR ATE: each refits the cross-fitted nuisances on altered data and gives a verdict.
+"""Refuters: each re-estimates an effect on altered data and gives a verdict — and says what it can
+detect, because a check that cannot fail is not a check.
 
-- placebo: the treatment permuted across all pairs: the effect of a treatment that did nothing must
-  be ≈ 0 with an interval covering 0. (Not within user: a within-user shuffle keeps each user's share
-  of treated pairs, so under a real effect the placebo inherits the between-user part of it and
-  fails on a sound design — tests/causal/test_refute.py shows it.);
-- random_common_cause: an independent N(0, 1) column added to the confounders: the estimate must
-  move by less than half its SE;
-- subsample: five random 80 % subsets of users: every estimate must stay inside the full interval
-  (a subset estimate differs from the full one by about half an SE, so leaving it signals instability);
-- leave_one_model_out: the pairs of each model dropped in turn: the effect must keep its sign (and
-  its significance, where the full estimate has it), i.e. no single model carries it.
+- placebo (a *software check*): the treatment permuted across pairs (within audit strata where human
+  labels exist). A treatment that did nothing must show ≈ 0 with an interval covering 0. It catches
+  an estimator that finds effects in noise (broken cross-fitting, intervals far too narrow); it fails
+  with probability ≈ its level (5 %) on a sound estimator; it has NO power against confounding — a
+  permuted treatment is unconfounded by construction. (Not within user: a within-user shuffle keeps
+  each user's share of treated pairs, so under a real effect it inherits the between-user part and
+  fails on a sound design — tests/causal/test_refute.py shows it.)
+- leave_one_model_out (a test of *dependence on one assistant model*): the pairs of each model dropped
+  in turn; the effect must keep its sign (and its significance, where the full estimate has it). It
+  detects an effect carried by a single model; it says nothing about confounding.
+- negative_control_outcome (a test of *confounding*, `_negative_control.py`): the effect on the
+  attachment the prompt already expresses, which the response cannot have caused.
 
-Pure functions over arrays; the registry maps each name to its function. Each refit costs one
-cross-fitting of the nuisances (subsample: five; leave_one_model_out: one per model).
+Each refuter is a pure function of a `Problem`: the rows of one estimate (the judge-label `dr`, or the
+primary `dr_gold_corrected`) and a `refit` that re-estimates it on an `Alteration` of those rows.
+Their measured level and power on the bench designs (bench/estimator_coverage.py) are in the
+validation record the report shows beside each verdict (`_validation.py`).
+
+Retired (they passed by construction): random_common_cause, subsample (`_registry.RETIRED_REFUTERS`).
 """
 
 from __future__ import annotations
@@ -21,31 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ._errors import CausalError
-from ._inference import cluster_shape, weighted_mean_with_se
-from ._nuisance import crossfit, dr_scores
-
-SUBSAMPLES = 5
-SUBSAMPLE_SHARE = 0.8
-STABLE_SHIFT = 0.5  # random common cause: largest move, in SEs of the original estimate
-
-
-@dataclass
-class Problem:
-    """What a refuter refits: the in-arm rows, their confounders, user clusters and the nuisance settings."""
-
-    X: Callable[[int], np.ndarray]  # the confounder matrix a model fitted on n pairs sees (Confounders.for_sample)
-    t: np.ndarray  # 1/0
-    y: np.ndarray
-    clusters: np.ndarray  # integer user codes
-    models: np.ndarray  # the assistant's model per row
-    folds: np.ndarray  # cross-fitting fold per row (grouped by user): the estimate's own folds
-    kind: str  # "linear" or "boosting"
-    clip: float
-    seed: int
-    negative_control: np.ndarray | None = None  # the prompt's attachment (NaN where unscored): causal/_negative_control.py
+from ._inference import cluster_shape, interval, weighted_mean_with_se
+from ._nuisance import Models, crossfit, dr_scores
 
 
 @dataclass
@@ -64,77 +50,103 @@ class Estimate:
         return self.low <= 0 <= self.high
 
 
-def dr_estimate(problem: Problem, mask: np.ndarray | None = None, t: np.ndarray | None = None,
-                X: np.ndarray | None = None) -> Estimate:
-    """The DR ATE with freshly cross-fitted nuisances on the rows of `mask` (the estimate's folds,
-    restricted to those rows, so users stay within one fold); unaltered, it reproduces the `dr` row."""
-    mask = np.ones(len(problem.y), bool) if mask is None else mask
-    t = (problem.t if t is None else t)[mask]
-    X = (problem.X(int(mask.sum())) if X is None else X)[mask]
-    y = problem.y[mask]
-    clusters = np.unique(problem.clusters[mask], return_inverse=True)[1]
-    nuisances = crossfit(X, t, y, np.ones(len(y), bool), problem.folds[mask], problem.kind, problem.seed)
-    scores = dr_scores(nuisances, t, y, problem.clip)
-    estimate, se = weighted_mean_with_se(scores, clusters)
-    shape = cluster_shape(clusters)
-    quantile = stats.t.ppf(0.975, shape.df) if shape.df else stats.norm.ppf(0.975)
-    return Estimate(estimate, se, estimate - quantile * se, estimate + quantile * se, int(len(y)))
+@dataclass(frozen=True)
+class Alteration:
+    """How a refuter changes the rows before re-estimating."""
+
+    keep: np.ndarray | None = None  # bool per row: the rows kept (None: all)
+    permutation: np.ndarray | None = None  # row i takes the treatment labels of row permutation[i]
+    outcome: np.ndarray | None = None  # the outcome replaced (judge and gold alike); NaN rows are left out
+
+
+@dataclass
+class Problem:
+    """One estimate's rows, for refuters to alter and re-estimate."""
+
+    target: str  # the row refuted, e.g. "dr · ATE"
+    refit: Callable[[Alteration], Estimate]  # the same estimator on altered rows (the estimate's own folds)
+    clusters: np.ndarray  # integer user codes per row
+    models: np.ndarray  # the assistant's model per row
+    strata: np.ndarray  # placebo permutations stay within these (audit status); one value: one stratum
+    seed: int
+    negative_control: np.ndarray | None = None  # the prompt's attachment (NaN where unscored): _negative_control.py
+
+
+KINDS = {
+    "placebo": ("software check",
+                "an estimator that finds an effect in noise (broken cross-fitting, intervals far too narrow); "
+                "not confounding: a permuted treatment is unconfounded by construction"),
+    "leave_one_model_out": ("dependence on one model",
+                            "an effect carried by a single assistant model; not confounding"),
+    "negative_control_outcome": ("confounding",
+                                 "confounding that also moves the attachment the prompt already expresses "
+                                 "(a user trait, prompt meaning the confounders miss); not confounding that "
+                                 "leaves the prompt untouched"),
+}
+
+
+def dr_problem(X: Callable[[int], np.ndarray], t: np.ndarray, y: np.ndarray, clusters: np.ndarray,
+               models: np.ndarray, folds: np.ndarray, kind: "str | Models", clip: float, seed: int,
+               negative_control: np.ndarray | None = None, target: str = "dr · ATE") -> Problem:
+    """The judge-label DR ATE of in-arm rows as a refuter problem: `X(n)` is the confounder matrix a
+    model fitted on n pairs sees (`Confounders.for_sample`); refits use the estimate's folds."""
+
+    def refit(change: Alteration) -> Estimate:
+        keep = np.ones(len(y), bool) if change.keep is None else change.keep.copy()
+        outcome = y if change.outcome is None else change.outcome
+        keep &= np.isfinite(outcome)
+        treatment = t if change.permutation is None else t[change.permutation]
+        return dr_estimate(X(int(keep.sum()))[keep], treatment[keep], outcome[keep], clusters[keep], folds[keep],
+                           kind, clip, seed)
+
+    return Problem(target, refit, clusters, models, np.zeros(len(y), int), seed, negative_control)
+
+
+def dr_estimate(X: np.ndarray, t: np.ndarray, y: np.ndarray, clusters: np.ndarray, folds: np.ndarray,
+                kind: "str | Models", clip: float, seed: int) -> Estimate:
+    """The DR ATE with freshly cross-fitted nuisances (the given folds keep users within one fold)."""
+    clusters = np.unique(clusters, return_inverse=True)[1]
+    nuisances = crossfit(X, t.astype(int), y, np.ones(len(y), bool), folds, kind, seed)
+    estimate, se = weighted_mean_with_se(dr_scores(nuisances, t, y, clip), clusters)
+    return Estimate(estimate, se, *interval(estimate, se, cluster_shape(clusters).df), int(len(y)))
+
+
+def stratified_permutation(strata: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation of the rows that maps every row to a row of its own stratum."""
+    out = np.arange(len(strata))
+    for value in np.unique(strata):
+        rows = np.flatnonzero(strata == value)
+        out[rows] = rows[rng.permutation(len(rows))]
+    return out
+
+
+def _verdict(name: str, passed: bool, summary: str, **fields) -> dict:
+    kind, detects = KINDS[name]
+    return {"verdict": "passed" if passed else "failed", "kind": kind, "detects": detects, "summary": summary,
+            **fields}
 
 
 def placebo(problem: Problem, original: Estimate) -> dict:
-    rng = np.random.default_rng([problem.seed, 11])
-    fake = rng.permutation(problem.t)
-    result = dr_estimate(problem, t=fake)
+    permutation = stratified_permutation(problem.strata, np.random.default_rng([problem.seed, 11]))
+    result = problem.refit(Alteration(permutation=permutation))
     passed = result.covers_zero
-    return {"verdict": "passed" if passed else "failed", **result.to_json(),
-            "agreement_with_treatment": float(np.mean(fake == problem.t)),
-            "summary": (f"treatment permuted across all pairs: effect {result.estimate:+.3f} "
-                        f"[{result.low:.3f}, {result.high:.3f}] — "
-                        + ("covers 0, as it should" if passed else "does not cover 0: the design finds an effect "
-                                                                    "where none can exist"))}
-
-
-def random_common_cause(problem: Problem, original: Estimate) -> dict:
-    rng = np.random.default_rng([problem.seed, 12])
-    X = np.column_stack([problem.X(len(problem.y)), rng.normal(size=len(problem.y))])
-    result = dr_estimate(problem, X=X)
-    shift = result.estimate - original.estimate
-    passed = abs(shift) <= STABLE_SHIFT * original.se
-    return {"verdict": "passed" if passed else "failed", **result.to_json(), "shift": shift,
-            "shift_in_se": shift / original.se, "limit_in_se": STABLE_SHIFT,
-            "summary": (f"an independent random confounder added: {original.estimate:+.3f} → {result.estimate:+.3f} "
-                        f"({shift / original.se:+.2f} SE; stable within ±{STABLE_SHIFT:g} SE: "
-                        f"{'yes' if passed else 'no'})")}
-
-
-def subsample(problem: Problem, original: Estimate) -> dict:
-    rng = np.random.default_rng([problem.seed, 13])
-    users = np.unique(problem.clusters)
-    runs = []
-    for _ in range(SUBSAMPLES):
-        keep = rng.choice(users, size=int(round(SUBSAMPLE_SHARE * len(users))), replace=False)
-        try:
-            runs.append(dr_estimate(problem, mask=np.isin(problem.clusters, keep)))
-        except CausalError as exc:
-            return {"verdict": "not run", "summary": f"a subset could not be estimated: {exc}", "estimates": []}
-    estimates = np.array([r.estimate for r in runs])
-    inside = (estimates >= original.low) & (estimates <= original.high)
-    passed = bool(inside.all())
-    return {"verdict": "passed" if passed else "failed", "estimates": estimates.tolist(),
-            "runs": [r.to_json() for r in runs], "share": SUBSAMPLE_SHARE,
-            "summary": (f"{SUBSAMPLES} subsets of {SUBSAMPLE_SHARE:.0%} of the users: estimates "
-                        f"{estimates.min():+.3f} … {estimates.max():+.3f}; {int(inside.sum())} of {SUBSAMPLES} "
-                        f"inside the full interval [{original.low:.3f}, {original.high:.3f}]")}
+    return _verdict("placebo", passed,
+                    f"treatment permuted across pairs: effect {result.estimate:+.3f} [{result.low:.3f}, "
+                    f"{result.high:.3f}] — " + ("covers 0, as it should" if passed else
+                                                 "does not cover 0: the estimator finds an effect in noise"),
+                    **result.to_json())
 
 
 def leave_one_model_out(problem: Problem, original: Estimate) -> dict:
     models = np.unique(problem.models)
+    kind, detects = KINDS["leave_one_model_out"]
     if len(models) < 2:
-        return {"verdict": "not run", "summary": f"only one model ({models[0]}) in the data", "by_model": {}}
+        return {"verdict": "not run", "kind": kind, "detects": detects,
+                "summary": f"only one model ({models[0]}) in the data", "by_model": {}}
     by_model, problems = {}, []
     for model in models:
         try:
-            result = dr_estimate(problem, mask=problem.models != model)
+            result = problem.refit(Alteration(keep=problem.models != model))
         except CausalError as exc:
             problems.append(f"without {model}: {exc}")
             continue
@@ -143,32 +155,32 @@ def leave_one_model_out(problem: Problem, original: Estimate) -> dict:
         significant = not original.covers_zero
         if not same_sign or (significant and result.covers_zero):
             problems.append(f"without {model}: {result.estimate:+.3f} [{result.low:.3f}, {result.high:.3f}]")
-    passed = not problems
     values = [v["estimate"] for v in by_model.values()]
     span = f"{min(values):+.3f} … {max(values):+.3f}" if values else "none estimable"
-    return {"verdict": "passed" if passed else "failed", "by_model": by_model,
-            "summary": (f"each of {len(models)} models dropped in turn: {span}"
-                        + ("; same sign" + (" and significance" if not original.covers_zero else "") + " throughout"
-                           if passed else "; the effect depends on one model — " + "; ".join(problems)))}
+    passed = not problems
+    return _verdict("leave_one_model_out", passed,
+                    f"each of {len(models)} models dropped in turn: {span}"
+                    + ("; same sign" + (" and significance" if not original.covers_zero else "") + " throughout"
+                       if passed else "; the effect depends on one model — " + "; ".join(problems)),
+                    by_model=by_model)
 
 
 REFUTERS: dict[str, Callable[[Problem, Estimate], dict]] = {
     "placebo": placebo,
-    "random_common_cause": random_common_cause,
-    "subsample": subsample,
     "leave_one_model_out": leave_one_model_out,
 }
 
 
 def refute(problem: Problem, names: list[str], original: Estimate | None = None,
            say: Callable[[str], None] = lambda step: None) -> dict:
-    """Run the named refuters against the DR ATE of `problem` (refitted once here when not given)."""
-    original = original or dr_estimate(problem)
+    """The named refuters against `problem`'s estimate (re-estimated once here when not given)."""
+    original = original or problem.refit(Alteration())
     out = {}
     for name in names:
-        say(f"refuter: {name.replace('_', ' ')}")
+        say(f"refuter of {problem.target}: {name.replace('_', ' ')}")
         try:
             out[name] = REFUTERS[name](problem, original)
         except CausalError as exc:  # e.g. a fold left with too few pairs of one arm
-            out[name] = {"verdict": "not run", "summary": f"could not refit: {exc}"}
+            kind, detects = KINDS[name]
+            out[name] = {"verdict": "not run", "kind": kind, "detects": detects, "summary": f"could not refit: {exc}"}
     return out

@@ -182,7 +182,8 @@ def _gold_section(result: EstimateResult) -> str:
     if sentence:
         parts.append(f"<p><b>{html.escape(sentence, quote=False)}</b></p>")  # text, not an attribute: keep its apostrophes
     parts.append(f"<p class='note'>Audit: {gold['audited']} pairs labelled of {gold['expected_audited']:.0f} expected "
-                 f"(response {gold['response_rate']:.0%}); {gold['audited_in_arm']} in an arm by their human labels. "
+                 f"(response {gold['response_rate']:.0%}; missing labels {html.escape(gold.get('missing_labels', ''))}); "
+                 f"{gold['audited_in_arm']} in an arm by their human labels. "
                  f"{html.escape(gold['gold_rule'])}. {html.escape(gold['judge_missing'])}.</p>")
     return "\n".join(parts)
 
@@ -219,15 +220,20 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
           r.estimate, r.se, _ci(r), r.reference + (f" ({r.df})" if r.df else ""), r.n_used, r.note]
          for r in result.rows],
     ))
+    models = result.nuisance_models
+    if models:
+        parts.append(f"<p class='note'><b>Nuisance models.</b> Propensity: {html.escape(str(models['propensity']))}; "
+                     f"control outcome: {html.escape(str(models['control_outcome']))}; treated outcome: "
+                     f"{html.escape(str(models['treated_outcome']))} — {html.escape(models['how'])}.</p>")
     parts.append(_forest_plot(result))
     if "dose_theta" in result.arrays:
         parts.append(_dose_plot(result))
     if "dose_forest_theta" in result.arrays:
         parts.append(_forest_dose_plot(result))
     parts.append("<p class='note'>★ the pre-specified primary estimate. SEs are clustered on the user (pairs of one "
-                 "user are not independent). Matching intervals come from a bootstrap of matched pairs that resamples "
-                 "connected components of the treated-user/control-user graph (the matching itself, and for "
-                 "<code>_bc</code> rows the control-outcome model, held fixed). Plain matching rows are left out of "
+                 "user are not independent). Matching SEs sum each matched pair's contribution by the user "
+                 "on each side (the matching itself, and for <code>_bc</code> rows the control-outcome model, held "
+                 "fixed). Plain matching rows are left out of "
                  "the forest plot: their intervals ignore the imbalance a prompt caliper leaves and do not cover "
                  "(bench/estimator_coverage.py). Weighted rows weight by 1 / inclusion probability.</p>")
     parts.append(_gold_section(result))
@@ -275,12 +281,13 @@ def _sensitivity_section(block: dict) -> str:
         parts.append(f"<h3>Rosenbaum bounds ({html.escape(ros['method'])}, {ros['pairs']} pairs)</h3>"
                      + _table(["Γ", "worst-case one-sided p"], [[g, p] for g, p in ros["p_upper"].items()])
                      + f"<p>The matched effect is {gamma}. <span class='note'>{html.escape(ros['how'])}.</span></p>")
-    ovb = block.get("omitted_variable")
-    if ovb and ovb.get("robustness_value") is None:
-        parts.append(f"<h3>Omitted-variable bounds of the DR ATE</h3><p>Not computed: {html.escape(ovb['reason'])}.</p>")
-    elif ovb:
-        parts.append("<h3>Omitted-variable bounds of the DR ATE</h3>"
-                     f"<p>Robustness value {ovb['robustness_value']:.3f} (point estimate reaches 0), "
+    for method, ovb in block.get("omitted_variable", {}).items():
+        title = f"<h3>Omitted-variable bounds of {html.escape(method)} · ATE</h3>"
+        if ovb.get("robustness_value") is None:
+            parts.append(f"{title}<p>Not computed: {html.escape(ovb['reason'])}.</p>")
+            continue
+        parts.append(title
+                     + f"<p>Robustness value {ovb['robustness_value']:.3f} (point estimate reaches 0), "
                      f"{ovb['robustness_value_ci']:.3f} (the 95 % interval reaches 0): a confounder explaining that "
                      "share of both the outcome's residual variation and the treatment's (Riesz representer's) "
                      "variation would be enough.</p>"
@@ -311,11 +318,20 @@ def _contour_plot(ovb: dict) -> str:
 
 
 def _refuter_section(refuters: dict) -> str:
-    lines = "".join(f"<li><b>{html.escape(name.replace('_', ' '))}</b>: {html.escape(r['verdict'])} — "
-                    f"{html.escape(r['summary'])}</li>" for name, r in refuters.items() if isinstance(r, dict))
-    return (f"<h2>Refuters of {html.escape(str(refuters.get('of', 'dr · ATE')))}</h2><ul>{lines}</ul>"
-            "<p class='note'>Each refuter refits the cross-fitted nuisances on altered data. Which run is set by "
-            "<code>[causal] refuters</code> in study.toml.</p>")
+    parts = ["<h2>Refuters</h2>"]
+    for target, checks in refuters.items():
+        lines = "".join(
+            f"<li><b>{html.escape(name.replace('_', ' '))}</b> ({html.escape(r.get('kind', ''))}): "
+            f"{html.escape(r['verdict'])} — {html.escape(r['summary'])}"
+            f"<br><span class='note'>Can detect: {html.escape(r.get('detects', ''))}."
+            + (f" {html.escape(r['power'])}" if r.get("power") else "") + "</span></li>"
+            for name, r in checks.items())
+        parts.append(f"<h3>Of {html.escape(target)}</h3><ul>{lines}</ul>")
+    parts.append("<p class='note'>Each refuter re-estimates on altered data with freshly fitted nuisances; the list "
+                 "is set by <code>[causal] refuters</code> (the negative control runs whenever the scored pairs carry "
+                 "<code>prompt_attachment</code>). A software check cannot detect confounding; a passed test of "
+                 "confounding rules out only what it can detect.</p>")
+    return "\n".join(parts)
 
 
 def _selection_section(block: dict) -> str:

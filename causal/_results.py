@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from ._inference import interval
 from ._selection import CONDITIONAL_ON_REPLY
 
 SCALE_LIMIT = 6.0  # the largest effect a 1–7 scale allows
@@ -27,22 +27,17 @@ class EffectRow:
     n_used: int
     weighted: bool = False
     note: str = ""
-    reference: str = "normal"  # "normal", "t(G-1)" or "bootstrap percentile"
+    reference: str = "normal"  # "normal" or "t(G-1)"
     df: int | None = None  # degrees of freedom of the t reference
     clusters: int | None = None
     interval_valid: bool = True  # False: the interval is known not to cover (plain matching)
     gold_n: int | None = None  # audited pairs with human labels used (gold rows)
     effective_gold_n: float | None = None  # human labels alone that would give the same SE
-    draws: np.ndarray | None = field(default=None, repr=False)  # bootstrap draws (percentile rows)
 
     def conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
         if not np.isfinite(self.estimate):
             return float("nan"), float("nan")
-        if self.draws is not None:
-            low, high = np.percentile(self.draws, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-            return float(low), float(high)
-        quantile = stats.t.ppf(1 - alpha / 2, self.df) if self.df else stats.norm.ppf(1 - alpha / 2)
-        return self.estimate - quantile * self.se, self.estimate + quantile * self.se
+        return interval(self.estimate, self.se, self.df, alpha)
 
     @property
     def ci_low(self) -> float:
@@ -57,7 +52,7 @@ class EffectRow:
         return f"{self.method} · {self.estimand}{' · weighted' if self.weighted else ''}"
 
     def to_json(self, alpha: float = 0.05) -> dict:
-        record = {k: v for k, v in asdict(self).items() if k != "draws"}
+        record = asdict(self)
         low, high = self.conf_int(alpha)
         record.update(ci_low=_finite(low), ci_high=_finite(high), estimate=_finite(self.estimate), se=_finite(self.se))
         return record
@@ -90,6 +85,7 @@ class EstimateResult:
     sensitivity: dict = field(default_factory=dict)  # E-value, Rosenbaum Γ, omitted-variable bounds
     refuters: dict = field(default_factory=dict)  # name → {verdict, ...}
     selection: dict = field(default_factory=dict)  # selection on replying: reply effect, Lee bounds (_selection.py)
+    nuisance_models: dict = field(default_factory=dict)  # the class of each nuisance and how it was chosen
 
     def row(self, method: str, estimand: str = "ATE", weighted: bool = False) -> EffectRow:
         for r in self.rows:
@@ -118,6 +114,7 @@ class EstimateResult:
             "gold": self.gold,
             "balance": self.balance,
             "overlap": self.overlap,
+            "nuisance_models": self.nuisance_models,
             "matching": self.matching,
             "hte": self.hte,
             "sensitivity": self.sensitivity,

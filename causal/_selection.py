@@ -35,7 +35,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from ._errors import CausalError
-from ._inference import cluster_shape, weighted_mean_with_se
+from ._inference import cluster_shape, interval, weighted_mean_with_se
 from ._nuisance import MIN_ARM_PER_FOLD, Nuisances, dr_scores, fold_ids, nuisance_models
 
 CONDITIONAL_ON_REPLY = (
@@ -188,9 +188,7 @@ def selection_effects(data: SelectionInputs, *, folds: int, kind: str, clip: flo
     scores = dr_scores(nuisances, t, s, clip)
     estimate, se = weighted_mean_with_se(scores, data.clusters, d)
     shape = cluster_shape(data.clusters)
-    from scipy import stats
-
-    quantile = stats.t.ppf(0.975, shape.df) if shape.df else stats.norm.ppf(0.975)
+    low, high = interval(estimate, se, shape.df)
     e = nuisances.clipped(clip)
     ipw = d * np.where(t == 1, 1 / e, 1 / (1 - e))
     bounds = lee_bounds(data.attachment, t, s, ipw)
@@ -198,10 +196,9 @@ def selection_effects(data: SelectionInputs, *, folds: int, kind: str, clip: flo
     kept = draws[np.isfinite(draws[:, 0])]
     naive = _replier_difference(data.attachment, t, s, ipw)
     reply = {
-        "estimate": estimate, "se": se, "ci_low": estimate - quantile * se, "ci_high": estimate + quantile * se,
+        "estimate": estimate, "se": se, "ci_low": low, "ci_high": high,
         "n": int(len(t)), "clusters": shape.clusters, "reference": "t(G-1)" if shape.df else "normal",
-        "verdict": ("empathy changes whether users reply" if not (estimate - quantile * se <= 0 <= estimate
-                                                                   + quantile * se)
+        "verdict": ("empathy changes whether users reply" if not low <= 0 <= high
                     else "no effect of empathy on replying detected (the interval covers 0)"),
         "how": "doubly robust ATE of the treatment rule (on the judges' empathy) on replied (1 = the user wrote a "
                "next message), same confounders as the main estimate; nuisances fitted with the design weights (the two samples are "
@@ -314,7 +311,9 @@ def selection_analysis(pairs, terminal, config, embedder, populations: dict | No
                            union["replied"].to_numpy(dtype=int), union["attachment"].to_numpy(dtype=float),
                            union["design_weight"].to_numpy(dtype=float), clusters)
     say("selection on replying (reply effect, Lee bounds)")
-    effects = selection_effects(data, folds=config.folds, kind=config.nuisance, clip=config.propensity_clip,
+    # weighted fits of one class: `auto` (chosen by an unweighted loss) stands for linear here
+    kind = "linear" if config.nuisance == "auto" else config.nuisance
+    effects = selection_effects(data, folds=config.folds, kind=kind, clip=config.propensity_clip,
                                 bootstrap=config.bootstrap, seed=config.seed)
     return {"available": True, "estimand": CONDITIONAL_ON_REPLY, "counts": counts, **effects,
             "weights": "each row weighted by 1 / its inclusion probability within its own table (turn-pair sample, "

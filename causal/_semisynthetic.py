@@ -6,10 +6,13 @@ the prompt's meaning (how personal vs task-like it reads, measured against ancho
 the embedding space), the model (several are simulated: ShareGPT has one family) and the turn and
 time of day. The effect is heterogeneous: larger for one model and for personal prompts.
 
-Two designs. `design="planted"` is the one the defaults were chosen on (linear-logistic
-confounding). `design="nonlinear"` was not used to choose anything: confounding through non-linear
-functions of the prompt's meaning and a random effect per user (pairs of one user share an
-outcome shift and an effect shift), so clustering matters.
+Designs. `design="planted"` is the one the defaults were first chosen on (linear-logistic
+confounding). `design="nonlinear"`: confounding through non-linear functions of the prompt's meaning
+and a random effect per user (pairs of one user share an outcome shift and an effect shift), so
+clustering matters. `design="ushape"`: both very personal and very technical prompts draw more
+empathy, and baseline attachment curves with the prompt's meaning (a shape no other design has).
+`design="usershift"`: the effect differs only between users (SD `user_effect_sd`), nothing in the
+effect modifiers — the null of the heterogeneity test when prompts identify users.
 
 A simulated judge (`judge_labels`) misreads the treatment on a share of pairs — more often on
 personal prompts — and over-reads attachment (more at the low end of the scale); the simulated
@@ -38,6 +41,7 @@ TASK_ANCHORS = [
     "Translate the following paragraph into French.",
 ]
 MODELS = ("gpt-3.5-turbo", "gpt-4", "claude-2")
+DESIGNS = ("planted", "nonlinear", "ushape", "usershift")
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ class PlantedEffect:
     personal_slope: float = 0.25  # × tanh(personal score): more for personal prompts
     confounding: float = 0.9  # how strongly prompt meaning drives both treatment and outcome
     noise: float = 1.0  # SD of the outcome noise before rounding to 1..7
-    design: str = "planted"  # or "nonlinear": non-linear confounding and user effects (not used to pick defaults)
+    design: str = "planted"  # or "nonlinear", "ushape", "usershift" (see the module's docstring)
+    user_effect_sd: float = 1.0  # usershift: SD of the users' effect shifts
     negative_control: bool = False  # also simulate `prompt_attachment`: the prompt's attachment, which empathy cannot move
     hidden: float = 0.0  # strength of an unobserved user trait that raises treatment, outcome and prompt_attachment alike
 
@@ -80,15 +85,19 @@ def simulate(
         + pd.to_timedelta(hours, unit="h") + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")
 
     c = planted.confounding
-    nonlinear = planted.design == "nonlinear"
-    if planted.design not in ("planted", "nonlinear"):
-        raise ValueError(f"unknown design {planted.design!r}")
+    design = planted.design
+    nonlinear = design == "nonlinear"
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design {design!r}: one of {', '.join(DESIGNS)}")
     users = pd.factorize(pairs["user_id"] if "user_id" in pairs.columns else pairs["pair_id"])[0]
     # the hidden trait has its own random stream: studies without it draw exactly what they drew before
     hidden = planted.hidden * np.random.default_rng([seed, 7]).normal(0, 1, n)
-    user_shift = rng.normal(0, 0.6, users.max() + 1)[users] if nonlinear else np.zeros(n)
+    user_shift = rng.normal(0, 0.6, users.max() + 1)[users] if design in ("nonlinear", "usershift") else np.zeros(n)
     user_effect = rng.normal(0, 0.3, users.max() + 1)[users] if nonlinear else np.zeros(n)
-    drive = (1.3 * np.tanh(1.5 * z) + 0.45 * (z**2 - 1)) if nonlinear else z
+    if design == "usershift":  # its own stream: the other designs draw exactly what they drew before
+        user_effect = np.random.default_rng([seed, 9]).normal(0, planted.user_effect_sd, users.max() + 1)[users]
+    drive = {"nonlinear": 1.3 * np.tanh(1.5 * z) + 0.45 * (z**2 - 1),
+             "ushape": 0.9 * (z**2 - 1) + 0.3 * z}.get(design, z)
     propensity = 1 / (1 + np.exp(-(-0.2 + c * drive + 0.5 * gpt4 - 0.4 * claude + 0.25 * np.log(turn) + 0.4 * night
                                    + hidden)))
     treated = rng.random(n) < propensity
@@ -96,8 +105,10 @@ def simulate(
     empathy = np.where(treated, rng.integers(5, 8, n), rng.integers(1, 4, n)).astype(float)
     empathy[rng.random(n) < 0.15] = 4.0
 
-    effect = planted.base + planted.gpt4_extra * gpt4 + planted.personal_slope * np.tanh(z) + user_effect
-    shape = (0.6 * z + 0.5 * np.sin(2 * z) + 0.35 * (z**2 - 1) + 0.3 * gpt4 * z) if nonlinear else z
+    modifiers = 0.0 if design == "usershift" else planted.gpt4_extra * gpt4 + planted.personal_slope * np.tanh(z)
+    effect = planted.base + modifiers + user_effect
+    shape = {"nonlinear": 0.6 * z + 0.5 * np.sin(2 * z) + 0.35 * (z**2 - 1) + 0.3 * gpt4 * z,
+             "ushape": 0.9 * np.sin(1.6 * z) + 0.5 * np.abs(z) - 0.4}.get(design, z)
     latent = 3.0 + c * shape + 0.4 * gpt4 - 0.3 * claude + 0.2 * np.log(turn) + 0.3 * night + user_shift \
         + rng.normal(0, planted.noise, n) + hidden
     y0 = np.clip(np.round(latent), 1, 7)
@@ -165,6 +176,7 @@ def judge_labels(scored: pd.DataFrame, truth: pd.DataFrame, noise: JudgeNoise, a
     judged["empathy_gold"] = np.where(audited, gold_empathy, np.nan)
     judged["attachment_gold"] = np.where(audited, gold_attachment, np.nan)
     judged["gold_prob"] = audit_rate
+    judged["gold_drawn"] = audited.astype(int)
     judged["simulated_judge"] = True
     return judged
 

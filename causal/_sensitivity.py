@@ -113,15 +113,37 @@ def ovb_params(y: np.ndarray, t: np.ndarray, mu0: np.ndarray, mu1: np.ndarray, e
     return theta, sigma, nu, clustered_covariance(scores, clusters)
 
 
+def audited_ovb_params(theta: float, theta_influence: np.ndarray, y: np.ndarray, t: np.ndarray, mu0: np.ndarray,
+                       mu1: np.ndarray, e: np.ndarray, weight: np.ndarray, clusters: np.ndarray
+                       ) -> tuple[float, float, float, np.ndarray]:
+    """(θ, σ², ν², cov) of an ATE whose gold treatment and outcome are known on a random audit sample only
+    (the primary, `dr_gold_corrected`): θ and its influence as the corrected estimator gives them; σ²
+    and ν² — the same moments `ovb_params` takes from every pair — as 1/π-weighted means over the audited
+    pairs (`weight` = 1/π there, 0 elsewhere), from the gold-label nuisances; covariance summed by user."""
+    used = weight > 0
+    w = weight / weight.sum()
+    residual2 = np.where(used, (y - np.where(t == 1, mu1, mu0)) ** 2, 0.0)
+    riesz = np.where(used, t / e - (1 - t) / (1 - e), 0.0)
+    nu_score = np.where(used, 2 * (1 / e + 1 / (1 - e)) - riesz**2, 0.0)
+    sigma, nu = float(np.sum(w * residual2)), float(np.sum(w * nu_score))
+    scores = np.column_stack([theta_influence, w * (residual2 - sigma), w * (nu_score - nu)])
+    return float(theta), sigma, nu, clustered_covariance(scores, clusters)
+
+
 def ovb(y, t, mu0, mu1, e, clusters, alpha: float = 0.05, strengths: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1),
         grid: int = 21) -> dict:
-    """Robustness values and bounds of the DR ATE under omitted confounding of strength (c_y, c_t).
+    """Robustness values and bounds of the DR ATE under omitted confounding of strength (c_y, c_t)."""
+    return ovb_bounds(*ovb_params(y, t, mu0, mu1, e, clusters), alpha=alpha, strengths=strengths, grid=grid)
+
+
+def ovb_bounds(theta: float, sigma: float, nu: float, cov: np.ndarray, alpha: float = 0.05,
+               strengths: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1), grid: int = 21) -> dict:
+    """Robustness values and bounds from (θ, σ², ν², cov) under omitted confounding of strength (c_y, c_t).
 
     c_y: share of the outcome's residual variation the confounder explains; c_t: the share of the
     Riesz representer's variation (≈ of the treatment's) it explains; ρ = 1 (worst case).
     `grid` gives the contour plot's lower bound over c_y, c_t ∈ [0, 0.5].
     """
-    theta, sigma, nu, cov = ovb_params(y, t, mu0, mu1, e, clusters)
     if sigma <= 0 or nu <= 0:
         return {"theta": theta, "sigma2": sigma, "nu2": nu, "robustness_value": None, "robustness_value_ci": None,
                 "bounds": [], "alpha": alpha, "contour": None,

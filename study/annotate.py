@@ -348,14 +348,18 @@ def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
 
 
 def gold_columns(study: Workspace, sample: pd.DataFrame) -> pd.DataFrame | None:
-    """empathy_gold, attachment_gold (blind audit labels under the current rubric) and gold_prob for
-    the export, if labels exist."""
+    """empathy_gold, attachment_gold (blind audit labels under the current rubric), gold_prob and
+    gold_drawn (the pair was drawn into the audit: missing labels are then modelled, not assumed
+    missing completely at random) for the export, if labels exist."""
     labels = read_labels(study)
     if labels is None:
         return None
     gold = annotation.gold_scores(current_labels(labels, study.config().prompt_versions()))
     table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
+    config = study.config().annotation
     state = study.annotation_state
-    recorded = json.loads(state.read_text()).get("audit", {}).get("rate") if state.exists() else None
-    table["gold_prob"] = np.float64(recorded or study.config().annotation.audit_rate)  # the design actually used
+    recorded = json.loads(state.read_text()).get("audit", {}) if state.exists() else {}
+    rate, seed = recorded.get("rate") or config.audit_rate, recorded.get("seed", config.audit_seed)  # the design used
+    table["gold_prob"] = np.float64(rate)
+    table["gold_drawn"] = annotation.audit_draw(table["pair_id"], rate, seed).astype(np.int8)
     return table

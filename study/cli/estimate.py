@@ -38,18 +38,21 @@ def print_robustness(result: causal.EstimateResult) -> None:
     """One line of sensitivity, one per refuter (the numbers are in estimates.json and the report)."""
     block = result.sensitivity
     parts = []
-    if "dr" in block.get("e_value", {}):
-        parts.append(f"E-value of dr {block['e_value']['dr']['e_value']:.2f} (CI {block['e_value']['dr']['e_value_ci']:.2f})")
+    for method, value in block.get("e_value", {}).items():
+        if method != "how":
+            parts.append(f"E-value of {method} {value['e_value']:.2f} (CI {value['e_value_ci']:.2f})")
     if block.get("rosenbaum"):
         gamma = block["rosenbaum"]["gamma_max"]
         parts.append("matching significant up to Γ = " + (f"{gamma:.2f}" if gamma else "– (not at Γ = 1)"))
-    if block.get("omitted_variable", {}).get("robustness_value_ci") is not None:
-        parts.append(f"robustness value {block['omitted_variable']['robustness_value_ci']:.3f}")
+    for method, ovb in block.get("omitted_variable", {}).items():
+        if ovb.get("robustness_value_ci") is not None:
+            parts.append(f"robustness value of {method} {ovb['robustness_value_ci']:.3f}")
     if parts:
         console.print("sensitivity: " + "; ".join(parts), highlight=False)
-    for name, r in result.refuters.items():
-        if isinstance(r, dict):
-            console.print(f"refuter {name.replace('_', ' ')}: {r['verdict']} — {escape(r['summary'])}", highlight=False)
+    for target, checks in result.refuters.items():
+        for name, r in checks.items():
+            console.print(f"refuter {name.replace('_', ' ')} ({r.get('kind', '')}) of {target}: {r['verdict']} — "
+                          f"{escape(r['summary'])}", highlight=False)
 
 
 def print_selection(result: causal.EstimateResult) -> None:

@@ -10,10 +10,9 @@ from scipy import stats
 from empathy_study.causal._balance import smd
 from empathy_study.causal._hte import blp_test, subgroup_table
 from empathy_study.causal._inference import (
-    cluster_bootstrap,
     cluster_shape,
     difference_in_means,
-    pair_components,
+    matched_difference,
     weighted_mean_with_se,
 )
 from empathy_study.causal._results import EffectRow
@@ -61,13 +60,6 @@ def test_weighted_mean_matches_wls(clustered):
     assert se == pytest.approx(fit.bse[0], rel=1e-6)  # one regressor: the corrections agree
 
 
-def test_cluster_bootstrap_agrees_with_the_sandwich(clustered):
-    y, _, clusters = clustered
-    _, se = weighted_mean_with_se(y, clusters)
-    draws = cluster_bootstrap(y, clusters, None, draws=4_000, seed=1)
-    assert np.std(draws) == pytest.approx(se, rel=0.1)
-
-
 def test_blp_calibration_test_matches_ols(clustered):
     y, t, clusters = clustered
     cate = np.random.default_rng(5).normal(size=len(y))
@@ -110,13 +102,54 @@ def test_subgroup_table_matches_ols_on_group_dummies(clustered):
     assert np.array(holm)[order] == pytest.approx(expected)
 
 
-def test_pair_components_join_pairs_that_share_a_user():
-    # pairs: (a, b), (c, b) share control user b; (d, e) is alone; (e, f) shares e with the last
-    treated = np.array(["a", "c", "d", "f"])
-    control = np.array(["b", "b", "e", "e"])
-    components = pair_components(treated, control)
-    assert components[0] == components[1] and components[2] == components[3] and components[0] != components[2]
-    assert pair_components(np.array(["a"]), np.array(["a"])).tolist() == [0]
+def _matched_corpus(rng: np.random.Generator, users: int = 300, effect: float = 0.5):
+    """Matched pairs at corpus shape: every user has several treated and several control pairs, and each
+    treated pair is matched to a control pair of a random other user — the treated-user/control-user
+    graph is one connected component. Outcomes share a user effect."""
+    sizes = rng.integers(2, 9, users)
+    user = np.repeat(np.arange(users), sizes)
+    shift = rng.normal(0, 1.0, users)[user]
+    treated = rng.random(len(user)) < 0.5
+    t_ids, c_ids = np.flatnonzero(treated), rng.permutation(np.flatnonzero(~treated))
+    m = min(len(t_ids), len(c_ids))
+    t_ids, c_ids = t_ids[:m], c_ids[:m]
+    y = shift + rng.normal(0, 1.0, len(user)) + effect * treated
+    return y[t_ids], y[c_ids], user[t_ids], user[c_ids]
+
+
+def test_matched_difference_equals_a_stacked_regression_clustered_by_user_in_statsmodels():
+    """ā − b̄ with its SE = the difference of two means in one regression over the stacked units (the
+    treated side and the control side), weighted, cluster-robust by user."""
+    rng = np.random.default_rng(11)
+    a, b, ua, ub = _matched_corpus(rng, users=80)
+    w = rng.uniform(0.5, 2.0, len(a))
+    estimate, se, shape = matched_difference(a, b, ua, ub, w)
+    y = np.concatenate([a, b])
+    X = np.column_stack([np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[np.zeros(len(a)), np.ones(len(b))]])
+    groups = np.concatenate([ua, ub])
+    fit = sm.WLS(y, X, weights=np.concatenate([w, w])).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    n, k = X.shape
+    contrast = np.array([1.0, -1.0])
+    variance = contrast @ fit.cov_params() @ contrast * (n - k) / (n - 1)  # statsmodels' extra (N−1)/(N−K)
+    assert estimate == pytest.approx(fit.params[0] - fit.params[1])
+    assert se == pytest.approx(np.sqrt(variance), rel=1e-6)
+    assert shape.clusters == len(np.unique(groups))
+
+
+def test_matched_difference_covers_when_one_component_holds_every_pair():
+    """At corpus shape the old bootstrap of connected components had one cluster to resample (an interval
+    of width 0); summing by the user on each side covers at the nominal rate."""
+    rng = np.random.default_rng(12)
+    covered, width = [], []
+    for _ in range(400):
+        a, b, ua, ub = _matched_corpus(rng)
+        estimate, se, shape = matched_difference(a, b, ua, ub)
+        assert not shape.few
+        covered.append(abs(estimate - 0.5) <= 1.959964 * se)
+        width.append(2 * 1.959964 * se)
+    # 400 draws: a true 95 % gives 0.925-0.97 with probability > 0.99
+    assert 0.925 <= np.mean(covered) <= 0.975
+    assert np.median(width) > 0.1
 
 
 def test_few_clusters_switch_to_t_reference():

@@ -73,11 +73,16 @@ def test_second_run_embeds_nothing(tmp_path):
     assert np.allclose(again.embed(texts), vectors) and again.embedded == 0 and again._model is None
 
 
-def test_estimators_register_by_name_and_results_give_intervals_at_any_level():
-    """A new estimator plugs in by registering; the result's rows give (1 − alpha) intervals on request."""
-    from empathy_study.causal import EffectRow, estimator
+def test_estimators_register_by_name_and_results_give_intervals_at_any_level(monkeypatch):
+    """A new estimator plugs in by declaring its name and registering; the result's rows give (1 − alpha)
+    intervals on request."""
+    from empathy_study.causal import EffectRow, _registry
 
-    @estimator("difference_of_medians")
+    with pytest.raises(ValueError, match="not declared"):
+        _registry.estimator("difference_of_medians")
+    monkeypatch.setattr(_registry, "ESTIMATOR_NAMES", (*_registry.ESTIMATOR_NAMES, "difference_of_medians"))
+
+    @_registry.estimator("difference_of_medians")
     def _medians(fit):
         d = fit.data
         value = float(np.median(d.outcome[d.treatment == 1]) - np.median(d.outcome[d.treatment == 0]))
@@ -94,9 +99,8 @@ def test_estimators_register_by_name_and_results_give_intervals_at_any_level():
         row = result.row("difference_of_medians")
         assert row.conf_int(0.05)[1] - row.estimate == pytest.approx(1.959964 * 0.5, rel=1e-5)
     finally:
-        from empathy_study.causal._estimate import ESTIMATORS
-
-        ESTIMATORS.pop("difference_of_medians")
+        _registry.ESTIMATORS.pop("difference_of_medians")
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown estimator 'difference_of_medians'"):
         causal.CausalConfig(estimators=["difference_of_medians"])
 

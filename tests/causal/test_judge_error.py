@@ -9,6 +9,7 @@ replications is bench/estimator_coverage.py's job.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from empathy_study import causal
@@ -107,11 +108,51 @@ def test_missing_audit_labels_are_counted_and_warned(study):
     audited = judged.index[judged["empathy_gold"].notna()]
     skipped = audited[: len(audited) // 3]  # a third of the audit never labelled (skipped tasks)
     judged.loc[skipped, ["empathy_gold", "attachment_gold"]] = np.nan
+    judged = judged.drop(columns=["gold_drawn"])  # no record of the draw: one response rate for every pair
     arrays = causal.prepare(judged, causal.TreatmentRule())
+    assert arrays.audit.missing.startswith("assumed missing completely at random")
     assert arrays.audit.response_rate == pytest.approx(len(audited) * 2 / 3 / (0.2 * len(judged)), rel=0.02)
     assert arrays.audit.probability[0] == pytest.approx(0.2 * arrays.audit.response_rate)
     result = run(judged, embedder, estimators=["dr_gold_corrected"])
     assert any("of the expected audit labels exist" in w for w in result.warnings)
+
+
+def test_labels_missing_by_the_human_arm_are_reweighted_from_what_is_observed():
+    """Annotators skip the attachment label of 60 % of the pairs they rate empathetic (6-7) and 5 % of
+    the others. With the draw recorded (`gold_drawn`), the response model — which may use the human
+    empathy for a missing attachment label — gives weights under which the audited pairs stand for the
+    drawn ones again: the weighted mean human attachment over pairs in an arm is the drawn pairs' own.
+    One response rate for everyone (no record of the draw) misses it."""
+    rng = np.random.default_rng(7)
+    n = 6_000
+    gold_empathy = rng.choice([1, 2, 3, 4, 5, 6, 7], n).astype(float)
+    gold_attachment = np.clip(np.round(2 + 0.6 * gold_empathy + rng.normal(0, 1, n)), 1, 7)
+    drawn = rng.random(n) < 0.3
+    skip = np.where(gold_empathy >= 6, 0.6, 0.05)
+    frame = pd.DataFrame({
+        "pair_id": [f"p{i}" for i in range(n)], "user_id": [f"u{i // 3}" for i in range(n)], "prompt": "text",
+        "model": rng.choice(["a", "b"], n), "turn_index": 1,
+        "empathy": np.clip(gold_empathy + rng.integers(-1, 2, n), 1, 7), "attachment": gold_attachment,
+        "empathy_gold": np.where(drawn, gold_empathy, np.nan),
+        "attachment_gold": np.where(drawn & (rng.random(n) >= skip), gold_attachment, np.nan),
+        "gold_prob": 0.3, "gold_drawn": drawn.astype(int)})
+    in_arm = drawn & ((gold_empathy <= 3) | (gold_empathy >= 5))
+    target = gold_attachment[in_arm].mean()  # what a complete audit would show
+
+    def weighted_mean(table: pd.DataFrame) -> tuple[float, str]:
+        audit = causal.prepare(table, causal.TreatmentRule()).audit
+        used = audit.in_arm == 1
+        return float(np.average(audit.outcome[used], weights=1 / audit.probability[used])), audit.missing
+
+    modelled, how = weighted_mean(frame)
+    assumed, how_assumed = weighted_mean(frame.drop(columns=["gold_drawn"]))
+    print(f"\ncomplete audit {target:.3f}; response modelled {modelled:.3f}; one rate {assumed:.3f}")
+    assert how.startswith("modelled") and how_assumed.startswith("assumed")
+    assert abs(modelled - target) < 0.03
+    assert abs(assumed - target) > 0.15
+    frame.loc[~drawn, "empathy_gold"] = 3.0  # labels outside the draw cannot be audit labels
+    with pytest.raises(causal.CausalError, match="not in the audit draw"):
+        causal.prepare(frame, causal.TreatmentRule())
 
 
 def test_too_few_audited_pairs_give_a_row_that_says_so(study):

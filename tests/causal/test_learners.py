@@ -18,16 +18,16 @@ def test_tmle_and_dr_both_cover_the_planted_effect(studies):
     here 5 % of the propensities exceed 0.96 and on the uniform study they differ by about 1.8 SE of
     dr (0.77 vs 0.52, truth 0.66); both intervals cover the truth, and TMLE stays on the scale."""
     for name in ("uniform", "gpt4_only"):
-        _, fit = studies[name]
+        _, fit, truth = studies[name]
         dr, tmle = causal.ESTIMATORS["dr"](fit)[0], causal.ESTIMATORS["tmle"](fit)[0]
-        print(f"\n{name}: truth {fit.truth:.3f}; dr {dr.estimate:.3f} ± {dr.se:.3f}; tmle {tmle.estimate:.3f} ± {tmle.se:.3f}")
-        assert tmle.ci_low < fit.truth < tmle.ci_high and dr.ci_low < fit.truth < dr.ci_high
+        print(f"\n{name}: truth {truth:.3f}; dr {dr.estimate:.3f} ± {dr.se:.3f}; tmle {tmle.estimate:.3f} ± {tmle.se:.3f}")
+        assert tmle.ci_low < truth < tmle.ci_high and dr.ci_low < truth < dr.ci_high
         assert tmle.se == pytest.approx(dr.se, rel=0.3)
         assert abs(tmle.estimate) <= 6
 
 
 def test_linear_dml_recovers_a_planted_effect_per_point_that_the_raw_slope_overstates(studies):
-    _, fit = studies["per_point"]
+    _, fit, truth = studies["per_point"]
     row = causal.ESTIMATORS["linear_dml"](fit)[0]
     empathy, attachment = fit.all.empathy, fit.all.outcome
     raw = np.polyfit(empathy, attachment, 1)[0]
@@ -42,7 +42,7 @@ def test_linear_dml_recovers_a_planted_effect_per_point_that_the_raw_slope_overs
 
 @pytest.fixture(scope="module")
 def x_learner_uniform(studies):
-    _, fit = studies["uniform"]
+    _, fit, truth = studies["uniform"]
     start = time.perf_counter()
     row = causal.ESTIMATORS["x_learner"](fit)[0]
     print(f"\nx_learner: {time.perf_counter() - start:.1f} s")
@@ -52,17 +52,17 @@ def x_learner_uniform(studies):
 def test_x_learner_covers_the_planted_effect_and_agrees_with_dr(studies, x_learner_uniform):
     """With poor overlap (5 % of propensities above 0.96) the plug-in X-learner, like TMLE, sits above
     dr and is tighter (it does not divide by the propensity); both cover the truth."""
-    _, fit = studies["uniform"]
+    _, fit, truth = studies["uniform"]
     x, dr = x_learner_uniform, causal.ESTIMATORS["dr"](fit)[0]
-    print(f"\ntruth {fit.truth:.3f}; dr {dr.estimate:.3f} ± {dr.se:.3f}; x_learner {x.estimate:.3f} ± {x.se:.3f}")
-    assert x.ci_low < fit.truth < x.ci_high
+    print(f"\ntruth {truth:.3f}; dr {dr.estimate:.3f} ± {dr.se:.3f}; x_learner {x.estimate:.3f} ± {x.se:.3f}")
+    assert x.ci_low < truth < x.ci_high
     assert abs(x.estimate - dr.estimate) < 2 * dr.se  # the same confounders, another learner
     assert 0.3 * dr.se < x.se < 2 * dr.se  # the bootstrap SE is of the size of the influence-function SE
 
 
 def test_x_learner_bootstrap_se_grows_with_fewer_users(studies, x_learner_uniform):
     """The refits resample users: half the users, roughly √2 the SE (not a constant a bug would give)."""
-    _, fit = studies["uniform"]
+    _, fit, truth = studies["uniform"]
     users = np.unique(fit.data.clusters)
     half = np.isin(fit.data.clusters, users[: len(users) // 2])
     smaller = causal.Fit(fit.data.subset(half), fit.features.subset(half), fit.config, lambda step: None)
@@ -73,7 +73,7 @@ def test_x_learner_bootstrap_se_grows_with_fewer_users(studies, x_learner_unifor
 
 
 def test_causal_forest_dml_recovers_a_constant_dose_and_agrees_with_linear_dml(studies):
-    _, fit = studies["per_point"]
+    _, fit, truth = studies["per_point"]
     forest = causal.ESTIMATORS["causal_forest_dml"](fit)[0]
     linear = causal.ESTIMATORS["linear_dml"](fit)[0]
     print(f"\nplanted {PER_POINT} per point; causal_forest_dml {forest.estimate:.3f} [{forest.ci_low:.3f}, "
@@ -84,7 +84,7 @@ def test_causal_forest_dml_recovers_a_constant_dose_and_agrees_with_linear_dml(s
 
 
 def test_causal_forest_dml_finds_the_dose_that_differs_by_model(studies):
-    _, fit = studies["per_point_by_model"]
+    _, fit, truth = studies["per_point_by_model"]
     row = causal.ESTIMATORS["causal_forest_dml"](fit)[0]
     theta = fit.extra_arrays["dose_forest_theta"]
     scored = ~(np.isnan(fit.all.empathy) | np.isnan(fit.all.outcome))

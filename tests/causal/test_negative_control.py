@@ -5,6 +5,7 @@ and the prompt's attachment alike — the confounding the main estimate then car
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -35,17 +36,17 @@ def studies(sharegpt_all_pairs):
 
 def test_no_effect_on_the_prompts_attachment_when_none_is_hidden(studies):
     scored, truth, fit, problem = studies["clean"]
-    original = refute.dr_estimate(problem)
+    original = problem.refit(refute.Alteration())
     result = nco.negative_control_outcome(problem, original)
     print(f"\nclean: {result['summary']}; dr {original.estimate:+.3f} [{original.low:.3f}, {original.high:.3f}], "
           f"truth {causal.true_effects(truth, fit.data.frame['pair_id']):+.3f}")
     assert result["verdict"] == "passed" and result["ci_low"] <= 0 <= result["ci_high"]
-    assert result["n"] == len(problem.y)
+    assert result["n"] == len(problem.clusters)
 
 
 def test_a_hidden_confounder_is_flagged(studies):
     scored, truth, fit, problem = studies["hidden"]
-    original = refute.dr_estimate(problem)
+    original = problem.refit(refute.Alteration())
     result = nco.negative_control_outcome(problem, original)
     effect = causal.true_effects(truth, fit.data.frame["pair_id"])
     print(f"\nhidden: {result['summary']}; dr {original.estimate:+.3f} [{original.low:.3f}, {original.high:.3f}], "
@@ -56,19 +57,17 @@ def test_a_hidden_confounder_is_flagged(studies):
 
 def test_unscored_prompts_are_left_out_and_too_few_are_not_run(studies):
     _, _, _, problem = studies["clean"]
-    original = refute.dr_estimate(problem)
+    original = problem.refit(refute.Alteration())
     control = problem.negative_control.copy()
     control[::3] = np.nan
-    result = nco.negative_control_outcome(refute.Problem(**{**problem.__dict__, "negative_control": control}),
-                                          original)
+    result = nco.negative_control_outcome(replace(problem, negative_control=control), original)
     assert result["n"] == int(np.isfinite(control).sum()) and result["unscored"] == int(np.isnan(control).sum())
     control[0] = 9.0
-    off_scale = nco.negative_control_outcome(refute.Problem(**{**problem.__dict__, "negative_control": control}),
-                                             original)
+    off_scale = nco.negative_control_outcome(replace(problem, negative_control=control), original)
     assert off_scale["verdict"] == "not run" and "outside 1..7" in off_scale["summary"]
     control[0] = 4.0
     control[10:] = np.nan
-    few = nco.negative_control_outcome(refute.Problem(**{**problem.__dict__, "negative_control": control}), original)
+    few = nco.negative_control_outcome(replace(problem, negative_control=control), original)
     assert few["verdict"] == "not run" and "at least 40" in few["summary"]
 
 
@@ -77,10 +76,10 @@ def test_the_estimate_runs_it_whenever_the_column_exists_and_reports_it(studies)
     config = causal.CausalConfig(estimators=["dr"], refuters=[], heterogeneity=False, sensitivity=False,
                                  prev_embedding_dims=0)  # the planted confounding runs through the prompt only
     result = causal.estimate_effects(scored, config, causal.Embedder())
-    entry = result.refuters[nco.NAME]
-    assert entry["verdict"] == "failed" and entry["outcome"] == "prompt_attachment"
-    assert result.to_json()["refuters"][nco.NAME]["verdict"] == "failed"
+    entry = result.refuters["dr · ATE"][nco.NAME]
+    assert entry["verdict"] == "failed" and entry["outcome"] == "prompt_attachment" and entry["kind"] == "confounding"
+    assert result.to_json()["refuters"]["dr · ATE"][nco.NAME]["verdict"] == "failed"
     page = causal.render_report(result)
-    assert "negative control outcome</b>: failed" in page and "flags confounding the confounders miss" in page
+    assert "negative control outcome</b> (confounding): failed" in page and "flags confounding the confounders miss" in page
     without = causal.estimate_effects(scored.drop(columns=["prompt_attachment"]), config, causal.Embedder())
     assert without.refuters == {}  # no column, no refuters asked for: nothing runs

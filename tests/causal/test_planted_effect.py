@@ -143,12 +143,15 @@ def test_one_set_of_nuisances_feeds_overlap_trimming_and_propensity_matching(pla
     assert len(pairs) > 50 and np.allclose(gap, pairs["distance"], atol=1e-9)
 
 
-def test_plain_matching_rows_are_marked_as_not_covering(planted):
-    _, _, result, _ = planted
+def test_plain_matching_rows_are_marked_as_not_covering_and_cluster_on_users(planted):
+    scored, _, result, _ = planted
     for r in result.rows:
         if r.method.startswith("matching"):
             assert r.interval_valid == r.method.endswith("_bc")
-            assert r.reference == "bootstrap percentile"
+            pairs = result.matched_pairs[result.matched_pairs["method"] == r.method.removesuffix("_bc")]
+            users = scored.set_index("pair_id")["user_id"]
+            ids = set(users.loc[pairs["treated_pair_id"]]) | set(users.loc[pairs["control_pair_id"]])
+            assert r.clusters == len(ids)  # every user on either side of a pair is a cluster
 
 
 def test_same_seed_same_estimates(planted, sharegpt_all_pairs):
@@ -168,7 +171,7 @@ def test_sensitivity_block_on_the_planted_effect(planted):
     assert block["e_value"]["dr"]["standardised_effect"] == pytest.approx(
         dr.estimate / np.std(planted[0].loc[planted[0]["empathy"] != 4, "attachment"], ddof=1))
     assert block["rosenbaum"]["significant_at_gamma_1"] and block["rosenbaum"]["gamma_max"] > 1
-    ovb = block["omitted_variable"]
+    ovb = block["omitted_variable"]["dr"]
     print(f"\nE-value {block['e_value']['dr']['e_value']:.2f} (CI {block['e_value']['dr']['e_value_ci']:.2f}); "
           f"Γ max {block['rosenbaum']['gamma_max']:.2f}; RV {ovb['robustness_value']:.3f} (CI {ovb['robustness_value_ci']:.3f})")
     assert ovb["theta"] == pytest.approx(dr.estimate)
