@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import uuid
+from xml.etree import ElementTree
 
 import pandas as pd
 import pytest
@@ -46,6 +47,26 @@ def test_assignment_is_even_overlapping_where_asked_and_stable_as_pairs_are_adde
     assert all(later[p] == who[p] for p in pairs)  # pairs added later change nothing already decided
     assert annotation.assign_annotators(pairs[:5], ["a"], 3, 100, 7) == {p: ["a"] for p in pairs[:5]}
     assert annotation.assign_annotators(pairs, people, 2, 25, 8) != who  # the seed matters
+
+
+def test_the_view_is_made_from_the_rubric_each_text_as_written():
+    for construct, context in (("empathy", ["prompt", "response"]), ("attachment", ["prompt", "reply"]),
+                               ("attachment", ["prompt", "response", "reply"])):
+        rubric = judge.load_rubric(construct, context=context)
+        view = ElementTree.fromstring(annotation.label_config(rubric))
+        texts = [t.get("value") for t in view.iter("Text") if t.get("value", "").startswith("$")]
+        assert texts == [f"$dialogue.{name}" for name in context]  # the texts shown, in the rubric's order
+        assert not list(view.iter("Paragraphs"))  # its timestamps and region buttons are gone
+        assert all(t.get("selectionEnabled") == "false" for t in view.iter("Text"))
+        assert {c.get("toName") for c in view.iter("Choices")} == {"dialogue"}
+        assert [c.get("alias") for c in view.iter("Choice")] == [str(level) for level in sorted(rubric.levels)]
+        examples = "\n".join(t.get("value") for panel in view.iter("Panel") for t in panel.iter("Text"))
+        complete = [e for e in rubric.examples if all(getattr(e, t) is not None for t in context)]
+        assert all(e.prompt in examples for e in complete)  # the rubric's examples (as the judge reads them)
+        hidden = "hidden on purpose" in annotation.label_config(rubric)
+        assert hidden == ("response" not in context)
+        row = {"pair_id": "p1", "prompt": "a\n  b", "response": "c", "reply": "d", "rating": 7}
+        assert annotation.task_payload(rubric, row, "audit")["dialogue"] == {name: row[name] for name in context}
 
 
 def test_titles_fit_label_studios_limit_and_keep_the_rubric_version():
@@ -135,8 +156,8 @@ def test_push_gives_each_annotator_blind_tasks_on_their_own_server(study, people
                 assert "judge" not in text and "SECRET-RATIONALE" not in text and "score" not in text
             config = annotation.connect(person.url, token).projects.get(id=project.id).label_config
             assert f'name="{project.construct}"' in config  # the control is named after its construct
-            if project.construct == "attachment":
-                assert [t["role"] for t in tasks[0].data["dialogue"]] == ["User", "User (next message)"]
+            shown = ["prompt", "reply"] if project.construct == "attachment" else ["prompt", "response"]
+            assert list(tasks[0].data["dialogue"]) == shown  # attachment raters never see the response
     again = invoke("annotate", "push", study)
     assert again.exit_code == 0 and "(created)" not in again.output
     for person in people:
@@ -231,7 +252,7 @@ def test_the_second_annotator_cannot_open_the_first_annotators_labels(study, peo
     shared = main.projects.create(title=f"shared-{uuid.uuid4().hex[:6]}",
                                   label_config=annotation.label_config(judge.load_rubric("empathy")))
     main.projects.import_tasks(id=shared.id, request=[{"pair_id": "x", "construct": "empathy", "kind": "audit",
-                                                       "dialogue": [{"role": "User", "content": "hi"}]}])
+                                                       "dialogue": {"prompt": "hi", "response": "hello"}}])
     a, b = (Person(f"shared{i}-{uuid.uuid4().hex[:6]}@tests.local", "pw-" + secrets.token_hex(6), label_studio.url,
                    Browser(label_studio.url)) for i in (1, 2))
     for person in (a, b):
