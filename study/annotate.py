@@ -55,6 +55,11 @@ class AnnotationState:
         labelstudio.record_seats(self.foreign_accounts, [seat], datetime.now(timezone.utc).isoformat(timespec="seconds"))
         return seat
 
+    def save_seen(self) -> None:
+        """Only what was seen on the servers: the audit design stays as the last push recorded it."""
+        if self.path.exists():
+            write_json(self.path, {**json.loads(self.path.read_text()), "foreign_accounts": self.foreign_accounts})
+
 
 def main_url(study: Workspace) -> str:
     return os.environ.get("LABEL_STUDIO_URL") or study.config().annotation.url
@@ -216,7 +221,7 @@ def _servers(study: Workspace, state: AnnotationState, main: bool) -> list[_Serv
                              people, labelstudio.annotator_lookup(people, state.salt, only=seat["annotator"]),
                              seat["annotator"], state.look(labelstudio.seal_seat(client, seat["url"], people, state.salt,
                                                                                  seat["annotator"]))))
-    state.save(main_url(study), config.annotation)  # what was seen: agree and export refuse by it
+    state.save_seen()  # agree and export refuse by it
     if main:
         url, client = server(study)
         people = labelstudio.accounts(client)

@@ -55,5 +55,5 @@ def people(seats, label_studio, tmp_path_factory):
         assert signed.status_code == 302, signed.text[:500]
         fresh = support.Browser(seat.url)
         assert fresh.log_in(email, password)  # their own login works at once
-        found.append(support.Person(email, password, seat.url, fresh, invite))
+        found.append(support.Person(email, password, seat.url, fresh))
     return found

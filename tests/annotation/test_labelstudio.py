@@ -264,25 +264,32 @@ def test_the_second_annotator_cannot_open_the_first_annotators_labels(study, peo
 
 
 def test_a_sign_up_link_makes_one_account(study, people, label_studio):
-    """The link the first annotator signed up with makes no second account on their server — as the
-    server spends it at the sign-up — and a link made valid again afterwards (as on a server started
-    some other way) is spent by the toolkit's next look at the server."""
+    """A link makes one account on an annotator's server: the server spends it at the sign-up, and a
+    link valid again afterwards (as on a server started some other way) is spent by the toolkit's
+    next look at the server, once anyone has signed up there."""
     first = people[0]
     admin = annotation.connect(first.url, label_studio.token)
     before = labelstudio.accounts(admin)
-    intruder = f"intruder-{uuid.uuid4().hex[:6]}@tests.local"
+    guests = [f"guest{i}-{uuid.uuid4().hex[:6]}@tests.local" for i in range(3)]
     try:
-        reused = Browser(first.url).sign_up(first.invite, intruder, "pw-" + secrets.token_hex(6))
-        assert reused.status_code == 403, "the used link made another account"
+        link = labelstudio.fresh_invite(admin, first.url)
+        assert Browser(first.url).sign_up(link, guests[0], "pw-" + secrets.token_hex(6)).status_code == 302
+        assert Browser(first.url).sign_up(link, guests[1], "pw-" + secrets.token_hex(6)).status_code == 403, \
+            "the link made a second account"
+        _delete(admin, guests)
         link = labelstudio.fresh_invite(admin, first.url)
         assert invoke("annotate", "status", study).exit_code == 0
-        again = Browser(first.url).sign_up(link, intruder, "pw-" + secrets.token_hex(6))
+        again = Browser(first.url).sign_up(link, guests[2], "pw-" + secrets.token_hex(6))
         assert again.status_code == 403, "the link still worked after the annotator had signed up"
         assert labelstudio.accounts(admin) == before
     finally:
-        for uid, email in labelstudio.accounts(admin).items():
-            if email == intruder:
-                admin.users.delete(id=uid)
+        _delete(admin, guests)
+
+
+def _delete(admin, emails: list[str]) -> None:
+    for uid, email in labelstudio.accounts(admin).items():
+        if email in emails:
+            admin.users.delete(id=uid)
 
 
 def test_a_foreign_account_on_an_annotators_server_stops_pull_agree_and_export(study, people, label_studio):

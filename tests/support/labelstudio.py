@@ -184,4 +184,3 @@ class Person:
     password: str
     url: str  # their own server
     browser: Browser  # logged in there
-    invite: str = ""  # the sign-up link they used
