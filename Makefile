@@ -18,7 +18,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # llama-cpp-python compiles from source; a native build dies with "invalid opcode" on these CPUs.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup labelstudio-setup demo test lint bench lock labelstudio labelstudio-annotator labelstudio-stop clean
+.PHONY: setup labelstudio-setup browser demo test lint bench lock labelstudio labelstudio-annotator labelstudio-stop clean
 
 setup: $(STAMP)
 
@@ -47,13 +47,28 @@ $(LS_STAMP): $(LS_CONSTRAINTS)
 	touch $@ && \
 	echo "labelstudio-setup: $$(( $$(date +%s) - start )) s"
 
+# The annotator-view tests drive Debian's Chromium, headless, through Playwright (which never downloads a
+# browser of its own here). Installed once per machine; a no-op when it is there.
+export EMPATHY_CHROMIUM ?= /usr/bin/chromium
+browser: $(EMPATHY_CHROMIUM)
+
+$(EMPATHY_CHROMIUM):
+	@command -v apt-get > /dev/null || { echo "no Chromium at $@: install it, or set EMPATHY_CHROMIUM to one"; exit 1; }; \
+	start=$$(date +%s); sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation"; \
+	{ $$install || { $$sudo apt-get update -q && $$install; }; } > .chromium-install.log 2>&1 \
+	  || { tail -20 .chromium-install.log; exit 1; }; \
+	rm -f .chromium-install.log; \
+	test -x $@ || { echo "apt-get installed chromium, but not at $@: set EMPATHY_CHROMIUM to it"; exit 1; }; \
+	echo "browser: Chromium installed in $$(( $$(date +%s) - start )) s"
+
 demo: setup
 	$(BIN)/empathy demo --out demo-study
 
-# The tests start their own Label Studio (fresh data dir, free port) from $(LS_VENV).
+# The tests start their own Label Studio (fresh data dir, free port) from $(LS_VENV), and a headless Chromium.
 # One OpenBLAS thread: with the local judge, Label Studio or anything else busy on the two cores, a
 # two-thread OpenBLAS spins for the core it cannot get (a RidgeCV fit measured 40x slower under load).
-test: setup labelstudio-setup
+test: setup labelstudio-setup browser
 	@start=$$(date +%s); \
 	$(BIN)/ruff check . && \
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=20 --random-order; \

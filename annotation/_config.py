@@ -13,3 +13,6 @@ class AnnotationConfig(BaseModel):
     calibration_pairs: int = Field(0, ge=0, description="extra blind pairs outside the audit (never gold)")
     overlap: int = Field(2, ge=1, description="annotators per pair (human–human agreement needs ≥ 2)")
     overlap_share: int = Field(100, ge=0, le=100, description="percent of the pairs that get `overlap` annotators")
+    allow_foreign_accounts: bool = Field(False, description="use labels from an annotator's server that also holds "
+                                                            "someone else's account (who can open them); off: pull, "
+                                                            "agree and export refuse them")

@@ -90,6 +90,77 @@ def fresh_invite(client, url: str) -> str:
     return url.rstrip("/") + str(invite.invite_url)
 
 
+@dataclass(frozen=True)
+class Seat:
+    """Who holds an account on an annotator's own server."""
+
+    url: str
+    annotator: str  # the pseudonym of the annotator the server is for
+    signed_up: bool  # their account exists
+    foreign: tuple[tuple[int, str], ...] = ()  # (user id, e-mail) of the accounts neither the admin's nor theirs
+
+    @property
+    def breached(self) -> bool:
+        return bool(self.foreign)
+
+
+def seal_seat(client, url: str, people: dict[int, str], salt: str, annotator: str) -> Seat:
+    """Who is on an annotator's server; once anyone has signed up there, a fresh invite token.
+
+    A sign-up link is spent by the first account made with it: servers started by
+    `tools/labelstudio.sh` reset the token at every sign-up themselves; this closes the link on any
+    other server the first time the toolkit looks at it afterwards.
+    """
+    admin = admin_id(client)
+    theirs = {uid for uid, email in people.items() if pseudonym(email, salt) == annotator}
+    foreign = tuple(sorted((uid, email) for uid, email in people.items() if uid != admin and uid not in theirs))
+    if any(uid != admin for uid in people):
+        client.organizations.reset_token()
+    return Seat(url.rstrip("/"), annotator, bool(theirs), foreign)
+
+
+ALLOW_KEY = "[annotation] allow_foreign_accounts = true"
+
+
+def record_seats(recorded: dict[str, dict], seats: list[Seat], when: str) -> None:
+    """Keep, per annotator's server, the foreign accounts last seen there (a count: never an e-mail);
+    a server seen clean again drops out. `recorded` is the `foreign_accounts` of annotation.json."""
+    for seat in seats:
+        if seat.breached:
+            recorded[seat.url] = {"annotator": seat.annotator, "accounts": len(seat.foreign), "seen_at": when}
+        else:
+            recorded.pop(seat.url, None)
+
+
+def refuse_breached(seats: list[Seat], step: str, allowed: bool) -> None:
+    """One line, unless the study allows it: an annotator's server holds someone else's account,
+    who can open every label made there, so those labels are no longer blind."""
+    breached = [s for s in seats if s.breached]
+    if breached and not allowed:
+        seat = breached[0]
+        more = f" (and {len(breached) - 1} more server(s))" if len(breached) > 1 else ""
+        uid = seat.foreign[0][0]
+        raise AnnotationError(
+            f"{seat.url}, {seat.annotator}'s own server, holds {len(seat.foreign)} account(s) that are neither the "
+            f"admin's nor theirs ({', '.join(f'{email}: user {i}' for i, email in seat.foreign)}){more}: whoever "
+            f"holds one can open every label made there, so `{step}` refuses them; delete the account on that "
+            f"server (as the admin: curl -X DELETE -H \"Authorization: Token $LABEL_STUDIO_API_KEY\" "
+            f"{seat.url}/api/users/{uid}/) and run it again, or, if the study accepts it, set {ALLOW_KEY} in "
+            "study.toml")
+
+
+def refuse_recorded(recorded: dict[str, dict], step: str, allowed: bool) -> None:
+    """`refuse_breached` for steps that read labels.parquet: from what the last pull or status saw."""
+    if recorded and not allowed:
+        url, seen = next(iter(sorted(recorded.items())))
+        more = f" (and {len(recorded) - 1} more server(s))" if len(recorded) > 1 else ""
+        raise AnnotationError(
+            f"{url}, {seen['annotator']}'s own server, held {seen['accounts']} account(s) that are neither the admin's "
+            f"nor theirs when the toolkit last looked ({seen['seen_at']}){more}: whoever holds one can open every "
+            f"label made there, so `{step}` refuses the labels; `empathy annotate pull` names the account and "
+            f"how to delete it (pull again once it is gone), or, if the study accepts it, set {ALLOW_KEY} in study.toml")
+
+
 def project_title(study: str, construct: str, mode: str, version: str) -> str:
     """`<study> · <construct> · <mode> · v<rubric>`, the study's name shortened to fit 50 characters."""
     tail = f" · {construct} · {mode} · v{version[:4]}"

@@ -13,6 +13,7 @@ import os
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +37,28 @@ class AnnotationState:
     annotators: list[dict] = field(default_factory=list)  # {"annotator": pseudonym, "url": their own server}
     pushed: bool = False  # a push has run (projects may exist on the servers)
     review: bool = False  # review projects were pushed to the main server
+    foreign_accounts: dict = field(default_factory=dict)  # annotator's server → foreign accounts last seen there
 
     @classmethod
     def load(cls, study: Workspace) -> "AnnotationState":
         path = study.annotation_state
         data = json.loads(path.read_text()) if path.exists() else {}
         return cls(path, data.get("salt") or secrets.token_hex(8), list(data.get("annotators") or []),
-                   bool(data.get("pushed")), bool(data.get("review")))
+                   bool(data.get("pushed")), bool(data.get("review")), dict(data.get("foreign_accounts") or {}))
 
     def save(self, url: str, config: annotation.AnnotationConfig) -> None:
         write_json(self.path, {"url": url, "salt": self.salt, "annotators": self.annotators, "pushed": self.pushed,
-                               "review": self.review, "audit": {"rate": config.audit_rate, "seed": config.audit_seed}})
+                               "review": self.review, "audit": {"rate": config.audit_rate, "seed": config.audit_seed},
+                               "foreign_accounts": self.foreign_accounts})
+
+    def look(self, seat: labelstudio.Seat) -> labelstudio.Seat:
+        labelstudio.record_seats(self.foreign_accounts, [seat], datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return seat
+
+    def save_seen(self) -> None:
+        """Only what was seen on the servers: the audit design stays as the last push recorded it."""
+        if self.path.exists():
+            write_json(self.path, {**json.loads(self.path.read_text()), "foreign_accounts": self.foreign_accounts})
 
 
 def main_url(study: Workspace) -> str:
@@ -87,7 +99,7 @@ def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
 
     The server must hold no other person's account: whoever has an account on a Label Studio
     server can open every annotation on it. The admin token (LABEL_STUDIO_API_KEY) must work
-    there too (`tools/labelstudio.sh annotator NAME` starts such a server).
+    there too (`make labelstudio-annotator NAME=…` starts such a server).
     """
     config = study.config()
     email = email.strip()
@@ -99,7 +111,7 @@ def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
     if _same(url, main):
         raise annotation.AnnotationError(
             f"{url} is the study's main server (LABEL_STUDIO_URL), where the review projects show the judges' scores "
-            "to every account: give each annotator a server of their own (`tools/labelstudio.sh annotator NAME`)")
+            "to every account: give each annotator a server of their own (`make labelstudio-annotator NAME=…`)")
     taken = [a for a in state.annotators if _same(a["url"], url) and a["annotator"] != name]
     if taken:
         raise annotation.AnnotationError(f"{url} is already another annotator's server ({taken[0]['annotator']}): "
@@ -112,7 +124,7 @@ def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
         raise annotation.AnnotationError(
             f"{url} already has an account other than the admin's ({others[0]}): an annotator's server must hold "
             "only that annotator, or they could open each other's labels; start a fresh one with "
-            "`tools/labelstudio.sh annotator NAME`")
+            "`make labelstudio-annotator NAME=…`")
     signed_up = any(annotation.pseudonym(e, state.salt) == name for e in labelstudio.accounts(client).values())
     invite = labelstudio.fresh_invite(client, url)
     state.annotators = [a for a in state.annotators if a["annotator"] != name] + [{"annotator": name,
@@ -129,7 +141,7 @@ def push(study: Workspace, review: bool) -> list[labelstudio.PushResult]:
     if not state.annotators and not review:
         raise annotation.AnnotationError(
             f"no annotator yet: each annotator rates on a Label Studio server of their own; start one with "
-            f"`tools/labelstudio.sh annotator NAME` and add it with "
+            f"`make labelstudio-annotator NAME=…` and add it with "
             f"`empathy annotate add-annotator {study.root} EMAIL --url URL`")
     sample = load_sample(study)
     rubrics = config.rubrics()
@@ -143,6 +155,8 @@ def push(study: Workspace, review: bool) -> list[labelstudio.PushResult]:
         for seat in state.annotators:
             projects = annotation.LabelStudioProjects(annotation.connect(seat["url"], _key()), seat["url"],
                                                       config.study.name)
+            state.look(labelstudio.seal_seat(projects.client, seat["url"], labelstudio.accounts(projects.client),
+                                             state.salt, seat["annotator"]))
             mine = [rows[p] for p in sorted(kinds) if seat["annotator"] in who.get(p, [])]
             for rubric in rubrics.values():
                 result = projects.push(rubric, "blind", mine, kinds)
@@ -194,6 +208,7 @@ class _Server:
     people: dict[int, str]
     lookup: object  # user id → pseudonym, or None for accounts that do not count here
     annotator: str | None  # whose own server it is (None: the main server)
+    seat: labelstudio.Seat | None = None  # who holds an account there (annotators' servers)
 
 
 def _servers(study: Workspace, state: AnnotationState, main: bool) -> list[_Server]:
@@ -204,7 +219,9 @@ def _servers(study: Workspace, state: AnnotationState, main: bool) -> list[_Serv
         people = labelstudio.accounts(client)
         found.append(_Server(seat["url"], annotation.LabelStudioProjects(client, seat["url"], config.study.name),
                              people, labelstudio.annotator_lookup(people, state.salt, only=seat["annotator"]),
-                             seat["annotator"]))
+                             seat["annotator"], state.look(labelstudio.seal_seat(client, seat["url"], people, state.salt,
+                                                                                 seat["annotator"]))))
+    state.save_seen()  # agree and export refuse by it
     if main:
         url, client = server(study)
         people = labelstudio.accounts(client)
@@ -228,7 +245,10 @@ def pull(study: Workspace) -> PullSummary:
     config = study.config()
     state = AnnotationState.load(study)
     frames, skipped, foreign, unparsed, others = [], 0, 0, 0, Counter()
-    for place in _servers(study, state, main=state.review):
+    places = _servers(study, state, main=state.review)
+    labelstudio.refuse_breached([p.seat for p in places if p.seat], "empathy annotate pull",
+                                config.annotation.allow_foreign_accounts)
+    for place in places:
         for project in place.projects.projects():
             if place.annotator is not None and project.mode != "blind":
                 continue
@@ -261,19 +281,16 @@ def status(study: Workspace) -> AnnotationStatus:
     config = study.config()
     state = AnnotationState.load(study)
     add = f"`empathy annotate add-annotator {study.root} EMAIL --url URL` (one Label Studio server per annotator: " \
-          "`tools/labelstudio.sh annotator NAME`)"
+          "`make labelstudio-annotator NAME=…`)"
     if not state.annotators and not state.pushed:
         return AnnotationStatus([], [], {}, f"no annotator and nothing pushed yet: add an annotator with {add}, "
                                             f"then run `empathy annotate push {study.root}`")
     versions = config.prompt_versions()
     rows, people, labelled = [], [], {c: Counter() for c in versions}
     for place in _servers(study, state, main=state.review):
-        if place.annotator is not None:
-            mine = [e for e in place.people.values() if annotation.pseudonym(e, state.salt) == place.annotator]
-            admin = labelstudio.admin_id(place.projects.client)
-            extra = sorted(e for uid, e in place.people.items() if uid != admin and e not in mine)
-            people.append({"annotator": place.annotator, "server": place.url, "signed_up": bool(mine),
-                           "other_accounts": extra})
+        if place.seat is not None:
+            people.append({"annotator": place.annotator, "server": place.url, "signed_up": place.seat.signed_up,
+                           "other_accounts": [email for _, email in place.seat.foreign]})
         for project in place.projects.projects():
             row = place.projects.status(project, place.lookup)
             if project.mode == "blind" and project.prompt_version == versions.get(project.construct):
@@ -322,6 +339,9 @@ def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
     rubric) and judges (sample 0) → DIR/agreement.json."""
     config = study.config()
     labels = read_labels(study)
+    if labels is not None:
+        labelstudio.refuse_recorded(AnnotationState.load(study).foreign_accounts, "empathy agree",
+                                    config.annotation.allow_foreign_accounts)
     versions = config.prompt_versions()
     frame = judge.records_frame(judge.JudgmentLog(study.judgments).read().records)
     frame = judge.first_draws(judge.current_judgments(frame, config.judges, versions))
@@ -354,6 +374,8 @@ def gold_columns(study: Workspace, sample: pd.DataFrame) -> pd.DataFrame | None:
     labels = read_labels(study)
     if labels is None:
         return None
+    labelstudio.refuse_recorded(AnnotationState.load(study).foreign_accounts, "empathy export",
+                                study.config().annotation.allow_foreign_accounts)
     gold = annotation.gold_scores(current_labels(labels, study.config().prompt_versions()))
     table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
     config = study.config().annotation

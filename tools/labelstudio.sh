@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Start or stop the local Label Studio servers used by `empathy annotate`.
-#   tools/labelstudio.sh start            → the study's main server: http://127.0.0.1:${LS_PORT:-8080}, data in ${LS_DATA:-.labelstudio}/
-#   tools/labelstudio.sh annotator NAME   → a server of NAME's own (first free port from 8081), data in $LS_DATA/annotators/NAME/
-#   tools/labelstudio.sh stop             → stops every server started here
+# Start or stop the local Label Studio servers used by `empathy annotate` (through make, which installs
+# Label Studio first):
+#   make labelstudio                       → the study's main server: http://127.0.0.1:${LS_PORT:-8080}, data in ${LS_DATA:-.labelstudio}/
+#   make labelstudio-annotator NAME=alice  → a server of alice's own (first free port from 8081), data in $LS_DATA/annotators/alice/
+#   make labelstudio-stop                  → stops every server started here
+# (`tools/labelstudio.sh start | annotator NAME | stop` is what those targets run.)
 # Label Studio's free edition lets every account of a server open every annotation on it, so each
 # annotator rates blind on a server of their own. Every server gets the same admin login and API
 # token, from the environment (LABEL_STUDIO_USERNAME, LABEL_STUDIO_PASSWORD, LABEL_STUDIO_USER_TOKEN)
 # at its FIRST boot; when they are not set, random ones are made once and kept in
 # $LS_DATA/credentials.env (mode 600, git-ignored), which you `source`. Nobody can sign up on these
-# servers without an invite link (`empathy annotate add-annotator` makes one per annotator).
+# servers without an invite link (`empathy annotate add-annotator` makes one per annotator), and a link
+# makes one account only. Every server runs with tools/labelstudio/empathy_settings.py: no telemetry or
+# error reports leave the machine, each server's cookies have names of their own (a browser logged in
+# to two of them no longer loses the first login), every sign-up spends the link. A server listens on
+# $LS_HOST only (127.0.0.1 unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LS_VENV=${LS_VENV:-.venv-labelstudio}
@@ -61,11 +67,14 @@ serve() {
   else
     credentials
     echo "$port" > "$data/port"
+    # --internal-host is the address it listens on (--host only names it in links, and Label Studio
+    # then listens on every interface).
     LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true \
       LABEL_STUDIO_BASE_DATA_DIR="$data" \
       LABEL_STUDIO_USERNAME="$LABEL_STUDIO_USERNAME" LABEL_STUDIO_PASSWORD="$LABEL_STUDIO_PASSWORD" \
       LABEL_STUDIO_USER_TOKEN="$LABEL_STUDIO_USER_TOKEN" \
-      nohup "$LS_VENV/bin/label-studio" start --host "$LS_HOST" --port "$port" --no-browser \
+      PYTHONPATH="$PWD/tools/labelstudio" DJANGO_SETTINGS_MODULE=empathy_settings \
+      nohup "$LS_VENV/bin/label-studio" start --internal-host "$LS_HOST" --port "$port" --no-browser \
         --data-dir "$data" > "$data/server.log" 2>&1 &
     echo $! > "$pidfile"
   fi
@@ -95,13 +104,13 @@ start() {
     echo "admin login: \$LABEL_STUDIO_USERNAME / \$LABEL_STUDIO_PASSWORD; token: \$LABEL_STUDIO_USER_TOKEN"
   fi
   echo "  export LABEL_STUDIO_URL=$URL LABEL_STUDIO_API_KEY=\$LABEL_STUDIO_USER_TOKEN"
-  echo "then give each annotator a server of their own: tools/labelstudio.sh annotator NAME"
+  echo "then give each annotator a server of their own: make labelstudio-annotator NAME=…"
 }
 
 annotator() {
   local name=${1:-}
   if [ -z "$name" ] || [[ ! "$name" =~ ^[A-Za-z0-9_-]+$ ]]; then
-    echo "usage: $0 annotator NAME   (letters, digits, - and _: a label for the server, not the e-mail)"; exit 2
+    echo "usage: make labelstudio-annotator NAME=alice   (letters, digits, - and _: a label for the server, not the e-mail)"; exit 2
   fi
   local data="$LS_DATA/annotators/$name" port
   if [ -f "$data/port" ]; then port=$(cat "$data/port"); else port=$(free_port "${LS_PORT:-8081}"); fi
@@ -126,5 +135,5 @@ case "${1:-start}" in
   start) start ;;
   annotator) annotator "${2:-}" ;;
   stop) stop ;;
-  *) echo "usage: $0 start|annotator NAME|stop"; exit 2 ;;
+  *) echo "usage: make labelstudio | make labelstudio-annotator NAME=alice | make labelstudio-stop"; exit 2 ;;
 esac

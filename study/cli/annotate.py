@@ -23,7 +23,7 @@ def add_annotator(
     email: Annotated[str, typer.Argument(help="The annotator's e-mail: they sign up with it (it is never stored; "
                                               "labels carry a pseudonym).")],
     url: Annotated[str, typer.Option(help="Their own Label Studio server, started with "
-                                          "`tools/labelstudio.sh annotator NAME` (it prints the URL).")],
+                                          "`make labelstudio-annotator NAME=…` (it prints the URL).")],
 ) -> None:
     """Give an annotator their own Label Studio server and print the link they sign up with.
 
@@ -127,7 +127,9 @@ def status(study_dir: StudyDir) -> None:
     for row in found.annotators:
         if row["other_accounts"]:
             console.print(f"warning: {row['server']} has other accounts ({', '.join(row['other_accounts'])}): they "
-                          f"can open {row['annotator']}'s labels, and their own are not counted", highlight=False)
+                          f"can open {row['annotator']}'s labels, so pull, agree and export refuse that server's labels "
+                          "until the accounts are deleted there (or the study sets \\[annotation] "
+                          "allow_foreign_accounts = true)", highlight=False)
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""Against real Label Studio servers: the study's main server (one per test session, shared) and,
-for this module, two annotators' own servers — each annotator signed up through the link
+"""Against real Label Studio servers: the study's main server (one per test session, shared) and
+two annotators' own servers (conftest.py) — each annotator signed up through the link
 `empathy annotate add-annotator` prints, and working through their own login session as a browser
 does. Push, label, pull, agree, export, edits and deletions, review kept apart from gold, skips,
 accounts that are not the annotator, a changed rubric, servers that cannot be reached — and the
@@ -12,12 +12,9 @@ import itertools
 import json
 import re
 import secrets
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from xml.etree import ElementTree
 
-import httpx
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -27,7 +24,7 @@ from empathy_study.annotation import labelstudio
 from empathy_study.study.cli import app
 from tests.judge.conftest import sample_frame
 from tests.judge.test_log import record
-from tests.support import labelstudio as support
+from tests.support.labelstudio import Browser, Person
 
 runner = CliRunner()
 N_PAIRS = 8
@@ -52,6 +49,26 @@ def test_assignment_is_even_overlapping_where_asked_and_stable_as_pairs_are_adde
     assert annotation.assign_annotators(pairs, people, 2, 25, 8) != who  # the seed matters
 
 
+def test_the_view_is_made_from_the_rubric_each_text_as_written():
+    for construct, context in (("empathy", ["prompt", "response"]), ("attachment", ["prompt", "reply"]),
+                               ("attachment", ["prompt", "response", "reply"])):
+        rubric = judge.load_rubric(construct, context=context)
+        view = ElementTree.fromstring(annotation.label_config(rubric))
+        texts = [t.get("value") for t in view.iter("Text") if t.get("value", "").startswith("$")]
+        assert texts == [f"$dialogue.{name}" for name in context]  # the texts shown, in the rubric's order
+        assert not list(view.iter("Paragraphs"))  # its timestamps and region buttons are gone
+        assert all(t.get("selectionEnabled") == "false" for t in view.iter("Text"))
+        assert {c.get("toName") for c in view.iter("Choices")} == {"dialogue"}
+        assert [c.get("alias") for c in view.iter("Choice")] == [str(level) for level in sorted(rubric.levels)]
+        examples = "\n".join(t.get("value") for panel in view.iter("Panel") for t in panel.iter("Text"))
+        complete = [e for e in rubric.examples if all(getattr(e, t) is not None for t in context)]
+        assert all(e.prompt in examples for e in complete)  # the rubric's examples (as the judge reads them)
+        hidden = "hidden on purpose" in annotation.label_config(rubric)
+        assert hidden == ("response" not in context)
+        row = {"pair_id": "p1", "prompt": "a\n  b", "response": "c", "reply": "d", "rating": 7}
+        assert annotation.task_payload(rubric, row, "audit")["dialogue"] == {name: row[name] for name in context}
+
+
 def test_titles_fit_label_studios_limit_and_keep_the_rubric_version():
     for name in ("s", "a-study-name-of-28-characters"[:28]):
         for construct in ("empathy", "attachment"):
@@ -59,112 +76,6 @@ def test_titles_fit_label_studios_limit_and_keep_the_rubric_version():
                 title = labelstudio.project_title(name, construct, mode, "93b4be30143932dd+prompt-response-reply")
                 assert len(title) <= labelstudio.TITLE_MAX and title.endswith(f"{construct} · {mode} · v93b4")
     assert labelstudio.project_title("s", "empathy", "blind", "abcdef").startswith("s · ")
-
-
-# ---------------------------------------------------------------------------- annotators in browsers
-
-
-class Browser:
-    """One person in a web browser: their own login session (cookies and CSRF token), no API token.
-    Like a browser, it keeps one cookie jar per host, whatever the port."""
-
-    def __init__(self, url: str, cookies: httpx.Cookies | None = None):
-        self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, follow_redirects=False, timeout=60,
-                                 cookies=cookies if cookies is not None else httpx.Cookies())
-
-    def _form(self, path: str, fields: dict) -> httpx.Response:
-        self.http.get(path)  # sets the csrftoken cookie
-        fields = {**fields, "csrfmiddlewaretoken": self.http.cookies.get("csrftoken") or ""}
-        return self.http.post(path, data=fields, headers={"Referer": self.url + path})
-
-    def sign_up(self, invite: str, email: str, password: str) -> httpx.Response:
-        return self._form(invite[len(self.url):] if invite.startswith(self.url) else invite,
-                          {"email": email, "password": password})
-
-    def log_in(self, email: str, password: str) -> bool:
-        answer = self._form("/user/login/", {"email": email, "password": password})
-        return answer.status_code == 302 and self.get("/api/current-user/whoami").status_code == 200
-
-    def get(self, path: str) -> httpx.Response:
-        return self.http.get(path, headers={"Accept": "application/json"})
-
-    def send(self, method: str, path: str, body: dict) -> httpx.Response:
-        return self.http.request(method, path, json=body, headers={
-            "X-CSRFToken": self.http.cookies.get("csrftoken") or "", "Referer": self.url + "/"})
-
-    def annotate(self, task_id: int, construct: str, score: int, cancelled: bool = False) -> int:
-        result = [] if cancelled else [{"from_name": construct, "to_name": "dialogue", "type": "choices",
-                                        "value": {"choices": [str(score)]}}]
-        answer = self.send("POST", f"/api/tasks/{task_id}/annotations/", {"result": result, "was_cancelled": cancelled})
-        assert answer.status_code == 201, answer.text
-        return answer.json()["id"]
-
-    def readable_annotations(self) -> list[dict]:
-        """Every annotation this login can read on this server: each project, each task."""
-        found = []
-        projects = self.get("/api/projects/?page_size=1000")
-        if projects.status_code != 200:
-            return found
-        emails = {u["id"]: u["email"] for u in self.get("/api/users/").json()}
-        for project in projects.json()["results"]:
-            tasks = self.get(f"/api/tasks/?project={project['id']}&fields=all&page_size=1000").json()["tasks"]
-            for task in tasks:
-                for item in task.get("annotations") or []:
-                    found.append({"project": project["title"], "by": emails.get(item["completed_by"]),
-                                  "result": item["result"]})
-        return found
-
-
-@dataclass
-class Person:
-    email: str
-    password: str
-    url: str  # their own server
-    browser: Browser  # logged in there
-
-
-@pytest.fixture(scope="module")
-def seats(label_studio, tmp_path_factory):
-    """Two annotators' own servers, booted from the main server's first-boot database (same admin
-    token; a few seconds instead of a minute of migrations), sign-up only through the link."""
-    def boot(i: int):
-        return support.start(tmp_path_factory.mktemp(f"seat{i}"), template=label_studio.template,
-                             token=label_studio.token, password=label_studio.password,
-                             extra_env={"LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true"})
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        servers = list(pool.map(boot, (1, 2)))
-    print(f"\ntwo annotator servers up in {time.perf_counter() - started:.0f} s")
-    yield servers
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def people(seats, label_studio, tmp_path_factory):
-    """Each annotator added with the CLI and signed up with exactly the link it printed."""
-    tag = uuid.uuid4().hex[:6]
-    root = tmp_path_factory.mktemp("onboarding") / "study"
-    (root).mkdir()
-    (root / "study.toml").write_text(f'[study]\nname = "onboard-{tag}"\n[annotation]\nurl = "{label_studio.url}"\n')
-    found = []
-    for i, seat in enumerate(seats, 1):
-        email, password = f"rater{i}-{tag}@tests.local", secrets.token_urlsafe(12)
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("LABEL_STUDIO_URL", label_studio.url)
-            env.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-            added = runner.invoke(app, ["annotate", "add-annotator", str(root), email, "--url", seat.url])
-        assert added.exit_code == 0, added.output
-        invite = re.search(r"(http://\S+/user/signup/\?token=\S+)", added.output)[1]
-        browser = Browser(seat.url)
-        signed = browser.sign_up(invite, email, password)
-        assert signed.status_code == 302, signed.text[:500]
-        fresh = Browser(seat.url)
-        assert fresh.log_in(email, password)  # their own login works at once
-        found.append(Person(email, password, seat.url, fresh))
-    return found
 
 
 def invoke(*args):
@@ -245,8 +156,8 @@ def test_push_gives_each_annotator_blind_tasks_on_their_own_server(study, people
                 assert "judge" not in text and "SECRET-RATIONALE" not in text and "score" not in text
             config = annotation.connect(person.url, token).projects.get(id=project.id).label_config
             assert f'name="{project.construct}"' in config  # the control is named after its construct
-            if project.construct == "attachment":
-                assert [t["role"] for t in tasks[0].data["dialogue"]] == ["User", "User (next message)"]
+            shown = ["prompt", "reply"] if project.construct == "attachment" else ["prompt", "response"]
+            assert list(tasks[0].data["dialogue"]) == shown  # attachment raters never see the response
     again = invoke("annotate", "push", study)
     assert again.exit_code == 0 and "(created)" not in again.output
     for person in people:
@@ -341,7 +252,7 @@ def test_the_second_annotator_cannot_open_the_first_annotators_labels(study, peo
     shared = main.projects.create(title=f"shared-{uuid.uuid4().hex[:6]}",
                                   label_config=annotation.label_config(judge.load_rubric("empathy")))
     main.projects.import_tasks(id=shared.id, request=[{"pair_id": "x", "construct": "empathy", "kind": "audit",
-                                                       "dialogue": [{"role": "User", "content": "hi"}]}])
+                                                       "dialogue": {"prompt": "hi", "response": "hello"}}])
     a, b = (Person(f"shared{i}-{uuid.uuid4().hex[:6]}@tests.local", "pw-" + secrets.token_hex(6), label_studio.url,
                    Browser(label_studio.url)) for i in (1, 2))
     for person in (a, b):
@@ -350,6 +261,73 @@ def test_the_second_annotator_cannot_open_the_first_annotators_labels(study, peo
     task = next(iter(main.tasks.list(project=shared.id)))
     a.browser.annotate(task.id, "empathy", 6)
     assert a.email in {x["by"] for x in b.browser.readable_annotations()}
+
+
+def test_a_sign_up_link_makes_one_account(study, people, label_studio):
+    """A link makes one account on an annotator's server: the server spends it at the sign-up, and a
+    link valid again afterwards (as on a server started some other way) is spent by the toolkit's
+    next look at the server, once anyone has signed up there."""
+    first = people[0]
+    admin = annotation.connect(first.url, label_studio.token)
+    before = labelstudio.accounts(admin)
+    guests = [f"guest{i}-{uuid.uuid4().hex[:6]}@tests.local" for i in range(3)]
+    try:
+        link = labelstudio.fresh_invite(admin, first.url)
+        assert Browser(first.url).sign_up(link, guests[0], "pw-" + secrets.token_hex(6)).status_code == 302
+        assert Browser(first.url).sign_up(link, guests[1], "pw-" + secrets.token_hex(6)).status_code == 403, \
+            "the link made a second account"
+        _delete(admin, guests)
+        link = labelstudio.fresh_invite(admin, first.url)
+        assert invoke("annotate", "status", study).exit_code == 0
+        again = Browser(first.url).sign_up(link, guests[2], "pw-" + secrets.token_hex(6))
+        assert again.status_code == 403, "the link still worked after the annotator had signed up"
+        assert labelstudio.accounts(admin) == before
+    finally:
+        _delete(admin, guests)
+
+
+def _delete(admin, emails: list[str]) -> None:
+    for uid, email in labelstudio.accounts(admin).items():
+        if email in emails:
+            admin.users.delete(id=uid)
+
+
+def test_a_foreign_account_on_an_annotators_server_stops_pull_agree_and_export(study, people, label_studio):
+    token = label_studio.token
+    label_all(study, people, token)
+    assert invoke("annotate", "pull", study).exit_code == 0 and invoke("export", study).exit_code == 0
+    labels_before = (study / "labels.parquet").read_bytes()
+    first = people[0]
+    admin = annotation.connect(first.url, token)
+    stranger = admin.users.create(email=f"stranger-{uuid.uuid4().hex[:6]}@tests.local", username="stranger")
+    try:
+        pulled = runner.invoke(app, ["annotate", "pull", str(study)])
+        lines = [line for line in pulled.output.splitlines() if line.strip()]
+        assert pulled.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:"), pulled.output
+        flat = " ".join(pulled.output.split())
+        assert first.url in flat and stranger.email in flat and f"/api/users/{stranger.id}/" in flat
+        assert "allow_foreign_accounts = true" in flat
+        assert (study / "labels.parquet").read_bytes() == labels_before  # nothing from that server was taken
+        recorded = json.loads((study / "annotation.json").read_text())["foreign_accounts"]
+        assert list(recorded) == [first.url] and recorded[first.url]["accounts"] == 1
+        assert stranger.email not in (study / "annotation.json").read_text()  # a count, never the e-mail
+        for command in (["agree"], ["export"]):
+            refused = runner.invoke(app, [*command, str(study)])
+            assert refused.exit_code == 1 and refused.output.startswith("error:"), refused.output
+            assert first.url in refused.output and "allow_foreign_accounts" in " ".join(refused.output.split())
+        status = runner.invoke(app, ["annotate", "status", str(study)], env={"COLUMNS": "250"})
+        assert status.exit_code == 0 and stranger.email in status.output and "refuse" in status.output
+
+        text = (study / "study.toml").read_text()
+        (study / "study.toml").write_text(text.replace("[annotation]", "[annotation]\nallow_foreign_accounts = true"))
+        for command in (["annotate", "pull"], ["agree"], ["export"]):
+            assert invoke(*command, study).exit_code == 0
+        (study / "study.toml").write_text(text)
+    finally:
+        admin.users.delete(id=stranger.id)
+    assert invoke("annotate", "pull", study).exit_code == 0  # the account is gone: the server is clean again
+    assert json.loads((study / "annotation.json").read_text())["foreign_accounts"] == {}
+    assert invoke("agree", study).exit_code == 0 and invoke("export", study).exit_code == 0
 
 
 def test_review_labels_never_reach_gold(study, people, label_studio):
