@@ -1,33 +1,42 @@
-"""Coverage of the 95 % intervals over many semi-synthetic replications (real text, planted effect).
+"""Coverage of every reported row, and the level and power of the refuters, over many semi-synthetic
+replications on real ShareGPT text (simulated scores with a planted effect).
 
-Each replication draws new treatments, scores and noise on the same real turn-pairs (so the
-embeddings are computed once) and runs the estimators. Two data-generating designs:
+Each replication draws new treatments, scores and noise on the same real turn-pairs (the embeddings
+are computed once) and runs the estimate twice:
 
-- `planted`: the design the defaults were chosen on (linear-logistic confounding through the
-  prompt's meaning, model, turn and hour);
-- `nonlinear`: not used to choose anything — non-linear confounding and a random effect per user
-  (whole users are sampled, so clusters hold several pairs).
+- on the *true* labels: the rows that take the judges' labels as truth (naive, dr, tmle, matching),
+  with the placebo and leave-one-model-out refuters and the negative control on `dr`;
+- with a simulated judge (treatment misread on 8 % of pairs, more on personal prompts; attachment
+  over-read) and a 25 % simulated human audit: dr_gold_only and dr_gold_corrected, the primary.
 
-With `--judge good|poor` a simulated judge labels every pair (treatment misread on 8 % / 25 % of
-pairs, more often on personal prompts; attachment over-read) and the simulated true scores are
-human labels on a random audit sample (`--audit-rate`). The rows are `dr` (judge labels taken as
-truth), `dr_gold_only` (the audited pairs' human labels alone) and `dr_gold_corrected`; each
-targets the ATE over pairs whose *true* empathy is in an arm. With `--judge none` the scores are
-the truth and the full set of estimators runs (naive, dr, matching), as before.
+Designs (`--design`, comma-separated; DESIGNS below):
+- planted: linear-logistic confounding through the prompt's meaning, model, turn and hour;
+- nonlinear: non-linear confounding and user random effects (whole users sampled);
+- ushape: very personal and very technical prompts both draw empathy; baseline attachment curves;
+- usershift: the effect differs only between users (SD 1) — nothing in the modifiers;
+- weighted: the planted design on a stratified sample (personal-looking prompts drawn at 0.9, the rest
+  at 0.35, `inclusion_prob` recorded): weighted rows target the whole population's effect;
+- gpt4only and hidden: refuter power only — the effect sits in gpt-4's pairs alone; a hidden user
+  trait (strength 1) drives treatment, outcome and the prompt's attachment.
 
-Reports, per estimator, the share of intervals that contain the truth it targets with a Wilson
-95 % interval for that share, mean bias, RMSE and median interval width. Every replication is
-appended to `--out` (JSON lines) as it finishes, so a cut run keeps what it did; `--summarise FILE`
-prints the table of a finished or partial run.
+Each row is scored against the truth it targets (the realised effect over pairs whose true empathy is
+in an arm; ATT_matched over the matched treated): coverage with a Wilson 95 % interval, mean bias,
+median width. Every replication is appended to `--out` (JSON lines) as it finishes, so a cut run
+keeps what it did; `--summarise FILE` prints the tables of a finished or partial run, and with
+`--write-validation` writes causal/validation.json, the record that marks each row validated or
+exploratory in every estimate (causal/_validation.py).
 
-Usage: nice python bench/estimator_coverage.py --design planted --judge good,poor --reps 200 --out cov.jsonl
+Usage: nice python bench/estimator_coverage.py --design planted,nonlinear --reps 200 --out cov.jsonl
+       python bench/estimator_coverage.py --summarise cov.jsonl --write-validation
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import time
 import warnings
 from pathlib import Path
@@ -44,16 +53,25 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from empathy_study import causal  # noqa: E402
-from empathy_study.causal._semisynthetic import (  # noqa: E402
-    GOOD_JUDGE,
-    PERSONAL_ANCHORS,
-    POOR_JUDGE,
-    TASK_ANCHORS,
-    sample_pairs,
-)
+from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS, sample_pairs  # noqa: E402
 
-JUDGES = {"good": GOOD_JUDGE, "poor": POOR_JUDGE}
-GOLD_ESTIMATORS = ["dr", "dr_gold_only", "dr_gold_corrected"]
+ROWS_DESIGNS = ("planted", "nonlinear", "ushape", "usershift", "weighted")
+POWER_DESIGNS = ("gpt4only", "hidden")
+DESIGNS = ROWS_DESIGNS + POWER_DESIGNS
+TRUE_LABEL_ESTIMATORS = ["naive", "dr", "tmle", "matching"]
+GOLD_ESTIMATORS = ["dr_gold_only", "dr_gold_corrected"]
+AUDIT_RATE = 0.25
+STRATUM_RATES = (0.9, 0.35)  # weighted design: prompts above the personal score's 70th percentile, the rest
+VALIDATION = Path(__file__).resolve().parent.parent / "causal" / "validation.json"
+
+
+def planted_for(design: str) -> causal.PlantedEffect:
+    base = dict(negative_control=True)
+    if design == "gpt4only":
+        return causal.PlantedEffect(base=0.0, gpt4_extra=1.2, personal_slope=0.0, **base)
+    if design == "hidden":
+        return causal.PlantedEffect(hidden=1.0, **base)
+    return causal.PlantedEffect(design={"weighted": "planted"}.get(design, design), **base)
 
 
 def wilson(successes: int, trials: int) -> tuple[float, float]:
@@ -64,99 +82,186 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def records_of(result, scored, truth, design: str, judge: str, rep: int) -> list[dict]:
+def stratified(scored: pd.DataFrame, truth: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The weighted design's sample: each pair drawn with its stratum's probability, recorded."""
+    personal = truth["personal_score"].to_numpy() > np.quantile(truth["personal_score"], 0.7)
+    probability = np.where(personal, *STRATUM_RATES)
+    drawn = np.random.default_rng([seed, 21]).random(len(scored)) < probability
+    sample = scored.assign(inclusion_prob=probability)[drawn].reset_index(drop=True)
+    return sample, truth[drawn].reset_index(drop=True)
+
+
+def records_of(result, sample, truth_sample, population_truth, design: str, run: str, rep: int) -> list[dict]:
+    """One record per finite row: its estimate, the truth it targets, whether its interval covered."""
     rule = causal.TreatmentRule()
     out = []
     for r in result.rows:
-        if r.weighted or not np.isfinite(r.estimate):
+        if not np.isfinite(r.estimate):
             continue
-        pairs = causal.target_pairs(r, result, scored, rule, truth)
+        pairs = causal.target_pairs(r, result, sample, rule, truth_sample)
         if pairs is None:
             continue
-        target = causal.true_effects(truth, pairs)
-        out.append({"design": design, "judge": judge, "rep": rep, "estimator": f"{r.method} {r.estimand}",
+        if r.weighted:  # the population's effect: all pairs in an arm, or the matched treated weighted by design
+            if r.estimand == "ATE":
+                target = causal.true_effects(population_truth, population_truth.loc[
+                    rule.assign(population_truth["empathy"]).notna(), "pair_id"])
+            else:
+                effects = truth_sample.set_index("pair_id").loc[pairs, "unit_effect"]
+                weights = 1 / sample.set_index("pair_id").loc[pairs, "inclusion_prob"]
+                target = float(np.average(effects, weights=weights))
+        else:
+            target = causal.true_effects(truth_sample, pairs)
+        out.append({"kind": "row", "design": design, "run": run, "rep": rep, "row": r.label,
                     "estimate": r.estimate, "truth": target, "low": r.ci_low, "high": r.ci_high,
                     "covered": bool(r.ci_low <= target <= r.ci_high)})
     return out
 
 
+def refuter_records(result, design: str, rep: int) -> list[dict]:
+    return [{"kind": "refuter", "design": design, "rep": rep, "target": target, "refuter": name,
+             "verdict": entry["verdict"]}
+            for target, checks in result.refuters.items() for name, entry in checks.items()]
+
+
+def replicate(design: str, chosen: pd.DataFrame, score: np.ndarray, embedder, rep: int) -> list[dict]:
+    scored, truth = causal.simulate(chosen, score, seed=1_000 + rep, planted=planted_for(design))
+    population_truth = truth
+    if design == "weighted":
+        scored, truth = stratified(scored, truth, 1_000 + rep)
+    records = []
+    power_only = design in POWER_DESIGNS
+    estimators = ["dr"] if power_only else TRUE_LABEL_ESTIMATORS
+    refuters = ["leave_one_model_out"] if design == "gpt4only" else [] if design == "hidden" else \
+        ["placebo", "leave_one_model_out"]
+    config = causal.CausalConfig(seed=rep, estimators=estimators, refuters=refuters, heterogeneity=False,
+                                 sensitivity=False)
+    result = causal.estimate_effects(scored, config, embedder)
+    records += records_of(result, scored, truth, population_truth, design, "true labels", rep)
+    records += refuter_records(result, design, rep)
+    if not power_only:
+        judged = causal.judge_labels(scored, truth, causal.JudgeNoise(), AUDIT_RATE, seed=1_000 + rep)
+        config = causal.CausalConfig(seed=rep, estimators=GOLD_ESTIMATORS, refuters=[], heterogeneity=False,
+                                     sensitivity=False)
+        result = causal.estimate_effects(judged.drop(columns=["prompt_attachment"]), config, embedder)
+        records += records_of(result, judged, truth, population_truth, design, "simulated judge", rep)
+    return records
+
+
+def row_table(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for (design, label), group in rows.groupby(["design", "row"], sort=False):
+        covered = int(group["covered"].sum())
+        low, high = wilson(covered, len(group))
+        error = group["estimate"] - group["truth"]
+        out.append({"design": design, "row": label, "reps": len(group), "coverage": covered / len(group),
+                    "coverage_ci": [low, high], "bias": float(error.mean()),
+                    "rmse": float(np.sqrt((error**2).mean())),
+                    "median_width": float(np.median(group["high"] - group["low"]))})
+    return pd.DataFrame(out)
+
+
+REFUTER_CASES = {  # refuter → (case name, design, what a sound method should do there)
+    "placebo": [("no effect can exist (treatment permuted), planted design", "planted")],
+    "leave_one_model_out": [("effect in every model, planted design (false alarm)", "planted"),
+                            ("effect only in gpt-4's pairs (power)", "gpt4only")],
+    "negative_control_outcome": [("nothing hidden, planted design (false alarm)", "planted"),
+                                 ("non-linear confounding (what it sees of misfit nuisances)", "nonlinear"),
+                                 ("hidden user trait of strength 1 (power)", "hidden")],
+}
+
+
+def refuter_table(refuted: pd.DataFrame) -> dict:
+    out: dict = {}
+    for name, cases in REFUTER_CASES.items():
+        for case, design in cases:
+            runs = refuted[(refuted["refuter"] == name) & (refuted["design"] == design)
+                           & (refuted["target"] == "dr · ATE") & (refuted["verdict"] != "not run")]
+            if len(runs):
+                out.setdefault(name, {})[case] = {"failed": float((runs["verdict"] == "failed").mean()),
+                                                  "reps": int(len(runs))}
+    return out
+
+
 def summarise(frame: pd.DataFrame) -> str:
     lines = []
-    for (design, judge), block in frame.groupby(["design", "judge"], sort=False):
-        reps = block["rep"].nunique()
-        lines.append(f"\n{design} design, judge {judge}: {reps} replications")
-        lines.append(f"{'estimator':34} {'coverage':>8} {'95 % CI of coverage':>20} {'mean bias':>9} {'RMSE':>6} "
-                     f"{'median width':>12} {'× gold-only':>11} {'reps':>5}")
-        widths = {name: float(np.median(g["high"] - g["low"])) for name, g in block.groupby("estimator")}
-        reference = widths.get("dr_gold_only ATE")
-        for name, group in block.groupby("estimator", sort=False):
-            covered = int(group["covered"].sum())
-            low, high = wilson(covered, len(group))
-            error = group["estimate"] - group["truth"]
-            ratio = f"{widths[name] / reference:.2f}" if reference else "–"
-            lines.append(f"{name:34} {covered / len(group):8.2f} {f'[{low:.2f}, {high:.2f}]':>20} {error.mean():+9.3f} "
-                         f"{np.sqrt((error**2).mean()):6.3f} {widths[name]:12.3f} {ratio:>11} {len(group):5d}")
+    rows = frame[frame["kind"] == "row"]
+    if len(rows):
+        table = row_table(rows)
+        for design, block in table.groupby("design", sort=False):
+            lines.append(f"\n{design} design: {int(block['reps'].max())} replications")
+            lines.append(f"{'row':40} {'coverage':>8} {'95 % CI of coverage':>20} {'mean bias':>9} {'RMSE':>6} "
+                         f"{'median width':>12}")
+            for r in block.itertuples():
+                lines.append(f"{r.row:40} {r.coverage:8.2f} {f'[{r.coverage_ci[0]:.2f}, {r.coverage_ci[1]:.2f}]':>20} "
+                             f"{r.bias:+9.3f} {r.rmse:6.3f} {r.median_width:12.3f}")
+    refuted = frame[frame["kind"] == "refuter"]
+    if len(refuted):
+        lines.append("\nrefuters of dr · ATE: share of runs that failed")
+        for name, cases in refuter_table(refuted).items():
+            for case, entry in cases.items():
+                lines.append(f"  {name:26} {case:62} {entry['failed']:5.2f} of {entry['reps']}")
     return "\n".join(lines)
+
+
+def validation_record(frame: pd.DataFrame, source: str) -> dict:
+    rows = row_table(frame[frame["kind"] == "row"])
+    return {
+        "written": datetime.date.today().isoformat(),
+        "command": f"python bench/estimator_coverage.py --summarise {source} --write-validation",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "reps": int(rows["reps"].min()) if len(rows) else 0,
+        "config": causal.CausalConfig().model_dump(),
+        "judge": "simulated judge (JudgeNoise defaults) with a 25 % simulated audit for the gold rows; "
+                 "the true labels for the rows that take the judges' labels as truth",
+        "rows": {label: {r.design: {"coverage": r.coverage, "coverage_ci": r.coverage_ci, "bias": r.bias,
+                                    "median_width": r.median_width, "reps": r.reps}
+                         for r in group.itertuples()}
+                 for label, group in rows.groupby("row", sort=False)},
+        "refuters": refuter_table(frame[frame["kind"] == "refuter"]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--first", type=int, default=0, help="first replication (to resume or split a run)")
-    parser.add_argument("--n", type=int, default=3_000)
-    parser.add_argument("--design", choices=["planted", "nonlinear"], default="planted")
-    parser.add_argument("--judge", default="good,poor", help="comma-separated: none, good, poor")
-    parser.add_argument("--audit-rate", type=float, default=0.2)
-    parser.add_argument("--out", type=Path, default=None, help="append each replication's rows here (JSON lines)")
-    parser.add_argument("--summarise", type=Path, default=None, help="only print the table of a results file")
+    parser.add_argument("--n", type=int, default=2_000, help="pairs per study (the weighted design's population)")
+    parser.add_argument("--design", default=",".join(DESIGNS), help=f"comma-separated: {', '.join(DESIGNS)}")
+    parser.add_argument("--out", type=Path, default=None, help="append each replication's records here (JSON lines)")
+    parser.add_argument("--summarise", type=Path, nargs="*", default=None, help="only print the tables of results files")
+    parser.add_argument("--write-validation", action="store_true", help=f"with --summarise: write {VALIDATION.name}")
     args = parser.parse_args()
     if args.summarise:
-        print(summarise(pd.read_json(args.summarise, lines=True)))
+        frame = pd.concat([pd.read_json(path, lines=True) for path in args.summarise], ignore_index=True)
+        print(summarise(frame))
+        if args.write_validation:
+            record = validation_record(frame, " ".join(str(p) for p in args.summarise))
+            VALIDATION.write_text(json.dumps(record, indent=1) + "\n")
+            print(f"\nwrote {VALIDATION}")
         return
     warnings.filterwarnings("ignore")
-    judges = args.judge.split(",")
     embedder = causal.Embedder()
-    chosen = sample_pairs(real_turn_pairs(), args.n, seed=0, by_user=args.design == "nonlinear")
-    score = causal.personal_score(embedder.embed(chosen["prompt"].tolist()), embedder.embed(PERSONAL_ANCHORS),
-                                  embedder.embed(TASK_ANCHORS))
-    planted = causal.PlantedEffect(design=args.design)
-    records = []
-    started = time.perf_counter()
-    for rep in range(args.first, args.first + args.reps):
-        scored, truth = causal.simulate(chosen, score, seed=1_000 + rep, planted=planted)
-        gold_only = true_labels = None
-        for judge in judges:
-            if judge == "none":
-                config = causal.CausalConfig(seed=rep, bootstrap=300, heterogeneity=False)
-                result = causal.estimate_effects(scored, config, embedder)
-                rows = records_of(result, scored, truth, args.design, judge, rep)
-            else:
-                judged = causal.judge_labels(scored, truth, JUDGES[judge], args.audit_rate, seed=1_000 + rep)
-                # dr_gold_only sees only the audit's human labels, the same for every judge: fitted once.
-                names = [e for e in GOLD_ESTIMATORS if e != "dr_gold_only" or gold_only is None]
-                result = causal.estimate_effects(judged, causal.CausalConfig(seed=rep, estimators=names,
-                                                                             heterogeneity=False), embedder)
-                rows = records_of(result, scored, truth, args.design, judge, rep)
-                gold_only = gold_only or [r for r in rows if r["estimator"] == "dr_gold_only ATE"]
-                if "dr_gold_only" not in names:
-                    rows += [{**r, "judge": judge} for r in gold_only]
-                if true_labels is None:  # reference: the same DR on the true labels of every pair
-                    reference = causal.estimate_effects(scored, causal.CausalConfig(seed=rep, estimators=["dr"],
-                                                                                    heterogeneity=False), embedder)
-                    true_labels = [{**r, "estimator": "dr_true_labels ATE"}
-                                   for r in records_of(reference, scored, truth, args.design, judge, rep)
-                                   if r["estimator"] == "dr ATE"]
-                rows += [{**r, "judge": judge} for r in true_labels]
+    pairs = real_turn_pairs()
+    for design in args.design.split(","):
+        if design not in DESIGNS:
+            parser.error(f"unknown design {design!r}: one of {', '.join(DESIGNS)}")
+        chosen = sample_pairs(pairs, args.n, seed=0, by_user=design in ("nonlinear", "usershift", "ushape"))
+        score = causal.personal_score(embedder.embed(chosen["prompt"].tolist()), embedder.embed(PERSONAL_ANCHORS),
+                                      embedder.embed(TASK_ANCHORS))
+        embedder.embed(chosen["prev_response"].fillna("").astype(str).tolist())
+        started, cpu = time.perf_counter(), time.process_time()
+        records = []
+        for rep in range(args.first, args.first + args.reps):
+            rows = replicate(design, chosen, score, embedder, rep)
             records += rows
             if args.out:
                 with args.out.open("a") as handle:
                     handle.writelines(json.dumps(r) + "\n" for r in rows)
-        done = rep - args.first + 1
-        if done % 10 == 0 or done == args.reps:
-            print(f"{done} replications, {(time.perf_counter() - started) / done:.1f} s each", flush=True)
-    print(f"\nreplications of n = {len(chosen):,} (real ShareGPT text, planted heterogeneous effect; "
-          f"audit rate {args.audit_rate})")
-    print(summarise(pd.DataFrame(records)))
+            done = rep - args.first + 1
+            if done % 10 == 0 or done == args.reps:
+                print(f"{design}: {done} replications, {(time.process_time() - cpu) / done:.1f} CPU-s each "
+                      f"({(time.perf_counter() - started) / done:.1f} s wall)", flush=True)
+        print(summarise(pd.DataFrame(records)))
 
 
 if __name__ == "__main__":

@@ -33,10 +33,12 @@ class CausalConfig(BaseModel):
     caliper: float = Field(0.5, gt=0, description="largest cosine distance between matched prompts")
     propensity_caliper: float = Field(0.2, gt=0, description="in SDs of the logit propensity (propensity/combined)")
     neighbours: int = Field(30, ge=1, description="candidate controls per treated unit (sparse kNN graph)")
-    nuisance: Literal["auto", "linear", "spline", "kernel", "boosting"] = Field(
-        "linear", description="propensity and outcome model class: auto chooses, for each nuisance, among linear, spline "
-                            "(B-splines of the leading prompt components), kernel (RBF random features of them) and "
-                            "boosting by out-of-fold loss under the user folds; or one class for all")
+    nuisance: Literal["auto", "linear", "poly", "spline", "kernel", "boosting"] = Field(
+        "linear", description="propensity and outcome model class: linear; poly, spline or kernel (the linear terms plus "
+                            "squares and products, B-splines, or RBF random features of the leading prompt "
+                            "components); boosting; or auto, which chooses per nuisance among linear, poly, spline "
+                            "and kernel under the user folds (outcomes by out-of-fold error, the propensity by the "
+                            "imbalance it leaves) and records the choice")
     folds: int = Field(5, ge=2, description="cross-fitting folds (grouped by user)")
     propensity_clip: float = Field(0.01, gt=0, lt=0.5, description="propensities are clipped to [clip, 1 − clip]")
     trim: float = Field(0.1, ge=0, lt=0.5, description="ATE_trimmed keeps units with propensity in [trim, 1 − trim]")

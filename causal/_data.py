@@ -233,6 +233,11 @@ def prepare(pairs: pd.DataFrame, rule: TreatmentRule) -> StudyArrays:
             f"after the rule ({rule.describe()}) there are {counts['treated']} treated and "
             f"{counts['control']} control pairs: both arms are needed"
         )
+    in_arm_outcome = frame["attachment"][assigned.notna().to_numpy()]  # unscored pairs are in no arm
+    if in_arm_outcome.nunique() < 2:
+        raise CausalError(f"every attachment score of the {len(in_arm_outcome)} pairs in an arm is "
+                          f"{in_arm_outcome.iloc[0]:g}: a constant outcome carries no effect to estimate (a judge that "
+                          "gives every reply the same score has not measured it: see `empathy judge report`)")
     clusters = frame[cluster_column].fillna(frame.get("conversation_id", frame["pair_id"]))
     weight = None
     if "inclusion_prob" in frame.columns and frame["inclusion_prob"].notna().all():

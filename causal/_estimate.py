@@ -8,6 +8,7 @@ new estimator is a new registered function in `_estimators.py` or `_learners.py`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, replace
 
@@ -32,6 +33,7 @@ from ._refute import Alteration, Estimate, Problem, dr_problem, refute
 from ._registry import ESTIMATORS
 from ._results import SCALE_LIMIT, EffectRow, EstimateResult
 from ._sensitivity import audited_ovb_params, e_value, ovb, ovb_bounds, rosenbaum
+from ._validation import refuter_evidence, row_status
 
 # progress(step, done, total): called as each step advances (embedding reports per batch).
 Progress = Callable[[str, int, int], None]
@@ -221,6 +223,9 @@ def _refuters(fit: Fit, primary_ready: bool) -> dict:
         estimate, se = weighted_mean_with_se(fit.scores, fit.data.clusters)
         original = Estimate(estimate, se, *interval(estimate, se, fit.shape.df), len(fit.scores))
         out["dr · ATE"] = refute(refute_problem(fit), names, original, fit.say)
+    for checks in out.values():
+        for name, result in checks.items():
+            result["power"] = refuter_evidence(name)
     return out
 
 
@@ -249,6 +254,12 @@ def correction_summary(rows: list[EffectRow]) -> str | None:
             f"{corrected.estimate - plain.estimate:+.3f} (from {plain.estimate:.3f} to {corrected.estimate:.3f}); its "
             f"interval is {width(corrected) / width(only):.2f} × as wide as the human labels alone give "
             f"(worth {corrected.effective_gold_n:.0f} human-labelled pairs).")
+
+
+def once_each(lines: list[str]) -> list[str]:
+    """Each warning once, in the order first seen, with how many times it was raised."""
+    counts = Counter(lines)
+    return [line if counts[line] == 1 else f"{line} (×{counts[line]})" for line in dict.fromkeys(lines)]
 
 
 def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
@@ -309,6 +320,12 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
     rows: list[EffectRow] = []
     for name in config.estimators:
         rows.extend(ESTIMATORS[name](fit))
+    settings = config.model_dump()
+    for r in rows:
+        if np.isfinite(r.estimate):
+            r.validation, r.validation_note = row_status(f"{r.method} · {r.estimand}", r.weighted, settings)
+        else:
+            r.validation, r.validation_note = "exploratory", "not estimated"
 
     hte, cate = {}, np.zeros(0)
     if config.heterogeneity:
@@ -358,7 +375,7 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
         matching=matching_summary,
         hte=hte,
         gold={**_gold_block(fit), "summary": correction_summary(rows)},
-        warnings=_warnings(fit, rows),
+        warnings=once_each(_warnings(fit, rows)),
         primary=f"{primary_method} · ATE{' · weighted' if primary_weighted else ''}",
         matched_pairs=matched_pairs,
         arrays={"propensity": e, "treated": t, "cate": cate, **fit.arrays},

@@ -51,7 +51,9 @@ def _table(header: list[str], rows: list[list]) -> str:
 def _forest_plot(result: EstimateResult) -> str:
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result.rows if np.isfinite(r.estimate) and r.interval_valid]
+    rows = [r for r in result.rows if np.isfinite(r.estimate) and r.interval_valid and r.validation == "validated"]
+    if not rows:
+        return "<p class='note'>No row is validated on the bench designs: no forest plot is drawn.</p>"
     labels = [r.label + (" (primary)" if r.label == result.primary else "") for r in rows]
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(rows) + 1))
     y = np.arange(len(rows))[::-1]
@@ -214,18 +216,31 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
         data_rows += [["audited (human labels)", counts["audited"]], ["audited, in an arm by human labels",
                                                                        counts["audited_in_arm"]]]
     parts.append("<h2>Data</h2>" + _table(["rows", "count"], data_rows))
-    parts.append("<h2>Estimates</h2>" + _table(
-        ["method", "estimand", "weighted", "estimate", "SE", "95 % CI", "reference", "n used", "note"],
-        [[r.method + (" ★" if r.label == result.primary else ""), r.estimand, "yes" if r.weighted else "no",
-          r.estimate, r.se, _ci(r), r.reference + (f" ({r.df})" if r.df else ""), r.n_used, r.note]
-         for r in result.rows],
-    ))
+    header = ["method", "estimand", "weighted", "estimate", "SE", "95 % CI", "reference", "n used", "note"]
+
+    def line(r) -> list:
+        return [r.method + (" ★" if r.label == result.primary else ""), r.estimand, "yes" if r.weighted else "no",
+                r.estimate, r.se, _ci(r), r.reference + (f" ({r.df})" if r.df else ""), r.n_used, r.note]
+
+    validated = [r for r in result.rows if r.validation == "validated"]
+    exploratory = [r for r in result.rows if r.validation != "validated"]
+    primary = next((r for r in result.rows if r.label == result.primary), None)
+    if primary is not None and primary.validation != "validated":
+        parts.append(f"<div class='banner'><b>The primary estimate is exploratory:</b> "
+                     f"{html.escape(primary.validation_note)}. It is shown with the exploratory rows below.</div>")
+    parts.append("<h2>Estimates (validated on the bench designs)</h2>"
+                 + (_table(header, [line(r) for r in validated]) if validated else "<p>None.</p>"))
     models = result.nuisance_models
     if models:
         parts.append(f"<p class='note'><b>Nuisance models.</b> Propensity: {html.escape(str(models['propensity']))}; "
                      f"control outcome: {html.escape(str(models['control_outcome']))}; treated outcome: "
                      f"{html.escape(str(models['treated_outcome']))} — {html.escape(models['how'])}.</p>")
     parts.append(_forest_plot(result))
+    if exploratory:
+        parts.append("<h2>Exploratory rows</h2><p class='note'>Not validated: each row says why (no bench run, "
+                     "coverage below 90 % on a bench design, or settings the bench did not use). Read them as "
+                     "descriptions, not findings; they are kept out of the forest plot.</p>"
+                     + _table(header + ["why exploratory"], [line(r) + [r.validation_note] for r in exploratory]))
     if "dose_theta" in result.arrays:
         parts.append(_dose_plot(result))
     if "dose_forest_theta" in result.arrays:

@@ -38,6 +38,8 @@ def e_value(estimate: float, ci: tuple[float, float], sd: float) -> dict:
     d = estimate / sd; RR ≈ exp(0.91 d). The limit's E-value is 1 when the interval covers 0.
     """
     low, high = ci
+    if not sd > 0:
+        raise ValueError("the E-value needs an outcome that varies (its SD is 0)")
     d = estimate / sd
     limit = 0.0 if low <= 0 <= high else (low if estimate > 0 else high)
     return {"standardised_effect": float(d), "outcome_sd": float(sd),

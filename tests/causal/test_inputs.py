@@ -126,3 +126,19 @@ def test_row_warnings_name_estimates_past_the_scale_and_rows_not_estimated():
     assert len(lines) == 2
     assert lines[0].startswith("dr · ATE: -6.30 lies outside ±6")
     assert lines[1] == "matching_greedy · ATT_matched: not estimated — no pairs: no treated unit has a control within the caliper"
+
+
+def test_a_constant_outcome_stops_the_estimate_with_one_line():
+    """Every attachment score equal (an embedded judge that answers 1 to everything): the E-value divided
+    by its SD of 0 and, with sensitivity off, dr reported +0.000 [0.000, 0.000] and a placebo 'passed'."""
+    frame = table(n=120, seed=4)
+    frame["attachment"] = 1.0
+    config = causal.CausalConfig(estimators=["dr"], heterogeneity=False, embedding_dims=4, prev_embedding_dims=0)
+    with pytest.raises(causal.CausalError, match="every attachment score of the .* pairs in an arm is 1"):
+        causal.estimate_effects(frame, config, causal.Embedder())
+
+
+def test_a_warning_raised_many_times_is_said_once_with_its_count():
+    from empathy_study.causal._estimate import once_each
+
+    assert once_each(["a", "b", "a", "a"]) == ["a (×3)", "b"]
