@@ -65,6 +65,9 @@ def _heterogeneity(fit: Fit) -> tuple[dict, np.ndarray]:
     by = {"model": subgroup_table(fit.scores, d.frame["model"].astype(str).to_numpy(), d.clusters, d.design_weight)}
     if "topic" in d.frame.columns:
         by["topic"] = subgroup_table(fit.scores, d.frame["topic"].astype(str).to_numpy(), d.clusters, d.design_weight)
+    sides = {side: [g["group"] for g in forest.gates if (g["ci_simultaneous"][0] > 0 if side == "above" else
+                                                          g["ci_simultaneous"][1] < 0)]
+             for side in ("above", "below")}
     return {
         "population": f"{int(kept.sum())} pairs with propensity in [{fit.config.trim}, {1 - fit.config.trim}]",
         "forest_fitted_on": forest.fitted_on,
@@ -72,15 +75,21 @@ def _heterogeneity(fit: Fit) -> tuple[dict, np.ndarray]:
                           f"{forest.fitted_on} of the {int(kept.sum())} pairs (whole users drawn at random, "
                           f"hte_max_pairs = {fit.config.hte_max_pairs}); calibration test and GATES on those, "
                           "CATEs predicted for all"),
+        "honest_by": d.cluster_column,
+        "cate_how": forest.how["cate"],
         "cate_quantiles": np.quantile(forest.cate, [0, .05, .25, .5, .75, .95, 1]).tolist(),
-        "share_interval_below_zero": float(np.mean(forest.high < 0)),
-        "share_interval_above_zero": float(np.mean(forest.low > 0)),
         "share_point_estimate_below_zero": float(np.mean(forest.cate < 0)),
         "beyond_scale": int(np.sum(np.abs(forest.cate) > SCALE_LIMIT)),
         "calibration_test": asdict(forest.calibration),
+        "calibration_how": forest.how["calibration_test"],
         "calibration_repeats": forest.repeats,
         "heterogeneity_detected": bool(forest.calibration.p_value < 0.05),
+        "heterogeneity_detected_by": ("the calibration test: β_het > 0 at one-sided p < 0.05 (after the median-over-"
+                                      "splits adjustment), on CATEs from forests that never saw the pair's user"),
         "gates": forest.gates,
+        "gates_how": forest.how["gates"],
+        "gates_above_zero": sides["above"],
+        "gates_below_zero": sides["below"],
         "by": by,
     }, forest.cate
 

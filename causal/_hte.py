@@ -1,12 +1,20 @@
-"""Heterogeneity: per-pair CATEs from an honest forest on the doubly robust scores, a calibration
-test that uses the same forest's out-of-bag predictions, group effects by CATE quantile (GATES),
-and subgroup tables with a multiplicity correction and a joint test of equality.
+"""Heterogeneity: per-pair CATEs from honest forests on the doubly robust scores, a calibration test
+and group effects by CATE quantile (GATES) that only use predictions from forests that never saw the
+pair's user, and subgroup tables with a multiplicity correction and a joint test of equality.
 
-The forest (econml's generalized random forest, honest, with bootstrap-of-little-bags intervals)
-is the final stage of a DR learner: it regresses the DR scores on the effect modifiers, so it sees
-the same cross-fitted nuisances as every other estimate. It is fitted on the trimmed population
-(propensity inside [trim, 1 − trim]), where the scores are not dominated by a few huge weights and
-the CATEs stay on the scale.
+The forests (econml's generalized random forest, honest) are the final stage of a DR learner: they
+regress the DR scores on the effect modifiers, so they see the same cross-fitted nuisances as every
+other estimate. They are fitted on the trimmed population (propensity inside [trim, 1 − trim]),
+where the scores are not dominated by a few huge weights and the CATEs stay on the scale.
+
+Why cross-fitting over users, not out-of-bag: a forest's out-of-bag prediction for a pair comes from
+trees that did not see that pair but did see the same user's other pairs. When a user's prompts are
+alike and users' effects differ, those trees have learnt the user's effect, and the calibration test
+reads it as heterogeneity in the modifiers (the old forest rejected in 100 % of datasets where only
+users differed: docs/hte-level.md). So each split puts whole users into two halves and predicts
+each half with the forest fitted on the other — the generic machine-learning inference of
+Chernozhukov, Demirer, Duflo & Fernández-Val (BLP and GATES), with its adjustment for taking a
+median over repeated splits.
 """
 
 from __future__ import annotations
@@ -17,20 +25,39 @@ import numpy as np
 from scipy import stats
 
 from . import _backend
+from ._errors import CausalError
 from ._inference import clustered_covariance, normal_interval, weighted_mean_with_se
 
-REPEATS = 5  # forests (other subsample draws) over which the calibration test takes its median
+REPEATS = 5  # user splits over which the calibration test and GATES take their medians
+FOLDS = 2  # each split: users into two halves, each predicted by the forest fitted on the other
 QUANTILE_GROUPS = 5
-TREES = 400  # trees per forest
-PREDICT_BLOCK = 20_000  # units per block of the final predictions
+TREES = 200  # trees per forest (FOLDS forests per split)
+ALPHA = 0.05
+
+CALIBRATION_HOW = (f"best linear predictor of the DR scores on the CATEs, ψ = β₁ + β₂ (τ̂ − mean τ̂): every pair's τ̂ "
+                   f"from a forest fitted on other users only (users split into {FOLDS} halves, each predicted by the "
+                   "forest of the other); one-sided p for H₀: β₂ ≤ 0, cluster-robust by user; over repeated splits "
+                   "the median of each figure and p = min(1, 2 × median p) (Chernozhukov, Demirer, Duflo & "
+                   "Fernández-Val)")
+GATES_HOW = ("mean DR score within each quintile of the user-out-of-fold CATE (quintiles within each half), "
+             "cluster-robust by user; over repeated splits the median estimate and the median ends of split-level "
+             "97.5 % intervals, which cover with at least 95 % (Chernozhukov et al.); the simultaneous intervals: "
+             "the same with Bonferroni over the groups (at least 95 % for every group at once)")
+
+
+
+def cate_how(repeats: int) -> str:
+    return (f"per pair, the mean over {repeats} user splits of the prediction of the forest fitted on the other half "
+            "of the users (a pair outside the fitted sample: the mean of every forest's); no per-pair intervals — "
+            "the forest's own treat pairs as independent and each interval alone, ignoring users and multiplicity")
 
 
 @dataclass
 class Calibration:
-    """Best linear predictor of ψ on the out-of-bag CATE: ψ = β₁ + β₂ (τ̂ − mean τ̂) + e.
+    """Best linear predictor of ψ on the user-out-of-fold CATE: ψ = β₁ + β₂ (τ̂ − mean τ̂) + e.
 
     β₂ ≈ 1: the CATEs track real heterogeneity; β₂ ≈ 0: they are noise. One-sided p for H₀: β₂ ≤ 0,
-    cluster-robust. Over repeated forests: the median of each figure, and p = min(1, 2 × median p)
+    cluster-robust. Over repeated splits: the median of each figure, and p = min(1, 2 × median p)
     (Chernozhukov, Demirer, Duflo & Fernández-Val's adjustment for taking a median over splits).
     """
 
@@ -53,10 +80,17 @@ def blp_test(scores: np.ndarray, cate: np.ndarray, clusters: np.ndarray) -> Cali
     return Calibration(float(beta[0]), float(se[0]), float(beta[1]), float(se[1]), p)
 
 
-def gates(scores: np.ndarray, cate: np.ndarray, clusters: np.ndarray, groups: int = QUANTILE_GROUPS) -> list[dict]:
-    """Average DR score within each quantile group of the (out-of-bag) CATE, with cluster-robust CIs."""
-    edges = np.quantile(cate, np.linspace(0, 1, groups + 1))
-    label = np.clip(np.searchsorted(edges, cate, side="right") - 1, 0, groups - 1)
+def gates(scores: np.ndarray, cate: np.ndarray, clusters: np.ndarray, folds: np.ndarray | None = None,
+          groups: int = QUANTILE_GROUPS, alpha: float = ALPHA) -> list[dict]:
+    """Average DR score within each quantile group of the CATE, with cluster-robust intervals at 1 − alpha
+    (`ci`) and Bonferroni-simultaneous over the groups (`ci_simultaneous`). With `folds`, the quantiles are
+    taken within each fold (each fold's CATEs come from one forest, whose level is its own)."""
+    label = np.zeros(len(cate), dtype=int)
+    for fold in np.unique(folds) if folds is not None else [None]:
+        mask = np.ones(len(cate), bool) if fold is None else folds == fold
+        edges = np.quantile(cate[mask], np.linspace(0, 1, groups + 1))
+        label[mask] = np.clip(np.searchsorted(edges, cate[mask], side="right") - 1, 0, groups - 1)
+    z, z_all = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(1 - alpha / (2 * groups))
     rows = []
     for g in range(groups):
         mask = label == g
@@ -64,19 +98,19 @@ def gates(scores: np.ndarray, cate: np.ndarray, clusters: np.ndarray, groups: in
             continue
         estimate, se = weighted_mean_with_se(scores[mask], np.unique(clusters[mask], return_inverse=True)[1])
         rows.append({"group": f"Q{g + 1}", "n": int(mask.sum()), "cate_mean": float(cate[mask].mean()),
-                     "estimate": estimate, "se": se, "ci": list(normal_interval(estimate, se))})
+                     "estimate": estimate, "se": se, "ci": [estimate - z * se, estimate + z * se],
+                     "ci_simultaneous": [estimate - z_all * se, estimate + z_all * se]})
     return rows
 
 
 @dataclass
 class ForestCate:
-    cate: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
+    cate: np.ndarray  # per pair: the mean of predictions by forests that never saw its user
     calibration: Calibration
     gates: list[dict]
     repeats: list[dict]
     fitted_on: int  # units the forests were fitted on (all, or a user-grouped subsample: `max_pairs`)
+    how: dict  # what the CATEs, the calibration test and GATES are, in words (for estimates.json and the report)
 
 
 def forest_sample(clusters: np.ndarray, max_pairs: int | None, seed: int) -> np.ndarray:
@@ -92,63 +126,88 @@ def forest_sample(clusters: np.ndarray, max_pairs: int | None, seed: int) -> np.
     return np.flatnonzero(np.isin(index, chosen))
 
 
-def forest_cate(modifiers: np.ndarray, scores: np.ndarray, clusters: np.ndarray, seed: int,
-                repeats: int = REPEATS, trees: int = TREES, max_pairs: int | None = None) -> ForestCate:
-    """Honest regression forest of ψ on the effect modifiers; calibration test over `repeats` forests.
+def user_folds(clusters: np.ndarray, repeats: int, seed: int) -> np.ndarray:
+    """repeats × n fold labels (0 … FOLDS − 1): each split deals the users, shuffled (seeded), into FOLDS
+    halves of (nearly) equal user counts, so all of a user's pairs share a fold."""
+    codes, index = np.unique(clusters, return_inverse=True)
+    if len(codes) < FOLDS:
+        raise CausalError(f"the heterogeneity test needs pairs of at least {FOLDS} users (got {len(codes)}): "
+                          "set heterogeneity = false")
+    return np.stack([(np.random.default_rng([seed, 41, r]).permutation(len(codes)) % FOLDS)[index]
+                     for r in range(repeats)])
 
-    The forests are fitted on `forest_sample` (every unit, or whole users up to `max_pairs` units);
-    the forest of repetition 0 gives the reported CATEs and their intervals for every unit; every
-    repetition's BLP and GATES use that repetition's out-of-bag predictions on the units it was
-    fitted on (a unit is predicted only by trees that did not see it). Each repetition, and each
-    block of the final predictions, is one piece of work for the backend in effect (`_backend`).
+
+def forest_cate(modifiers: np.ndarray, scores: np.ndarray, clusters: np.ndarray, seed: int,
+                repeats: int = REPEATS, trees: int = TREES, max_pairs: int | None = None,
+                alpha: float = ALPHA) -> ForestCate:
+    """Honest regression forests of ψ on the effect modifiers, cross-fitted over users; calibration test
+    and GATES over `repeats` splits.
+
+    The forests are fitted on `forest_sample` (every unit, or whole users up to `max_pairs` units).
+    Each split deals those users into FOLDS halves; a half's CATEs come from the forest fitted on the
+    other half, so no prediction the tests use comes from a forest that saw any pair of the same user.
+    Each split's BLP and GATES (intervals at 1 − alpha / 2) are combined by medians (p = min(1, 2 ×
+    median p); median interval ends). A pair's reported CATE is the mean of its out-of-fold predictions
+    over the splits; a pair outside the fitted sample is predicted by every forest (none saw its user).
+    Each forest — a split's half — is one piece of work for the backend in effect (`_backend`).
     """
     sample = forest_sample(clusters, max_pairs, seed)
     fit_clusters = np.unique(clusters[sample], return_inverse=True)[1]
-    runs = _backend.run(_forest_run, range(repeats), modifiers=modifiers[sample], scores=scores[sample],
-                        clusters=fit_clusters, seed=seed, trees=trees)
-    blocks = [(start, min(start + PREDICT_BLOCK, len(scores))) for start in range(0, len(scores), PREDICT_BLOCK)]
-    predicted = _backend.run(_forest_predict, blocks, forest=runs[0]["forest"], modifiers=modifiers)
-    reported = tuple(np.concatenate([block[i] for block in predicted]) for i in range(3))
-    tests = [run["calibration"] for run in runs]
+    folds = user_folds(fit_clusters, repeats, seed)
+    outside = np.setdiff1d(np.arange(len(scores)), sample)
+    pieces = [(r, k) for r in range(repeats) for k in range(FOLDS)]
+    runs = dict(zip(pieces, _backend.run(_fold_forest, pieces, modifiers=modifiers, sample=sample,
+                                         scores=scores[sample], folds=folds, outside=outside, seed=seed,
+                                         trees=trees)))
+    tests, split_gates, held_out = [], [], np.empty((repeats, len(sample)))
+    for r in range(repeats):
+        for k in range(FOLDS):
+            held_out[r, folds[r] == k] = runs[r, k]["held_out"]
+        # centred within each half: a half's CATEs come from one forest, whose overall level is its own
+        centred = held_out[r] - np.bincount(folds[r], held_out[r])[folds[r]] / np.bincount(folds[r])[folds[r]]
+        tests.append(blp_test(scores[sample], centred, fit_clusters))
+        split_gates.append(gates(scores[sample], held_out[r], fit_clusters, folds[r], alpha=alpha / 2))
+    cate = np.empty(len(scores))
+    cate[sample] = held_out.mean(axis=0)
+    if len(outside):
+        cate[outside] = np.mean([run["outside"] for run in runs.values()], axis=0)
     median = {f: float(np.median([getattr(t, f) for t in tests]))
               for f in ("beta_mean", "beta_mean_se", "beta_het", "beta_het_se", "p_value")}
     median["p_value"] = min(1.0, 2 * median["p_value"]) if repeats > 1 else median["p_value"]
-    calibration = Calibration(**median, repeats=repeats)
-    # GATES: per group, the median over repetitions of estimate and interval ends.
-    median_gates = []
-    for g in range(len(runs[0]["gates"])):
-        cells = [run["gates"][g] for run in runs if len(run["gates"]) > g]
-        median_gates.append({
-            "group": cells[0]["group"], "n": int(np.median([c["n"] for c in cells])),
-            "cate_mean": float(np.median([c["cate_mean"] for c in cells])),
-            "estimate": float(np.median([c["estimate"] for c in cells])),
-            "ci": [float(np.median([c["ci"][0] for c in cells])), float(np.median([c["ci"][1] for c in cells]))],
-        })
-    return ForestCate(*reported, calibration, median_gates,
-                      [{"seed": seed + 7_919 * r, **asdict(run["calibration"])} for r, run in enumerate(runs)],
-                      fitted_on=int(len(sample)))
+    return ForestCate(cate, Calibration(**median, repeats=repeats), median_gates(split_gates),
+                      [{"split": r, **asdict(t)} for r, t in enumerate(tests)],
+                      fitted_on=int(len(sample)), how={"calibration_test": CALIBRATION_HOW, "gates": GATES_HOW,
+                                                       "cate": cate_how(repeats)})
 
 
-def _forest_run(r: int, modifiers: np.ndarray, scores: np.ndarray, clusters: np.ndarray, seed: int,
-                trees: int) -> dict:
-    """Repetition r: its forest, its out-of-bag calibration test and GATES."""
+def median_gates(splits: list[list[dict]]) -> list[dict]:
+    """Per group, the median over splits of the estimate and of each interval end."""
+    out = []
+    for g in range(max(len(s) for s in splits)):
+        cells = [s[g] for s in splits if len(s) > g]
+        row = {"group": cells[0]["group"], "n": int(np.median([c["n"] for c in cells])),
+               "cate_mean": float(np.median([c["cate_mean"] for c in cells])),
+               "estimate": float(np.median([c["estimate"] for c in cells]))}
+        for key in ("ci", "ci_simultaneous"):
+            row[key] = [float(np.median([c[key][0] for c in cells])), float(np.median([c[key][1] for c in cells]))]
+        out.append(row)
+    return out
+
+
+def _fold_forest(piece: tuple[int, int], modifiers: np.ndarray, sample: np.ndarray, scores: np.ndarray,
+                 folds: np.ndarray, outside: np.ndarray, seed: int, trees: int) -> dict:
+    """Split r, half k: the forest fitted on the other halves' users; its CATEs for half k and for the
+    units outside the fitted sample."""
     from econml.grf import RegressionForest
 
+    r, k = piece
+    train = folds[r] != k
     forest = RegressionForest(n_estimators=trees, min_samples_leaf=20, max_samples=0.45, honest=True,
-                              inference=True, random_state=seed + 7_919 * r, n_jobs=1)
-    forest.fit(modifiers, scores)
-    oob = np.asarray(forest.oob_predict(modifiers)).ravel()
-    usable = np.isfinite(oob)
-    return {"calibration": blp_test(scores[usable], oob[usable], clusters[usable]),
-            "gates": gates(scores[usable], oob[usable], clusters[usable]),
-            "forest": forest if r == 0 else None}
-
-
-def _forest_predict(block: tuple[int, int], forest, modifiers: np.ndarray) -> tuple[np.ndarray, ...]:
-    """CATE and 95 % interval for the units block[0]:block[1]."""
-    rows = modifiers[block[0]:block[1]]
-    low, high = forest.predict_interval(rows, alpha=0.05)
-    return np.asarray(forest.predict(rows)).ravel(), np.asarray(low).ravel(), np.asarray(high).ravel()
+                              inference=False, random_state=seed + 7_919 * r + 104_729 * k, n_jobs=1)
+    forest.fit(modifiers[sample[train]], scores[train])
+    predict = lambda rows: np.asarray(forest.predict(modifiers[rows])).ravel()  # noqa: E731
+    return {"held_out": predict(sample[~train]),
+            "outside": predict(outside) if len(outside) else np.zeros(0)}
 
 
 def subgroup_table(scores: np.ndarray, labels: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None,

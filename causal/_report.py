@@ -375,23 +375,31 @@ def _selection_section(block: dict) -> str:
 
 def _heterogeneity_section(hte: dict) -> str:
     test = hte["calibration_test"]
+    sides = [f"{', '.join(hte[f'gates_{side}_zero'])} {side} 0" for side in ("above", "below") if hte[f"gates_{side}_zero"]]
     parts = ["<h2>Heterogeneity</h2>",
-             f"<p>On {html.escape(hte['population'])}, from the judges' labels. Calibration test (best linear predictor of the doubly robust "
-             f"scores on the out-of-bag CATEs of the same forest; median over {test['repeats']} forests): "
-             f"β<sub>het</sub> = {test['beta_het']:.2f} (SE {test['beta_het_se']:.2f}), one-sided p = "
-             f"{test['p_value']:.3f} — heterogeneity {'detected' if hte['heterogeneity_detected'] else 'not detected'}. "
-             f"Share of pairs whose CATE 95 % interval lies entirely below 0: "
-             f"{hte['share_interval_below_zero']:.1%}; entirely above 0: {hte['share_interval_above_zero']:.1%} "
-             f"(point estimates below 0: {hte['share_point_estimate_below_zero']:.1%}, which noise alone produces).</p>"]
+             f"<p>On {html.escape(hte['population'])}, from the judges' labels. Honest by user: every CATE the tests "
+             f"below use comes from a forest that never saw any pair of the same user (clusters: "
+             f"{html.escape(hte['honest_by'])}) — the users are split into halves and each half is predicted by the "
+             "forest fitted on the other. (A forest's out-of-bag predictions come from trees that saw the same user's "
+             "other pairs, and read differences between users as heterogeneity.)</p>",
+             f"<p>Calibration test — {html.escape(hte['calibration_how'])}: β<sub>het</sub> = {test['beta_het']:.2f} "
+             f"(SE {test['beta_het_se']:.2f}), one-sided p = {test['p_value']:.3f} over {test['repeats']} splits — "
+             f"heterogeneity {'detected' if hte['heterogeneity_detected'] else 'not detected'} "
+             f"({html.escape(hte['heterogeneity_detected_by'])}). Its level under the null that only users differ "
+             "was checked in docs/hte-level.md.</p>",
+             f"<p>Per-pair CATEs (the histogram): {html.escape(hte['cate_how'])}. Point estimates below 0: "
+             f"{hte['share_point_estimate_below_zero']:.1%}, which noise alone produces.</p>"]
     if "forest_sample" in hte:
         parts.append(f"<p>The forests were fitted on {html.escape(hte['forest_sample'])}.</p>")
     if hte["beyond_scale"]:
         parts.append(f"<p class='banner'>{hte['beyond_scale']} CATEs exceed ±6, the widest effect the 1–7 scale "
                      "allows: they are shown clipped.</p>")
-    parts.append("<h3>Effect by CATE quintile (GATES, out-of-bag groups; median over forests)</h3>" + _table(
-        ["group", "n", "mean CATE", "effect (mean DR score)", "95 % CI"],
-        [[g["group"], g["n"], g["cate_mean"], g["estimate"], f"[{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]"]
-         for g in hte["gates"]]))
+    parts.append("<h3>Effect by CATE quintile (GATES)</h3>" + _table(
+        ["group", "n", "mean CATE", "effect (mean DR score)", "95 % CI", "95 % CI, all groups at once"],
+        [[g["group"], g["n"], g["cate_mean"], g["estimate"], f"[{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]",
+          f"[{g['ci_simultaneous'][0]:.3f}, {g['ci_simultaneous'][1]:.3f}]"] for g in hte["gates"]])
+        + f"<p class='note'>{html.escape(hte['gates_how'][0].upper() + hte['gates_how'][1:])}. Groups whose "
+        f"simultaneous interval lies wholly on one side of 0: {html.escape('; '.join(sides) or 'none')}.</p>")
     return "\n".join(parts)
 
 
