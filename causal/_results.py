@@ -90,6 +90,7 @@ class EstimateResult:
     sensitivity: dict = field(default_factory=dict)  # E-value, Rosenbaum Γ, omitted-variable bounds
     refuters: dict = field(default_factory=dict)  # name → {verdict, ...}
     selection: dict = field(default_factory=dict)  # selection on replying: reply effect, Lee bounds (_selection.py)
+    check: dict = field(default_factory=dict)  # the estimators on simulated studies shaped like this one (_check.py)
 
     def row(self, method: str, estimand: str = "ATE", weighted: bool = False) -> EffectRow:
         for r in self.rows:
@@ -123,5 +124,6 @@ class EstimateResult:
             "sensitivity": self.sensitivity,
             "refuters": self.refuters,
             "selection": {"estimand": CONDITIONAL_ON_REPLY, **self.selection},  # stated with or without terminal pairs
+            "check": self.check,  # {} unless `empathy estimate --check` ran
             "provenance": self.provenance,
         }
