@@ -275,7 +275,7 @@ def _judge_errors(data: StudyArrays, rule: TreatmentRule) -> JudgeErrors:
     summary = {
         "audited_pairs_used": int(judged.sum()),
         "empathy": "the judges' empathy score of each simulated pair is drawn from the audited pairs with the same "
-                   "human arm (their confusion of arms below); independent of the covariates given that arm",
+                   "human arm (the audit's confusion of arms, arm_confusion); independent of the covariates given that arm",
         "arm_confusion": confusion,
         "attachment": f"judge attachment = {coef[0]:.3f} + {coef[1]:.3f} × human attachment {coef[2]:+.3f} × "
                       f"[human arm treated] + a residual resampled from the audit's ({both.sum()} pairs, SD "

@@ -407,7 +407,7 @@ def _check_section(result: EstimateResult) -> str:
     for r in block["rows"]:
         mine = own.get(r["label"])
         rows.append([r["label"] + (" ★" if r["primary"] else ""),
-                     "–" if mine is None else _ci(mine) if np.isfinite(mine.estimate) else "–",
+                     f"{mine.estimate:+.3f} {_ci(mine)}" if mine is not None and np.isfinite(mine.estimate) else "–",
                      r.get("coverage"),
                      "–" if "coverage_ci" not in r else f"[{r['coverage_ci'][0]:.2f}, {r['coverage_ci'][1]:.2f}]",
                      r.get("bias"), r.get("rmse"), r.get("median_width"), r.get("mean_truth"),
@@ -435,6 +435,9 @@ def _check_section(result: EstimateResult) -> str:
     judge = block["design"].get("judge_errors")
     notes = [noise["how"], planted["how"]]
     if judge:
+        confusion = judge["arm_confusion"]
+        parts.append("<h3>The judges' arms given the human arm (audited pairs), as simulated</h3>" + _table(
+            ["", *next(iter(confusion.values()))], [[gold, *row.values()] for gold, row in confusion.items()]))
         notes += [judge["empathy"], judge["attachment"], block["design"]["audit"]["how"]]
     notes += [f"{name}: not checked — {why}" for name, why in block["not_checked"].items()]
     parts.append("<p class='note'>" + "<br>".join(html.escape(n) for n in notes) + "</p>")
