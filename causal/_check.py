@@ -62,6 +62,7 @@ UNCHECKED = {
     "linear_dml": "its estimand (effect per point of empathy) has no truth under a binary planted effect",
     "causal_forest_dml": "its estimand (effect per point of empathy) has no truth under a binary planted effect",
 }
+DRAWN = "gold_drawn"  # where a study records it: 1 for the pairs drawn into the blind audit sample
 TRUTH_OF = ("ATE", "ATT_matched")  # estimands whose truth the simulated potential outcomes give
 CONTROL, BAND, TREATED = 0, 1, 2
 
@@ -253,7 +254,8 @@ class World:
     empathy_by_arm: dict[int, np.ndarray]  # true arm → empathy scores to draw from
     band_share: float  # share of pairs whose true empathy is in the excluded band (0 without an audit)
     judge: JudgeErrors | None  # None: the study has no human labels, the judges' labels are the truth
-    audit_probability: np.ndarray | None  # P(a pair's human labels exist) = gold_prob × response rate
+    gold_prob: np.ndarray | None  # P(a pair is drawn into the audit), the study's own
+    audit_probability: np.ndarray | None  # P(its human labels exist) = gold_prob × P(complete | drawn), the study's
     judge_scored: tuple[np.ndarray, np.ndarray] | None  # rows whose empathy / attachment the judges scored
     summary: dict = field(default_factory=dict)
 
@@ -342,7 +344,7 @@ def fit_world(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, pro
     effect = PLANTED_BASE + PLANTED_SPREAD * index
     modifier_names = [n for n, keep in zip((features.names[i] for i in features.effect_modifiers), usable) if keep]
 
-    judge, audit_probability, judge_scored, band_share = None, None, None, 0.0
+    judge, gold_prob, audit_probability, judge_scored, band_share = None, None, None, None, 0.0
     in_arm_empathy = {CONTROL: data.empathy[fit_rows & (data.treatment == 0)],
                       TREATED: data.empathy[fit_rows & (data.treatment == 1)], BAND: np.array([4.0])}
     empathy_by_arm = in_arm_empathy
@@ -356,7 +358,8 @@ def fit_world(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, pro
         band_share = float(np.sum(weight * (gold_arm[labelled] == BAND)) / np.sum(weight))
         empathy_by_arm = {arm: (gold_empathy[labelled & (gold_arm == arm)] if np.any(labelled & (gold_arm == arm))
                                 else in_arm_empathy[arm]) for arm in (CONTROL, BAND, TREATED)}
-        audit_probability = np.clip(audit.probability, 0, 1)
+        gold_prob = pd.to_numeric(data.frame["gold_prob"]).to_numpy(dtype=float)
+        audit_probability = np.minimum(audit.probability, gold_prob)
         judge_scored = (~np.isnan(data.empathy), ~np.isnan(data.outcome))
 
     summary = {
@@ -393,15 +396,16 @@ def fit_world(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, pro
                 "gold_prob_mean": float(np.mean(pd.to_numeric(data.frame["gold_prob"]))),
                 "expected_audited": float(data.audit.expected), "response_rate": float(data.audit.response_rate),
                 "band_share": band_share,
-                "how": "each simulated study draws a new audit: a pair's human labels exist with probability "
-                       "gold_prob × the study's response rate",
+                "how": "each simulated study draws a new audit: a pair is drawn with probability gold_prob and its "
+                       "labels come back with the study's own probability of complete labels given drawn "
+                       "(gold_drawn, where the study has it, says which pairs were drawn)",
             },
             "judge_errors": None if judge is None else judge.summary,
             "real": _shape(data.treatment[fit_rows], data.outcome[fit_rows]),
         },
     }
     return World(data.frame, data.clusters, np.clip(propensity.prediction, *PROPENSITY_BOUNDS), mu0, effect,
-                 float(np.sqrt(between)), pool, grid, empathy_by_arm, band_share, judge, audit_probability,
+                 float(np.sqrt(between)), pool, grid, empathy_by_arm, band_share, judge, gold_prob, audit_probability,
                  judge_scored, summary)
 
 
@@ -443,9 +447,14 @@ def simulate_study(world: World, rep: int, seed: int) -> tuple[pd.DataFrame, pd.
         scored_empathy, scored_attachment = world.judge_scored
         scored["empathy"] = np.where(scored_empathy, judge_empathy, np.nan)
         scored["attachment"] = np.where(scored_attachment, judge_attachment, np.nan)
-        audited = rng.random(n) < world.audit_probability
+        # one uniform per pair: drawn into the audit below gold_prob, its labels complete below the smaller
+        # gold_prob × P(complete | drawn) — so a pair is labelled only if drawn, and given drawn with P(complete)
+        draw = rng.random(n)
+        audited = draw < world.audit_probability
         scored["empathy_gold"] = np.where(audited, empathy, np.nan)
         scored["attachment_gold"] = np.where(audited, attachment, np.nan)
+        if DRAWN in scored.columns:  # the study says which pairs were drawn: so does each simulated study
+            scored[DRAWN] = (draw < world.gold_prob).astype(float)
     weight = (1 / pd.to_numeric(scored["inclusion_prob"]).to_numpy(dtype=float)
               if "inclusion_prob" in scored.columns and scored["inclusion_prob"].notna().all() else np.ones(n))
     truth = pd.DataFrame({"pair_id": scored["pair_id"].to_numpy(), "treated": arm == TREATED, "empathy": empathy,

@@ -171,6 +171,30 @@ def audited_study(sharegpt_all_pairs, embedder, tmp_path_factory):
     return study
 
 
+def test_simulated_audits_follow_the_study_design(audited_study, embedder):
+    """A new audit per simulated study: drawn with the study's gold_prob, labels back with its response
+    rate; a study that records which pairs were drawn (gold_drawn) gets that column simulated too, so
+    no simulated label comes from outside the draw. The judges' labels err as the audit shows."""
+    frame = pd.read_parquet(audited_study / "scored_pairs.parquet")
+    labelled = frame["empathy_gold"].notna()
+    unanswered = (~labelled) & (np.random.default_rng(0).random(len(frame)) < 0.1)  # drawn, never labelled
+    frame["gold_drawn"] = (labelled | unanswered).astype(float)
+    frame["gold_prob"] = 0.5  # labelled / drawn ≈ 0.8: a response rate below 1 (the study's own: 80 %)
+    world = causal.fit_world(frame, causal.CausalConfig(**FAST), embedder)
+    audit = world.summary["design"]["audit"]
+    study, _ = _check.simulate_study(world, rep=0, seed=0)
+    simulated_labelled = study["empathy_gold"].notna()
+    assert (study.loc[simulated_labelled, "gold_drawn"] == 1).all()
+    assert study["gold_drawn"].mean() == pytest.approx(0.5, abs=0.05)
+    assert simulated_labelled.sum() / study["gold_drawn"].sum() == pytest.approx(audit["response_rate"], abs=0.06)
+    assert study["attachment_gold"].notna().sum() == simulated_labelled.sum()
+    judged = study["empathy"].notna() & simulated_labelled
+    rule = causal.TreatmentRule()
+    agree = (rule.assign(study.loc[judged, "empathy"]) == rule.assign(study.loc[judged, "empathy_gold"])).mean()
+    real = (rule.assign(frame.loc[labelled, "empathy"]) == rule.assign(frame.loc[labelled, "empathy_gold"])).mean()
+    assert agree == pytest.approx(real, abs=0.08)  # the judges misread arms about as often as in the audit
+
+
 def test_cli_check_writes_the_block_the_log_and_the_table(audited_study):
     """(c) The judge-error-corrected primary (weighted: the sample has design weights) is checked."""
     runner = CliRunner()
