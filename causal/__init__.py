@@ -11,6 +11,7 @@ from ._config import DEFAULT_ESTIMATORS, PRIMARY, CausalConfig
 from ._errors import CausalError
 
 _HOMES = {
+    "_check": ["fit_world", "run_check"],
     "_data": ["Audit", "TreatmentRule", "prepare"],
     "_embeddings": ["Embedder", "EmbeddingCache", "default_cache_dir"],
     "_estimate": ["ESTIMATORS", "estimate_effects"],
@@ -26,6 +27,7 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [  # the eager four, then every lazily loaded name of _HOMES
     "DEFAULT_ESTIMATORS", "PRIMARY", "CausalConfig", "CausalError",
+    "fit_world", "run_check",
     "Audit", "TreatmentRule", "prepare", "Embedder", "EmbeddingCache", "default_cache_dir", "ESTIMATORS", "Fit",
     "estimate_effects", "AuditPlan", "corrected_mean", "corrected_regression", "plan_audit",
     "pseudo_outcome", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds",

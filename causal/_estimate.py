@@ -303,16 +303,11 @@ def estimate_effects(
         return _estimate_effects(pairs, config, embedder, progress)
 
 
-def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder,
-                      progress: Progress | None) -> EstimateResult:
+def confounders(data: StudyArrays, config: CausalConfig, embedder: Embedder,
+                progress: Progress | None = None) -> Confounders:
+    """The confounder matrix every estimator adjusts for, for the rows of `prepare`'s table (the
+    estimate's own, and the check's simulated studies on the same texts)."""
     report = progress or (lambda step, done, total: None)
-
-    def say(step: str) -> None:
-        report(step, 0, 1)
-    rule = TreatmentRule(high=config.treat_high, low=config.treat_low)
-    data = prepare(pairs, rule)
-    fold_ids(data.clusters[data.in_arm], config.folds, config.seed)
-
     prompt_embedding = embedder.embed(data.frame["prompt"].astype(str).tolist(),
                                       on_progress=lambda done, total: report("embedding prompts", done, total))
     prev_embedding = None
@@ -322,9 +317,20 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
                                         on_progress=lambda done, total: report("embedding previous turns", done, total))
     if not np.isfinite(prompt_embedding).all():
         raise CausalError("some prompt embeddings are not finite numbers: check the prompt texts")
-    features = build_confounders(data.frame, prompt_embedding, prev_embedding, config.embedding_dims,
-                                 config.prev_embedding_dims, config.seed)
-    fit = Fit(data, features, config, say)
+    return build_confounders(data.frame, prompt_embedding, prev_embedding, config.embedding_dims,
+                             config.prev_embedding_dims, config.seed)
+
+
+def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder,
+                      progress: Progress | None) -> EstimateResult:
+    report = progress or (lambda step, done, total: None)
+
+    def say(step: str) -> None:
+        report(step, 0, 1)
+    rule = TreatmentRule(high=config.treat_high, low=config.treat_low)
+    data = prepare(pairs, rule)
+    fold_ids(data.clusters[data.in_arm], config.folds, config.seed)
+    fit = Fit(data, confounders(data, config, embedder, report), config, say)
 
     rows: list[EffectRow] = []
     for name in config.estimators:

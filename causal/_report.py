@@ -252,6 +252,8 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
                  "the forest plot: their intervals ignore the imbalance a prompt caliper leaves and do not cover "
                  "(bench/estimator_coverage.py). Weighted rows weight by 1 / inclusion probability.</p>")
     parts.append(_gold_section(result))
+    if result.check:
+        parts.append(_check_section(result))
     if result.matching:
         match_rows = [[name, m["distance"], m["caliper"], m["pairs"], m["unmatched_treated"], m["mean_distance"]]
                       for name, m in result.matching.items()]
@@ -427,3 +429,55 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[name] = value
     return flat
+
+
+def _check_section(result: EstimateResult) -> str:
+    """`--check`: every checked row on simulated studies built from this one, beside the real estimate."""
+    block = result.check
+    surfaces, noise, planted = block["surfaces"], block["noise"], block["planted"]
+    own = {r.label: r for r in result.rows}
+    parts = [f"<h2>Check: the estimators on {block['reps']} simulated studies shaped like this one</h2>",
+             "<div class='banner'><b>Simulated data.</b> These studies were simulated from this study's own rows, "
+             "covariates, users and sample design, with a planted effect whose truth is known. They say how far each "
+             "row's interval can be trusted on data shaped like these; they are not findings.</div>"]
+    if block.get("warning"):
+        parts.append(f"<p class='banner'>{html.escape(block['warning'])}</p>")
+    rows = []
+    for r in block["rows"]:
+        mine = own.get(r["label"])
+        rows.append([r["label"] + (" ★" if r["primary"] else ""),
+                     f"{mine.estimate:+.3f} {_ci(mine)}" if mine is not None and np.isfinite(mine.estimate) else "–",
+                     r.get("coverage"),
+                     "–" if "coverage_ci" not in r else f"[{r['coverage_ci'][0]:.2f}, {r['coverage_ci'][1]:.2f}]",
+                     r.get("bias"), r.get("rmse"), r.get("median_width"), r.get("mean_truth"),
+                     f"{r['estimated']} of {r['reps']}"])
+    parts.append(_table(["row", "your estimate (95 % CI)", "coverage", "95 % CI of coverage (Wilson)", "bias", "RMSE",
+                         "median width", "mean truth", "estimated"], rows))
+    real, simulated = block["design"]["real"], block["simulated_shape"]
+    parts.append("<h3>How the simulated studies were made</h3>" + _table(
+        ["", "value"],
+        [["surfaces", surfaces["model"]],
+         ["propensity: AUC / log loss out of fold (constant)",
+          f"{surfaces['propensity']['auc_out_of_fold']:.3f} / {surfaces['propensity']['log_loss_out_of_fold']:.3f} "
+          f"({surfaces['propensity']['log_loss_constant']:.3f}); {surfaces['propensity']['rounds']} rounds"],
+         ["outcome: R² out of fold", f"{surfaces['outcome']['r2_out_of_fold']:.3f}; "
+                                     f"{surfaces['outcome']['rounds']} rounds"],
+         ["noise: user SD / pair SD / ICC", f"{noise['user_sd']:.3f} / {noise['pair_sd']:.3f} / {noise['icc']:.3f}"],
+         ["planted effect", f"{planted['base']:+.2f}, heterogeneity SD {planted['spread_sd']:.2f} along the effect "
+                            "modifiers"],
+         ["treated share: real / simulated", f"{real['treated_share']:.3f} / {simulated['treated_share']:.3f}"],
+         ["attachment SD: real / simulated", f"{real['attachment_sd']:.3f} / {simulated['attachment_sd']:.3f}"],
+         ["raw treated − control difference: real / simulated",
+          f"{real['raw_difference']:+.3f} / {simulated['raw_difference']:+.3f}"],
+         ["replications failed", len(block["failed"])],
+         ["runtime", f"{block['runtime']['wall_seconds']:.0f} s wall, {block['runtime']['cpu_seconds']:.0f} s CPU"]]))
+    judge = block["design"].get("judge_errors")
+    notes = [noise["how"], planted["how"]]
+    if judge:
+        confusion = judge["arm_confusion"]
+        parts.append("<h3>The judges' arms given the human arm (audited pairs), as simulated</h3>" + _table(
+            ["", *next(iter(confusion.values()))], [[gold, *row.values()] for gold, row in confusion.items()]))
+        notes += [judge["empathy"], judge["attachment"], block["design"]["audit"]["how"]]
+    notes += [f"{name}: not checked — {why}" for name, why in block["not_checked"].items()]
+    parts.append("<p class='note'>" + "<br>".join(html.escape(n) for n in notes) + "</p>")
+    return "\n".join(parts)

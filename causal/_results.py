@@ -88,6 +88,7 @@ class EstimateResult:
     refuters: dict = field(default_factory=dict)  # name → {verdict, ...}
     selection: dict = field(default_factory=dict)  # selection on replying: reply effect, Lee bounds (_selection.py)
     nuisance_models: dict = field(default_factory=dict)  # the class of each nuisance and how it was chosen
+    check: dict = field(default_factory=dict)  # the estimators on simulated studies shaped like this one (_check.py)
 
     def row(self, method: str, estimand: str = "ATE", weighted: bool = False) -> EffectRow:
         for r in self.rows:
@@ -122,5 +123,6 @@ class EstimateResult:
             "sensitivity": self.sensitivity,
             "refuters": self.refuters,
             "selection": {"estimand": CONDITIONAL_ON_REPLY, **self.selection},  # stated with or without terminal pairs
+            "check": self.check,  # {} unless `empathy estimate --check` ran
             "provenance": self.provenance,
         }

@@ -6,7 +6,7 @@ through these functions; none of them rebuilds a stage's sequence of calls by ha
 
 from empathy_study.study.annotate import add_annotator, agree, pull, push, requeue_skipped, status
 from empathy_study.study.build import BuildResult, SampleResult, build_corpus, draw_sample
-from empathy_study.study.estimate import estimate, estimate_config, locate_pairs
+from empathy_study.study.estimate import DEFAULT_CHECK_REPS, check_reps, estimate, estimate_config, locate_pairs
 from empathy_study.study.export import ExportResult, export, read_scored_pairs
 from empathy_study.study.judging import (
     JudgeRunResult,
@@ -22,7 +22,7 @@ from empathy_study.study.selection import TerminalSampleResult, draw_terminal_sa
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 __all__ = [
-    "BuildResult", "ExportResult", "JudgeRunResult", "JudgingPlan", "Progress", "SampleResult", "ScoresResult", "Step",
+    "DEFAULT_CHECK_REPS", "check_reps", "BuildResult", "ExportResult", "JudgeRunResult", "JudgingPlan", "Progress", "SampleResult", "ScoresResult", "Step",
     "StudyConfig", "StudyError", "Workspace", "add_annotator", "agree", "build_corpus", "draw_sample", "estimate", "estimate_config",
     "export", "export_scores", "locate_pairs", "plan_judging", "pull", "push", "quiet", "read_scored_pairs",
     "report_judges", "requeue_skipped", "run_judges", "status", "TerminalSampleResult", "draw_terminal_sample",
