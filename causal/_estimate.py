@@ -18,10 +18,10 @@ import pandas as pd
 from . import _backend, _estimators, _learners  # noqa: F401  (importing them registers their estimators)
 from ._balance import pooled_sd, smd
 from ._config import PRIMARY, CausalConfig
-from ._data import TreatmentRule, prepare
+from ._data import StudyArrays, TreatmentRule, prepare
 from ._embeddings import Embedder
 from ._errors import CausalError
-from ._features import build_confounders
+from ._features import Confounders, build_confounders
 from ._fit import Fit
 from ._hte import forest_cate, subgroup_table
 from ._inference import interval, weighted_mean_with_se
