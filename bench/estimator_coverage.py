@@ -203,11 +203,26 @@ def summarise(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def validation_record(frame: pd.DataFrame, source: str) -> dict:
+def heterogeneity_record(paths: list[Path]) -> dict:
+    """The calibration test's rejection rate per bench/hte_level.py design (the estimate's own path)."""
+    if not paths:
+        return {}
+    frame = pd.concat([pd.read_json(path, lines=True) for path in paths], ignore_index=True)
+    frame = frame[frame["path"] == "new"]
+    out = {}
+    for design, group in frame.groupby("design", sort=False):
+        rejected = int((group["p_value"] < 0.05).sum())
+        out[design] = {"rejects": rejected / len(group), "rejects_ci": list(wilson(rejected, len(group))),
+                       "reps": int(len(group)), "pairs": int(group["n"].median())}
+    return {"designs": out, "source": "bench/hte_level.py; docs/hte-level.md"}
+
+
+def validation_record(frame: pd.DataFrame, source: str, hte: list[Path]) -> dict:
     rows = row_table(frame[frame["kind"] == "row"])
     return {
         "written": datetime.date.today().isoformat(),
-        "command": f"python bench/estimator_coverage.py --summarise {source} --write-validation",
+        "command": f"python bench/estimator_coverage.py --summarise {source} --write-validation"
+                   + (f" --hte {' '.join(str(p) for p in hte)}" if hte else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "reps": int(rows["reps"].min()) if len(rows) else 0,
         "config": causal.CausalConfig().model_dump(),
@@ -218,6 +233,7 @@ def validation_record(frame: pd.DataFrame, source: str) -> dict:
                          for r in group.itertuples()}
                  for label, group in rows.groupby("row", sort=False)},
         "refuters": refuter_table(frame[frame["kind"] == "refuter"]),
+        "heterogeneity": heterogeneity_record(hte),
     }
 
 
@@ -230,12 +246,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="append each replication's records here (JSON lines)")
     parser.add_argument("--summarise", type=Path, nargs="*", default=None, help="only print the tables of results files")
     parser.add_argument("--write-validation", action="store_true", help=f"with --summarise: write {VALIDATION.name}")
+    parser.add_argument("--hte", type=Path, nargs="*", default=[],
+                        help="with --write-validation: bench/hte_level.py results to record the heterogeneity test's level")
     args = parser.parse_args()
     if args.summarise:
         frame = pd.concat([pd.read_json(path, lines=True) for path in args.summarise], ignore_index=True)
         print(summarise(frame))
         if args.write_validation:
-            record = validation_record(frame, " ".join(str(p) for p in args.summarise))
+            record = validation_record(frame, " ".join(str(p) for p in args.summarise), args.hte)
             VALIDATION.write_text(json.dumps(record, indent=1) + "\n")
             print(f"\nwrote {VALIDATION}")
         return

@@ -19,7 +19,7 @@ _HOMES = {
     "_gold": ["AuditPlan", "corrected_mean", "corrected_regression", "plan_audit", "pseudo_outcome"],
     "_report": ["render_report"],
     "_results": ["EffectRow", "EstimateResult"],
-    "_selection": ["CONDITIONAL_ON_REPLY", "LeeBounds", "lee_bounds", "selection_analysis"],
+    "_selection": ["CONDITIONAL_ON_REPLY", "LeeBounds", "Terminal", "Terminal", "lee_bounds", "selection_analysis"],
     "_semisynthetic": ["JudgeNoise", "PlantedEffect", "judge_labels", "personal_score", "semisynthetic_study",
                        "simulate", "target_pairs", "true_effects"],
 }
@@ -30,7 +30,7 @@ __all__ = [  # the eager four, then every lazily loaded name of _HOMES
     "fit_world", "run_check",
     "Audit", "TreatmentRule", "prepare", "Embedder", "EmbeddingCache", "default_cache_dir", "ESTIMATORS", "Fit",
     "estimate_effects", "AuditPlan", "corrected_mean", "corrected_regression", "plan_audit",
-    "pseudo_outcome", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds",
+    "pseudo_outcome", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds", "Terminal",
     "lee_bounds", "selection_analysis", "JudgeNoise", "PlantedEffect", "judge_labels", "personal_score",
     "semisynthetic_study", "simulate", "target_pairs", "true_effects",
 ]

@@ -32,8 +32,9 @@ from ._nuisance import fold_ids
 from ._refute import Alteration, Estimate, Problem, dr_problem, refute
 from ._registry import ESTIMATORS
 from ._results import SCALE_LIMIT, EffectRow, EstimateResult
+from ._selection import Terminal, selection_block
 from ._sensitivity import audited_ovb_params, e_value, ovb, ovb_bounds, rosenbaum
-from ._validation import refuter_evidence, row_status
+from ._validation import heterogeneity_evidence, refuter_evidence, row_status
 
 # progress(step, done, total): called as each step advances (embedding reports per batch).
 Progress = Callable[[str, int, int], None]
@@ -84,6 +85,7 @@ def _heterogeneity(fit: Fit) -> tuple[dict, np.ndarray]:
         "calibration_how": forest.how["calibration_test"],
         "calibration_repeats": forest.repeats,
         "heterogeneity_detected": bool(forest.calibration.p_value < 0.05),
+        "validation": heterogeneity_evidence(),
         "heterogeneity_detected_by": ("the calibration test: β_het > 0 at one-sided p < 0.05 (after the median-over-"
                                       "splits adjustment), on CATEs from forests that never saw the pair's user"),
         "gates": forest.gates,
@@ -295,12 +297,22 @@ def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
 
 
 def estimate_effects(
-    pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, progress: Progress | None = None
+    pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, progress: Progress | None = None, *,
+    terminal: Terminal | None = None, provenance: dict | None = None,
 ) -> EstimateResult:
     """Every configured estimator, diagnostic and refuter on one scored-pairs table, with the parallel
-    pieces on `config.backend` (`_backend`)."""
+    pieces on `config.backend` (`_backend`), and the selection-on-replying analysis of `terminal` (the
+    scored terminal pairs, if any): the whole result, in one place. `provenance` is what the caller knows
+    of how the inputs were made (files, hashes, upstream records); the embeddings used are added here."""
     with _backend.using(_backend.make(config.backend, config.ray_address)):
-        return _estimate_effects(pairs, config, embedder, progress)
+        result = _estimate_effects(pairs, config, embedder, progress)
+        report = progress or (lambda step, done, total: None)
+        result.selection = selection_block(pairs, terminal, config, embedder,
+                                           progress=lambda step: report(step, 0, 1))
+    result.provenance = {**(provenance or {}),
+                         "embeddings": {"embedding": embedder.embedding, "model": embedder.model_name,
+                                        "embedded_now": embedder.embedded}}
+    return result
 
 
 def confounders(data: StudyArrays, config: CausalConfig, embedder: Embedder,

@@ -387,8 +387,7 @@ def _heterogeneity_section(hte: dict) -> str:
              f"<p>Calibration test — {html.escape(hte['calibration_how'])}: β<sub>het</sub> = {test['beta_het']:.2f} "
              f"(SE {test['beta_het_se']:.2f}), one-sided p = {test['p_value']:.3f} over {test['repeats']} splits — "
              f"heterogeneity {'detected' if hte['heterogeneity_detected'] else 'not detected'} "
-             f"({html.escape(hte['heterogeneity_detected_by'])}). Its level under the null that only users differ "
-             "was checked in docs/hte-level.md.</p>",
+             f"({html.escape(hte['heterogeneity_detected_by'])}). {html.escape(hte.get('validation', ''))}</p>",
              f"<p>Per-pair CATEs (the histogram): {html.escape(hte['cate_how'])}. Point estimates below 0: "
              f"{hte['share_point_estimate_below_zero']:.1%}, which noise alone produces.</p>"]
     if "forest_sample" in hte:

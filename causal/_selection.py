@@ -319,3 +319,37 @@ def selection_analysis(pairs, terminal, config, embedder, populations: dict | No
             "weights": "each row weighted by 1 / its inclusion probability within its own table (turn-pair sample, "
                        "terminal sample), so weighted sums estimate totals over all assistant answers",
             "cluster_column": cluster_column}
+
+
+@dataclass
+class Terminal:
+    """The scored terminal pairs (answers nobody replied to) and what is known of the tables they came from."""
+
+    frame: "object"  # a pandas DataFrame: the scored terminal pairs
+    populations: dict  # {"turn_pairs": N, "terminal_pairs": N} for tables without inclusion probabilities
+    notes: list[str]  # what the terminal table's writer recorded for a reader (e.g. how its population was built)
+    source: str  # where it was read from
+
+
+NOT_ANALYSED = ("no scored terminal pairs: draw them (`empathy corpus sample-terminal DIR --n N`), judge them "
+                "(`empathy judge run DIR`) and export (`empathy export DIR`)")
+
+
+def selection_block(pairs, terminal: Terminal | None, config, embedder, progress=None) -> dict:
+    """estimates.json's `selection`: the reply effect and Lee bounds where scored terminal pairs exist,
+    else why not; the statement that the main estimand is conditional on a reply either way."""
+    statement = {"estimand": CONDITIONAL_ON_REPLY}
+    if terminal is None:
+        return {**statement, "available": False, "reason": NOT_ANALYSED}
+    try:
+        block = selection_analysis(pairs, terminal.frame, config, embedder, terminal.populations, progress=progress)
+    except CausalError as exc:
+        return {**statement, "available": False, "reason": str(exc)}
+    block["warnings"] = list(terminal.notes)
+    unscored = block["counts"]["unscored_terminal"]
+    if unscored:
+        block["warnings"].append(f"{unscored} terminal pairs have no panel empathy yet (some judge has not scored them: "
+                                 "`empathy judge run`, then `empathy export`); they are left out, as if missing at "
+                                 "random")
+    block["input"] = terminal.source
+    return block

@@ -68,3 +68,15 @@ def refuter_evidence(name: str, evidence: dict | None = None) -> str:
         return "Its level and power have not been measured on the bench."
     parts = [f"{case}: fails {entry['failed']:.0%} of {entry['reps']} runs" for case, entry in figures.items()]
     return "Measured on the bench — " + "; ".join(parts) + "."
+
+
+def heterogeneity_evidence(evidence: dict | None = None) -> str:
+    """One sentence: how often the calibration test rejected on the bench's designs, or that it was not run."""
+    evidence = record() if evidence is None else evidence
+    designs = evidence.get("heterogeneity", {}).get("designs", {})
+    if not designs:
+        return "The test's level has not been measured on the bench."
+    parts = [f"{name} ({entry['pairs']:,} pairs): rejected {entry['rejects']:.0%} of {entry['reps']}"
+             for name, entry in designs.items()]
+    return ("Measured on the bench (bench/hte_level.py; null designs: only users differ; power design: a planted "
+            "modifier heterogeneity) — " + "; ".join(parts) + ".")

@@ -72,10 +72,8 @@ def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress:
     semisynthetic = bool(pairs.get("semisynthetic", pd.Series(dtype=bool)).any())
     embedder = causal.Embedder(embedding=config.embedding)
     steps = lambda step, done, total: progress(Step(step, done, total))  # noqa: E731
-    result = causal.estimate_effects(pairs, config, embedder, progress=steps)
     terminal_path = terminal_path or selection.locate_terminal(pairs_path)
-    result.selection = selection.selection_block(pairs, terminal_path, config, embedder, progress)
-    result.provenance = provenance(
+    made_from = provenance(
         inputs={"scored_pairs": pairs_path},
         seeds={"estimate": config.seed},
         input_sha256=file_sha256(pairs_path),
@@ -83,10 +81,11 @@ def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress:
         prompt_versions=recorded.get("prompt_versions", {}),
         config=config.model_dump(),
         upstream=recorded,
-        embeddings={"embedding": embedder.embedding, "model": embedder.model_name, "embedded_now": embedder.embedded},
         semisynthetic=semisynthetic,
         validation=validation_note(recorded),  # one line: validated by which calibration lock, or never
     )
+    result = causal.estimate_effects(pairs, config, embedder, progress=steps,
+                                     terminal=selection.read_terminal(terminal_path), provenance=made_from)
     title = title or ("Semi-synthetic check: planted effect" if semisynthetic
                       else "Effect of empathetic responses on attachment")
     _write_outputs(result, out, semisynthetic, title)

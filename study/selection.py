@@ -128,31 +128,15 @@ def population_sizes(funnel_path: Path) -> dict:
     return {"turn_pairs": turn, "terminal_pairs": (funnel.get("terminal_pairs") or {}).get("kept")}
 
 
-def selection_block(pairs: pd.DataFrame, terminal_path: Path | None, config: causal.CausalConfig,
-                    embedder: causal.Embedder, progress: Progress = quiet) -> dict:
-    """estimates.json's `selection`: the reply effect and Lee bounds where scored terminal pairs exist,
-    else why not; the statement that the main estimand is conditional on a reply either way."""
-    statement = {"estimand": causal.CONDITIONAL_ON_REPLY}
+def read_terminal(terminal_path: Path | None) -> causal.Terminal | None:
+    """The scored terminal pairs at `terminal_path` with their tables' population sizes and the note their
+    export recorded, for the estimate's selection-on-replying analysis (None: there are none)."""
     if terminal_path is None or not terminal_path.exists():
-        return {**statement, "available": False,
-                "reason": "no scored terminal pairs: draw them (`empathy corpus sample-terminal DIR --n N`), judge "
-                          "them (`empathy judge run DIR`) and export (`empathy export DIR`)"}
+        return None
     terminal, recorded = read_scored_pairs(terminal_path)
-    try:
-        block = causal.selection_analysis(pairs, terminal, config, embedder,
-                                          population_sizes(terminal_path.parent / "funnel.json"),
-                                          progress=lambda step: progress(Step(step, 0, 1)))
-    except causal.CausalError as exc:
-        return {**statement, "available": False, "reason": str(exc)}
     note = recorded.get("population_note")
-    block["warnings"] = [note] if note else []
-    unscored = block["counts"]["unscored_terminal"]
-    if unscored:
-        block["warnings"].append(f"{unscored} terminal pairs have no panel empathy yet (some judge has not scored them: "
-                                 "`empathy judge run`, then `empathy export`); they are left out, as if missing at "
-                                 "random")
-    block["input"] = str(terminal_path)
-    return block
+    return causal.Terminal(terminal, population_sizes(terminal_path.parent / "funnel.json"), [note] if note else [],
+                           str(terminal_path))
 
 
 def locate_terminal(pairs_path: Path) -> Path | None:
