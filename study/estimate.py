@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from empathy_study import causal
 from empathy_study.shared import write_json, write_text
 from empathy_study.study import selection
-from empathy_study.study.export import read_scored_pairs, validation_note
+from empathy_study.study.export import validation_note
 from empathy_study.study.progress import Progress, Step, quiet
-from empathy_study.study.provenance import file_sha256, provenance
+from empathy_study.study.provenance import file_sha256, provenance, read_scored_pairs
 from empathy_study.study.workspace import StudyError, Workspace
 
 OUTPUTS = ("estimates.json", "estimates.csv", "matched_pairs.csv", "report.html")

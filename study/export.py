@@ -6,23 +6,19 @@ The file carries its own provenance in the Parquet metadata, read back by `empat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from empathy_study import judge
-from empathy_study.shared import CONSTRUCTS, atomic_path, read_frame
+from empathy_study.shared import CONSTRUCTS
 from empathy_study.study import calibrate
 from empathy_study.study.annotate import gold_columns
 from empathy_study.study.judging import load_sample, scored_counts
-from empathy_study.study.provenance import provenance
+from empathy_study.study.provenance import provenance, write_with_provenance
+from empathy_study.study.selection import export_terminal
 from empathy_study.study.workspace import Workspace
-
-TABLE_METADATA_KEY = b"empathy_study"
 
 
 def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
@@ -76,15 +72,6 @@ class ExportResult:
     terminal: Path | None = None  # scored_terminal_pairs.parquet, written when a terminal sample exists
 
 
-def write_with_provenance(table: pd.DataFrame, record: dict, path: Path) -> None:
-    """Write `table` as Parquet with how it was made in the file's own metadata."""
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
-                                           TABLE_METADATA_KEY: json.dumps(record, default=str).encode()})
-    with atomic_path(path) as staged:
-        pq.write_table(arrow, staged)
-
-
 def export(study: Workspace) -> ExportResult:
     """Write DIR/scored_pairs.parquet, the input of `empathy estimate`."""
     table, made_from = scored_pairs(study)
@@ -92,18 +79,7 @@ def export(study: Workspace) -> ExportResult:
               **({"calibration": study.calibration} if study.calibration.exists() else {})}
     record = provenance(inputs=inputs, **made_from)
     write_with_provenance(table, record, study.scored_pairs)
-    from empathy_study.study.selection import export_terminal  # imports this module's neighbours
-
     return ExportResult(table, record, study.scored_pairs, export_terminal(study))
-
-
-def read_scored_pairs(path: Path) -> tuple[pd.DataFrame, dict]:
-    """A scored-pairs file (Parquet or CSV) and the provenance its writer recorded, if any."""
-    frame = read_frame(path)
-    if path.suffix.lower() == ".csv":
-        return frame, {}
-    meta = (pq.read_schema(path).metadata or {}).get(TABLE_METADATA_KEY)
-    return frame, (json.loads(meta) if meta else {})
 
 
 def validation_record(entry: dict, lock_hash: str) -> dict:

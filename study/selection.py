@@ -17,10 +17,9 @@ import pandas as pd
 from empathy_study import causal, corpus, judge
 from empathy_study.shared import write_json, write_parquet
 from empathy_study.study import calibrate
-from empathy_study.study.export import read_scored_pairs, write_with_provenance
 from empathy_study.study.judging import TERMINAL_COLUMNS, load_terminal_sample
 from empathy_study.study.progress import Progress, Step, quiet
-from empathy_study.study.provenance import provenance
+from empathy_study.study.provenance import provenance, read_scored_pairs, write_with_provenance
 from empathy_study.study.workspace import Workspace
 
 TERMINAL_STRATA = ("model", "turn_bucket")  # topics are fitted on the turn-pair sample's prompts only

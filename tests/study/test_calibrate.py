@@ -11,7 +11,8 @@ import pytest
 
 from empathy_study import annotation, judge, study
 from empathy_study.study import calibrate
-from empathy_study.study.export import read_scored_pairs, validation_note
+from empathy_study.study.export import validation_note
+from empathy_study.study.provenance import read_scored_pairs
 from empathy_study.study.workspace import StudyError, Workspace
 from tests.study.conftest import make_simulated
 
