@@ -43,7 +43,17 @@ from ._rubric import (
     swap_check_rubrics,
 )
 from ._schema import Judgment, JudgmentRecord, Score
-from ._scores import current_judgments, first_draws, judge_scores, of_panel, panel_scores, records_frame
+from ._scores import (
+    SCORE_COLUMNS,
+    VERSION_SCORE_COLUMNS,
+    current_judgments,
+    first_draws,
+    judge_scores,
+    of_panel,
+    panel_scores,
+    records_frame,
+    version_scores,
+)
 
 __all__ = [
     "BATCHES_FILE", "Batch", "BatchLedger", "BatchReport", "batch_price_per_token", "batch_target", "hold_in_flight", "poll_batches",
@@ -53,6 +63,6 @@ __all__ = [
     "current_judgments", "default_panel", "dry_run", "first_draws", "is_sentence", "judge_matrix", "judge_report",
     "judge_scores", "judge_warnings", "load_rubric", "main_tasks", "of_panel", "open_endpoints", "panel_scores",
     "panel_seconds", "plan_panel", "records_frame", "render_messages", "retest_matrices", "rubric_bytes", "run_panel",
-    "scale_text", "study_rubrics", "swap_check_rubrics",
+    "scale_text", "study_rubrics", "swap_check_rubrics", "SCORE_COLUMNS", "VERSION_SCORE_COLUMNS", "version_scores",
     "swap_tasks",
 ]

@@ -23,7 +23,9 @@ import pyarrow.parquet as pq
 from empathy_study import judge
 from empathy_study.annotation import AgreementError
 from empathy_study.annotation import calibration as stats
-from empathy_study.shared import write_json, write_parquet, write_text
+from empathy_study.shared import write_json, write_text
+from empathy_study.study import labels as labels_of
+from empathy_study.study.judging import read_judgments
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import provenance
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
@@ -31,10 +33,8 @@ from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 LOCK_SCHEMA = 1
 PANEL = "panel"
 SOURCES = ("score", "expected_score")
-UNKNOWN_VERSION = "unknown"
 _JUDGMENT_COLUMNS = ["pair_id", "construct", "judge", "model", "temperature", "prompt_version", "sample_index",
                      "score", "expected_score", "rationale", "cost_usd", "error"]
-_CACHE = ".cache"
 _KEY_COLUMNS = ("pair_id", "construct", "judge", "model", "prompt_version")
 
 
@@ -42,47 +42,10 @@ _KEY_COLUMNS = ("pair_id", "construct", "judge", "model", "prompt_version")
 
 
 def judgments_frame(study: Workspace) -> pd.DataFrame:
-    """Every record of the judgment log as a frame.
-
-    The log only grows, so a parsed copy is kept in `DIR/.cache/` with the byte offset it covers and
-    the hash of those bytes: the next read parses only what was appended since (a log that was
-    rewritten instead is parsed again from the start).
-    """
-    path = study.judgments
-    if not path.exists():
-        return pd.DataFrame(columns=_JUDGMENT_COLUMNS)
-    cache, meta_path = study.root / _CACHE / "judgments.parquet", study.root / _CACHE / "judgments.json"
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1  # a torn last line is left for the next read
-    head = None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta["offset"] <= end and hashlib.sha256(data[:meta["offset"]]).hexdigest() == meta["sha256"]:
-            head, start = pd.read_parquet(cache), meta["offset"]
-    except (OSError, ValueError, KeyError):
-        head = None
-    if head is None:
-        records = judge.JudgmentLog(path).read().records
-        frame = judge.records_frame(records)[_JUDGMENT_COLUMNS]
-    else:
-        tail = []
-        for line in data[start:end].splitlines():
-            if line.strip():
-                try:
-                    tail.append(judge.JudgmentRecord.model_validate_json(line))
-                except ValueError:
-                    continue  # a torn line (a run killed mid-write), as the log's own reader skips it
-        frame = head if not tail else pd.concat([head, judge.records_frame(tail)[_JUDGMENT_COLUMNS]],
-                                                ignore_index=True)
-    frame = frame.astype({column: "category" for column in _KEY_COLUMNS})  # few distinct values: fast groupbys
-    if head is None or len(frame) != len(head):
-        try:
-            cache.parent.mkdir(exist_ok=True)
-            write_parquet(cache, frame)
-            write_json(meta_path, {"offset": end, "sha256": hashlib.sha256(data[:end]).hexdigest()})
-        except OSError:
-            pass  # a read-only study is still readable
-    return frame
+    """Every record of the judgment log (`study.judging.read_judgments`: parsed once, then extended by
+    what was appended), its key columns as categories (few distinct values: fast groupbys)."""
+    frame = read_judgments(study)[_JUDGMENT_COLUMNS]
+    return frame.astype({column: "category" for column in _KEY_COLUMNS})
 
 
 def panel_judgments(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
@@ -93,54 +56,6 @@ def panel_judgments(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         return frame
     kept = judge.of_panel(frame[identity].drop_duplicates(), config.judges)
     return frame.merge(kept, on=identity, how="inner")
-
-
-def version_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per pair × construct × judge × rubric version: mean score and expected score over the
-    successful samples, how many items failed for good, and what the calls cost."""
-    keys = ["pair_id", "construct", "judge", "prompt_version"]
-    group = {"observed": True, "sort": False, "as_index": False}
-    ok = frame[frame["score"].notna()].drop_duplicates([*keys, "sample_index"], keep="last")
-    scores = ok.groupby(keys, **group).agg(score=("score", "mean"), expected_score=("expected_score", "mean"))
-    items = frame.drop_duplicates([*keys, "sample_index"])[[*keys, "sample_index"]]
-    done = ok[[*keys, "sample_index"]].assign(_ok=True)
-    items = items.merge(done, on=[*keys, "sample_index"], how="left")
-    items["failed"] = items["_ok"].isna()
-    per_pair = items.groupby(keys, **group).agg(items=("failed", "size"), failed=("failed", "sum"))
-    cost = frame.groupby(keys, **group).agg(cost_usd=("cost_usd", "sum"))  # NaN (unpriced) counts 0
-    table = per_pair.merge(cost, on=keys).merge(scores, on=keys, how="left")
-    return table.astype({k: str for k in keys})
-
-
-def annotation_versions(study: Workspace) -> dict[str, str]:
-    """The rubric version per construct that the annotation state says annotators were shown, if recorded."""
-    if not study.annotation_state.exists():
-        return {}
-    state = json.loads(study.annotation_state.read_text())
-    recorded = state.get("prompt_versions") or state.get("prompt_version") or {}
-    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
-
-
-def gold_labels(study: Workspace, sample_ids: set[str]) -> pd.DataFrame:
-    """Blind labels of sampled pairs (the audit: gold), with the rubric version the annotators saw.
-
-    Labels without a recorded version take the one in the annotation state, else "unknown": labels
-    made under different texts are never pooled.
-    """
-    columns = ["pair_id", "construct", "annotator", "score", "prompt_version"]
-    if not study.labels.exists():
-        return pd.DataFrame(columns=columns)
-    labels = pd.read_parquet(study.labels)
-    in_sample = pd.Index(list(sample_ids)).get_indexer(labels["pair_id"]) >= 0
-    labels = labels[(labels["mode"] == "blind").to_numpy() & in_sample & labels["score"].notna().to_numpy()].copy()
-    labels["prompt_version"] = (labels["prompt_version"] if "prompt_version" in labels.columns else None)
-    labels["prompt_version"] = labels["prompt_version"].astype(object)
-    fallback = annotation_versions(study)
-    missing = labels["prompt_version"].isna()
-    labels.loc[missing, "prompt_version"] = labels.loc[missing, "construct"].map(fallback).astype(object).fillna(
-        UNKNOWN_VERSION)
-    labels["score"] = labels["score"].astype(float)
-    return labels[columns].reset_index(drop=True)
 
 
 @dataclass
@@ -167,8 +82,8 @@ class CalibrationData:
     config: StudyConfig
     sample: pd.DataFrame  # indexed by pair_id
     judgments: pd.DataFrame  # the panel's judges (any rubric version)
-    scores: pd.DataFrame  # `version_scores` of `judgments`
-    labels: pd.DataFrame  # blind gold labels
+    scores: pd.DataFrame  # `judge.version_scores` of `judgments`
+    labels: pd.DataFrame  # blind labels of sampled pairs under every rubric version (`study.labels.blind`)
     versions: dict[str, str]  # the study's current rubric version per construct
     rubrics: dict[str, judge.Rubric]
     lock: dict | None
@@ -206,21 +121,23 @@ class CalibrationData:
         return {str(row["pair_id"]): {c: str(row.get(c) or "") for c in TEXTS} for row in frame.to_dict("records")}
 
     def label_versions(self, construct: str) -> list[str]:
-        """Rubric versions under which gold labels of the construct exist, most labels first."""
-        counts = self.labels.loc[self.labels["construct"] == construct, "prompt_version"].value_counts()
-        return [str(v) for v in counts.index]
+        """Rubric versions under which gold labels of the construct exist: the current one first (the
+        gold `empathy export` writes), then the others, most labels first."""
+        versions = labels_of.versions_of(self.labels, construct)
+        current = self.versions[construct]
+        return [current, *(v for v in versions if v != current)] if current in versions else versions
 
     def gold(self, construct: str, label_version: str | None = None) -> Gold:
+        """The gold labels of a construct under a rubric version: by default the study's current one
+        (as exported), or — when no label was made under it — the version with the most labels."""
         versions = self.label_versions(construct)
-        label_version = label_version or (versions[0] if versions else UNKNOWN_VERSION)
+        label_version = label_version or (versions[0] if versions else self.versions[construct])
         key = (construct, label_version)
         if key not in self._gold:
+            units, annotators, humans = labels_of.gold_matrix(self.labels, construct, label_version)
             own = self.labels[self.labels["construct"] == construct]
-            chosen = own[own["prompt_version"] == label_version]
-            wide = chosen.pivot_table(index="annotator", columns="pair_id", values="score", aggfunc="last")
             others = own[own["prompt_version"] != label_version]["prompt_version"].value_counts()
-            self._gold[key] = Gold(construct, label_version, [str(c) for c in wide.columns],
-                                   [str(a) for a in wide.index], wide.to_numpy(dtype=float),
+            self._gold[key] = Gold(construct, label_version, units, annotators, humans,
                                    {str(k): int(v) for k, v in others.items()})
         return self._gold[key]
 
@@ -271,10 +188,10 @@ def load(study: Workspace) -> CalibrationData:
     sample = read_sample(study)
     frame = panel_judgments(judgments_frame(study), config)
     frame = frame[sample.index.get_indexer(frame["pair_id"]) >= 0]
-    labels = gold_labels(study, set(sample.index))
+    labels = labels_of.blind(labels_of.read_labels(study), sample.index)
     rubrics = config.rubrics()
     simulated = json.loads(study.simulation.read_text()) if study.simulation.exists() else None
-    return CalibrationData(study, config, sample, frame.reset_index(drop=True), version_scores(frame), labels,
+    return CalibrationData(study, config, sample, frame.reset_index(drop=True), judge.version_scores(frame), labels,
                            {c: r.version for c, r in rubrics.items()}, rubrics, read_lock(study), simulated)
 
 
@@ -319,12 +236,12 @@ def overview(data: CalibrationData, construct: str, label_version: str | None = 
     pairs = data.rater_versions(construct)
     for name, version in pairs:
         this = own[(own["judge"] == name) & (own["prompt_version"] == version)]
-        items = int(this["items"].sum())
+        items = int(this["n_ok"].sum() + this["n_failed"].sum())
         vector = data.judge_vector(construct, name, version, gold.units)
         rows.append(OverviewRow(
             name, version, version == data.versions[construct], (name, version) in locked_keys,
             stats.rater_figures(vector, gold.humans, high, low, boot=boot, seed=seed),
-            float(this["failed"].sum() / items) if items else None,
+            float(this["n_failed"].sum() / items) if items else None,
             float(this["cost_usd"].sum() / len(this) * 1000) if len(this) else None,
             int(this["score"].notna().sum())))
         if boot:
@@ -336,12 +253,12 @@ def overview(data: CalibrationData, construct: str, label_version: str | None = 
                 continue
             vector = data.panel_vector(construct, version, gold.units)
             members = own[(own["prompt_version"] == version) & own["judge"].isin(data.judges)]
-            items = int(members["items"].sum())
+            items = int(members["n_ok"].sum() + members["n_failed"].sum())
             whole = data.panel_vector(construct, version, list(data.sample.index))
             row = OverviewRow(PANEL, version, version == data.versions[construct],
                               bool(locked) and {(n, version) for n in data.judges} == locked_keys,
                               stats.rater_figures(vector, gold.humans, high, low, boot=boot, seed=seed),
-                              float(members["failed"].sum() / items) if items else None,
+                              float(members["n_failed"].sum() / items) if items else None,
                               float(members["cost_usd"].sum() / max(members["pair_id"].nunique(), 1) * 1000),
                               int(np.sum(~np.isnan(whole))))
             if boot:
@@ -543,8 +460,7 @@ def calibrated_panel(frame: pd.DataFrame, config: StudyConfig, lock_data: dict) 
     a value, as the raw panel mean does.
     """
     panel = {j.name: j for j in config.judges}
-    scores = version_scores(panel_judgments(frame, config)) if not frame.empty else \
-        pd.DataFrame(columns=["pair_id", "construct", "judge", "prompt_version", "score", "expected_score"])
+    scores = judge.version_scores(panel_judgments(frame, config))
     out, applied = None, {}
     for construct, entry in lock_data.get("constructs", {}).items():
         columns = []

@@ -14,27 +14,27 @@ import pandas as pd
 from empathy_study import judge
 from empathy_study.shared import CONSTRUCTS
 from empathy_study.study import calibrate
-from empathy_study.study.annotate import gold_columns
-from empathy_study.study.judging import load_sample, scored_counts
+from empathy_study.study.judging import load_sample, read_judgments, scored_counts
+from empathy_study.study.labels import gold_columns
 from empathy_study.study.provenance import provenance, write_with_provenance
 from empathy_study.study.selection import export_terminal
 from empathy_study.study.workspace import Workspace
 
 
-def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
-    """The joined table and what it was made from."""
+def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+    """The joined table and what it was made from (`judgments`: the log's frame, if already read)."""
     config = study.config()
     sample = load_sample(study)
     versions = config.judged_versions()  # the study's constructs and the checks it opted in to
-    records = judge.JudgmentLog(study.judgments).read().records if study.judgments.exists() else []
-    scores = judge.judge_scores(records, config.judges, versions)
+    judgments = read_judgments(study) if judgments is None else judgments
+    scores = judge.judge_scores(judgments, config.judges, versions)
     panel = [j.name for j in config.judges]
     controls = [c for c in judge.CONTROLS if c in versions]  # e.g. prompt_attachment: a column of its own
     table = sample.merge(judge.panel_scores(scores, panel, [*CONSTRUCTS, *controls]), on="pair_id", how="left")
     lock = calibrate.read_lock(study)
     validated: dict[str, dict | None] = {c: None for c in CONSTRUCTS}
     if lock and lock.get("constructs"):
-        calibrated, applied = calibrate.calibrated_panel(judge.records_frame(records), config, lock)
+        calibrated, applied = calibrate.calibrated_panel(judgments, config, lock)
         lock_hash = calibrate.lock_sha256(study)
         for construct, entry in applied.items():
             # The raw panel mean stays beside the calibrated score it was replaced by.
@@ -44,7 +44,7 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
             validated[construct] = validation_record(entry, lock_hash)
     for construct in [*CONSTRUCTS, *controls]:
         table[f"{construct}_judges"] = table[f"{construct}_judges"].fillna(0).astype(int)
-    gold = gold_columns(study, sample)
+    gold = gold_columns(study, sample, config.prompt_versions(), config.annotation.audit_rate)
     if gold is not None:
         table = table.merge(gold, on="pair_id", how="left")
     made_from = {
@@ -74,12 +74,13 @@ class ExportResult:
 
 def export(study: Workspace) -> ExportResult:
     """Write DIR/scored_pairs.parquet, the input of `empathy estimate`."""
-    table, made_from = scored_pairs(study)
+    judgments = read_judgments(study)
+    table, made_from = scored_pairs(study, judgments)
     inputs = {"sample": study.sample, **({"judgments": study.judgments} if study.judgments.exists() else {}),
               **({"calibration": study.calibration} if study.calibration.exists() else {})}
     record = provenance(inputs=inputs, **made_from)
     write_with_provenance(table, record, study.scored_pairs)
-    return ExportResult(table, record, study.scored_pairs, export_terminal(study))
+    return ExportResult(table, record, study.scored_pairs, export_terminal(study, judgments))
 
 
 def validation_record(entry: dict, lock_hash: str) -> dict:

@@ -21,6 +21,12 @@ def load_sample(study: Workspace) -> pd.DataFrame:
     return corpus.read_table(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
 
 
+def read_judgments(study: Workspace) -> pd.DataFrame:
+    """The study's judgment log as a frame (`judge.JudgmentLog.frame`), its parsed copy kept in
+    DIR/.cache/ so the next reader parses only what was appended."""
+    return judge.JudgmentLog(study.judgments).frame(study.judgments_cache)
+
+
 def load_terminal_sample(study: Workspace) -> pd.DataFrame | None:
     """The judged sample of terminal pairs (selection on replying), where one was drawn."""
     if not study.terminal_sample.exists():
@@ -176,8 +182,8 @@ class ScoresResult:
 def export_scores(study: Workspace) -> ScoresResult:
     """scores.parquet: the current panel's judgments, per pair × construct × judge."""
     config = study.config()
-    log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
-    scores = judge.judge_scores(log.read().records, config.judges, config.judged_versions())
+    study.require(study.judgments, f"empathy judge run {study.root}")
+    scores = judge.judge_scores(read_judgments(study), config.judges, config.judged_versions())
     write_parquet(study.scores, scores)
     return ScoresResult(scores, study.scores, scored_counts(scores))
 
@@ -194,13 +200,14 @@ def report_judges(study: Workspace, boot: int = 200, seed: int = 0) -> dict:
     """judge_report.json: failures, distributions, length bias, response leakage, usage — and the
     judge–judge and test–retest agreement, computed with annotation's one agreement implementation."""
     config = study.config()
-    records = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}")).read().records
+    study.require(study.judgments, f"empathy judge run {study.root}")
+    frame = read_judgments(study)
     shown, swapped = judge.swap_check_rubrics(config.rubrics_dir)
     versions_now = config.prompt_versions()
-    report = judge.judge_report(records, load_sample(study), config.judges, versions_now,
+    report = judge.judge_report(frame, load_sample(study), config.judges, versions_now,
                                 (shown.version, swapped.version))
     if "note" not in report:
-        current = judge.current_judgments(judge.records_frame(records), config.judges, versions_now)
+        current = judge.current_judgments(frame, config.judges, versions_now)
         report["judge_judge"] = {}
         for construct in sorted(current["construct"].unique()):
             matrix = judge.judge_matrix(current, construct)

@@ -247,6 +247,11 @@ class Workspace:
         return self.root / LOG_FILE
 
     @property
+    def judgments_cache(self) -> Path:
+        """The parsed copy of the judgment log (`judge.JudgmentLog.frame`); safe to delete."""
+        return self.root / ".cache" / "judgments.parquet"
+
+    @property
     def scores(self) -> Path:
         return self.root / "scores.parquet"
 
