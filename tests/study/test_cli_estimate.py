@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from empathy_study import causal
 from empathy_study.study.cli import app
+from empathy_study.study.workspace import Workspace
 
 runner = CliRunner()
 
@@ -36,9 +37,10 @@ def estimated_study(scored_file, tmp_path_factory):
     frame.to_parquet(study / "scored_pairs.parquet")
     audited = frame[frame["empathy_gold"].notna()]
     start = pd.Timestamp("2026-01-01", tz="UTC")
+    versions = Workspace(study).config().prompt_versions()  # labels made under the study's rubric
     labels = pd.DataFrame([
         {"pair_id": p, "construct": c, "annotator": "annotator-a", "score": 4, "mode": "blind", "annotation_id": i,
-         "updated_at": start + pd.Timedelta(hours=i)}  # one label an hour: 24 a day
+         "updated_at": start + pd.Timedelta(hours=i), "prompt_version": versions[c]}  # one label an hour: 24 a day
         for i, (p, c) in enumerate((p, c) for p in audited["pair_id"] for c in ("empathy", "attachment"))])
     labels.to_parquet(study / "labels.parquet")
     result = runner.invoke(app, ["estimate", str(study), "--bootstrap", "100"], catch_exceptions=False)
