@@ -2,13 +2,12 @@
 
 `load` reads a study once (sample, every judgment of the panel's judges under every rubric
 version, blind audit labels, the lock); `overview`, `disagreements` and `fit` compute what the
-calibration app shows, with the statistics in `annotation.calibration`; `lock` writes
-`DIR/calibration.json`, which `empathy export` applies (`calibrated_panel`).
+calibration app shows, with the statistics in `annotation.calibration`; `lock` hands a fit with its
+evidence to `study.lock`, which writes `DIR/calibration.json` (and `empathy export` applies).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import threading
@@ -23,14 +22,14 @@ import pyarrow.parquet as pq
 from empathy_study import judge
 from empathy_study.annotation import AgreementError
 from empathy_study.annotation import calibration as stats
-from empathy_study.shared import write_json, write_text
+from empathy_study.shared import write_text
 from empathy_study.study import labels as labels_of
 from empathy_study.study.judging import read_judgments
+from empathy_study.study.lock import entry as lock_entry
+from empathy_study.study.lock import read_lock, write_lock
 from empathy_study.study.progress import Progress, Step, quiet
-from empathy_study.study.provenance import provenance
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
-LOCK_SCHEMA = 1
 PANEL = "panel"
 SOURCES = ("score", "expected_score")
 _JUDGMENT_COLUMNS = ["pair_id", "construct", "judge", "model", "temperature", "prompt_version", "sample_index",
@@ -384,36 +383,17 @@ def fit(data: CalibrationData, construct: str, judges: list[str], *, version: st
 # ---------------------------------------------------------------------------------------------- the lock
 
 
-def read_lock(study: Workspace) -> dict | None:
-    if not study.calibration.exists():
-        return None
-    try:
-        lock = json.loads(study.calibration.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise StudyError(f"{study.calibration} is not valid JSON: {exc}") from exc
-    if lock.get("schema_version") != LOCK_SCHEMA:
-        raise StudyError(f"{study.calibration} has lock schema {lock.get('schema_version')}, this version reads "
-                         f"{LOCK_SCHEMA}")
-    return lock
-
-
 def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, now: datetime | None = None) -> Path:
-    """Write the calibration of one construct into DIR/calibration.json (other constructs' locks stay),
-    with its evidence: held-out figures with bootstrap intervals, the ceiling gap, n, the date."""
-    study = data.study
+    """Lock the calibration of one construct (`study.lock`): the fit again with `boot` bootstrap draws
+    for the evidence — held-out figures with intervals, the ceiling gap, n, the date."""
     identity = {j.name: j for j in data.config.judges}
     evidence_fit = fit(data, result.construct, result.judges, version=result.version, source=result.source,
                        how=result.how, label_version=result.label_version, folds=result.folds, seed=result.seed,
                        boot=boot) if boot else result
-    final = evidence_fit.cross.final
-    entry = {
-        "judges": [{"name": name, "model": identity[name].model, "temperature": float(identity[name].temperature),
-                    "rubric_version": result.version, "source": result.source, "map": final.maps[j].to_json()}
-                   for j, name in enumerate(result.judges)],
-        "aggregate": {"how": result.how,
-                      "weights": dict(zip(result.judges, map(float, final.weights))) if final.weights is not None else None},
-        "evidence": {
-            "locked_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+    locked = lock_entry(
+        judges=[identity[name] for name in result.judges], version=result.version, source=result.source,
+        final=evidence_fit.cross.final, how=result.how, locked_at=now or datetime.now(timezone.utc),
+        evidence={
             "simulated": bool(data.simulated),
             "label_version": result.label_version,
             "n_gold": len(result.units),
@@ -421,74 +401,15 @@ def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, no
             "annotators": data.gold(result.construct, result.label_version).annotators,
             "folds": result.folds, "seed": result.seed, "bootstrap": boot,
             "grouped_by": "user_id",
-            "before": _json_figures(evidence_fit.before),
-            "after_held_out": _json_figures(evidence_fit.after),
+            "before": evidence_fit.before,
+            "after_held_out": evidence_fit.after,
             "ceiling": evidence_fit.ceiling,
             "coverage": {"scored": result.coverage[0], "sample": result.coverage[1]},
             "arm_change": result.arm_change,
             "treatment_rule": {"high": data.rule[0], "low": data.rule[1]},
-        },
-    }
-    current = read_lock(study) or {"schema_version": LOCK_SCHEMA, "constructs": {}}
-    current["constructs"][result.construct] = entry
-    current["simulated"] = bool(data.simulated) or any(c["evidence"]["simulated"] for c in current["constructs"].values())
-    current["provenance"] = provenance(inputs={"labels": study.labels, "judgments": study.judgments})
-    write_json(study.calibration, current)
-    data.lock = current
-    return study.calibration
-
-
-def _json_figures(figures: dict[str, dict]) -> dict:
-    return {name: {k: v for k, v in f.items()} for name, f in figures.items()}
-
-
-def unlock(study: Workspace, construct: str) -> bool:
-    current = read_lock(study)
-    if not current or construct not in current["constructs"]:
-        return False
-    del current["constructs"][construct]
-    write_json(study.calibration, current)
-    return True
-
-
-def calibrated_panel(frame: pd.DataFrame, config: StudyConfig, lock_data: dict) -> tuple[pd.DataFrame, dict]:
-    """Apply a lock to the judgment records: pair_id → `<construct>`, `<construct>_judges` for each
-    locked construct, and what was applied.
-
-    Only judgments of the locked judges (same name, model and temperature as in the panel now) under
-    the locked rubric version count; a pair gets a calibrated score only where every locked judge has
-    a value, as the raw panel mean does.
-    """
-    panel = {j.name: j for j in config.judges}
-    scores = judge.version_scores(panel_judgments(frame, config))
-    out, applied = None, {}
-    for construct, entry in lock_data.get("constructs", {}).items():
-        columns = []
-        for locked in entry["judges"]:
-            now = panel.get(locked["name"])
-            if now is None or now.model != locked["model"] or float(now.temperature) != locked["temperature"]:
-                raise StudyError(f"the calibration lock of {construct} names judge {locked['name']} "
-                                 f"({locked['model']}, temperature {locked['temperature']}), which is not in the "
-                                 "panel of study.toml as locked: lock again in `empathy calibrate` or remove "
-                                 "calibration.json")
-            own = scores[(scores["construct"] == construct) & (scores["judge"] == locked["name"])
-                         & (scores["prompt_version"] == locked["rubric_version"])]
-            mapped = stats.IsotonicMap.from_json(locked["map"]).apply(own[locked["source"]].to_numpy(dtype=float))
-            columns.append(pd.Series(mapped, index=own["pair_id"].to_numpy(), name=locked["name"]))
-        wide = pd.concat(columns, axis=1)
-        weights = entry["aggregate"]["weights"]
-        complete = wide.notna().all(axis=1)
-        values = stats.aggregate(wide[complete].to_numpy(), entry["aggregate"]["how"],
-                                 [weights[n] for n in wide.columns] if weights else None)
-        result = pd.DataFrame({"pair_id": wide.index, construct: np.nan, f"{construct}_judges": wide.notna().sum(axis=1).to_numpy()})
-        result.loc[complete.to_numpy(), construct] = values
-        out = result if out is None else out.merge(result, on="pair_id", how="outer")
-        applied[construct] = entry
-    return (out if out is not None else pd.DataFrame(columns=["pair_id"])), applied
-
-
-def lock_sha256(study: Workspace) -> str:
-    return hashlib.sha256(study.calibration.read_bytes()).hexdigest()
+        })
+    data.lock = write_lock(data.study, result.construct, locked)
+    return data.study.calibration
 
 
 # ---------------------------------------------------------------------------------------------- rubric copies

@@ -13,9 +13,9 @@ import pandas as pd
 
 from empathy_study import judge
 from empathy_study.shared import CONSTRUCTS
-from empathy_study.study import calibrate
 from empathy_study.study.judging import load_sample, read_judgments, scored_counts
 from empathy_study.study.labels import gold_columns
+from empathy_study.study.lock import apply_lock, lock_sha256, read_lock, validation_record
 from empathy_study.study.provenance import provenance, write_with_provenance
 from empathy_study.study.selection import export_terminal
 from empathy_study.study.workspace import Workspace
@@ -31,11 +31,11 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
     panel = [j.name for j in config.judges]
     controls = [c for c in judge.CONTROLS if c in versions]  # e.g. prompt_attachment: a column of its own
     table = sample.merge(judge.panel_scores(scores, panel, [*CONSTRUCTS, *controls]), on="pair_id", how="left")
-    lock = calibrate.read_lock(study)
+    lock = read_lock(study)
     validated: dict[str, dict | None] = {c: None for c in CONSTRUCTS}
     if lock and lock.get("constructs"):
-        calibrated, applied = calibrate.calibrated_panel(judgments, config, lock)
-        lock_hash = calibrate.lock_sha256(study)
+        calibrated, applied = apply_lock(judgments, config, lock)
+        lock_hash = lock_sha256(study)
         for construct, entry in applied.items():
             # The raw panel mean stays beside the calibrated score it was replaced by.
             table[f"{construct}_raw"] = table[construct]
@@ -81,25 +81,6 @@ def export(study: Workspace) -> ExportResult:
     record = provenance(inputs=inputs, **made_from)
     write_with_provenance(table, record, study.scored_pairs)
     return ExportResult(table, record, study.scored_pairs, export_terminal(study, judgments))
-
-
-def validation_record(entry: dict, lock_hash: str) -> dict:
-    """What scored_pairs.parquet says about a construct's validated scores: which lock, judges, evidence."""
-    evidence = entry["evidence"]
-    after = evidence["after_held_out"].get("panel", {})
-    return {
-        "lock_sha256": lock_hash,
-        "locked_at": evidence["locked_at"],
-        "simulated": evidence["simulated"],
-        "judges": [{k: j[k] for k in ("name", "model", "temperature", "rubric_version", "source")} for j in entry["judges"]],
-        "aggregate": entry["aggregate"],
-        "n_gold": evidence["n_gold"],
-        "label_version": evidence["label_version"],
-        "alpha_held_out": after.get("alpha"),
-        "alpha_ci": after.get("ci"),
-        "mae_held_out": after.get("mae"),
-        "ceiling": evidence["ceiling"],
-    }
 
 
 def validation_note(recorded: dict) -> str:

@@ -16,8 +16,8 @@ import pandas as pd
 
 from empathy_study import causal, corpus, judge
 from empathy_study.shared import write_json, write_parquet
-from empathy_study.study import calibrate
 from empathy_study.study.judging import TERMINAL_COLUMNS, load_terminal_sample, read_judgments
+from empathy_study.study.lock import apply_lock, lock_sha256, read_lock
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import provenance, read_scored_pairs, write_with_provenance
 from empathy_study.study.workspace import Workspace
@@ -86,15 +86,15 @@ def scored_terminal_pairs(study: Workspace, judgments: pd.DataFrame | None = Non
     scores = judge.judge_scores(judgments, config.judges, versions)
     panel = [j.name for j in config.judges]
     table = terminal.merge(judge.panel_scores(scores, panel, ["empathy"]), on="pair_id", how="left")
-    lock = calibrate.read_lock(study)
+    lock = read_lock(study)
     validated = None
     if lock and "empathy" in lock.get("constructs", {}):
-        calibrated, applied = calibrate.calibrated_panel(judgments, config,
+        calibrated, applied = apply_lock(judgments, config,
                                                          {**lock, "constructs": {"empathy": lock["constructs"]["empathy"]}})
         table["empathy_raw"] = table["empathy"]
         table = table.drop(columns=["empathy", "empathy_judges"]).merge(
             calibrated[["pair_id", "empathy", "empathy_judges"]], on="pair_id", how="left")
-        validated = calibrate.lock_sha256(study)
+        validated = lock_sha256(study)
     table["empathy_judges"] = table["empathy_judges"].fillna(0).astype(int)
     made_from = {"prompt_versions": {"empathy": versions["empathy"]}, "rows": int(len(table)),
                  "judged": {"empathy": int(table["empathy"].notna().sum())},
