@@ -8,6 +8,7 @@ from ._batch import (
     batch_price_per_token,
     batch_target,
     hold_in_flight,
+    split_budget,
     within_budget,
 )
 from ._batch import poll as poll_batches
@@ -57,7 +58,7 @@ from ._scores import (
 
 __all__ = [
     "BATCHES_FILE", "Batch", "BatchLedger", "BatchReport", "batch_price_per_token", "batch_target", "hold_in_flight", "poll_batches",
-    "submit_batches", "within_budget",
+    "split_budget", "submit_batches", "within_budget",
     "CONSTRUCTS", "CONTROLS", "control_rubrics", "DryRunLine", "EXPECTED_TOKENS_OUT", "JudgePlan", "Judgment", "JudgmentLog", "JudgmentRecord", "JudgeConfig", "JudgeError",
     "JudgeSettings", "LOG_FILE", "LogState", "RUNS_FILE", "Rubric", "RunSummary", "Score", "Task",
     "current_judgments", "default_panel", "dry_run", "first_draws", "is_sentence", "judge_matrix", "judge_report",
