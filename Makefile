@@ -18,7 +18,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # llama-cpp-python compiles from source; a native build dies with "invalid opcode" on these CPUs.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup labelstudio-setup demo test lint bench lock labelstudio labelstudio-annotator labelstudio-stop clean
+.PHONY: setup labelstudio-setup demo test lint docs bench lock labelstudio labelstudio-annotator labelstudio-stop clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ test: setup labelstudio-setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# docs/configuration.md is rendered from the configuration models' field descriptions (a test checks it is current).
+docs: setup
+	$(BIN)/python -c 'from empathy_study.study.config import reference; print(reference(), end="")' > docs/configuration.md
 
 bench: setup
 	$(BIN)/python bench/corpus_scale.py

@@ -153,7 +153,7 @@ def classify_judges(study: Workspace, names: Collection[str] | None = None) -> l
     """Who runs the judge pass: the named judges of the study's panel (`names`, else `[corpus]
     judges`), or, when none is named, the embedded local judge."""
     config = study.config()
-    names = list(names) if names else list(config.corpus.judges)
+    names = list(names) if names else list(config.corpus.classify_judges)
     if not names:
         return judge.default_panel()
     panel = {j.name: j for j in config.judges}
