@@ -32,6 +32,8 @@ from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 PANEL = "panel"
 SOURCES = ("score", "expected_score")
+AGGREGATES = stats.AGGREGATES  # how a panel's calibrated scores are combined
+CLASSES = stats.CLASSES  # the treatment classes of the confusion matrices
 _JUDGMENT_COLUMNS = ["pair_id", "construct", "judge", "model", "temperature", "prompt_version", "sample_index",
                      "score", "expected_score", "rationale", "cost_usd", "error"]
 _KEY_COLUMNS = ("pair_id", "construct", "judge", "model", "prompt_version")
@@ -88,8 +90,25 @@ class CalibrationData:
     lock: dict | None
     simulated: dict | None
     _gold: dict = field(default_factory=dict, repr=False)
+    _indices: dict = field(default_factory=dict, repr=False)  # (table, key) → row positions, or a column
     _texts: dict | None = field(default=None, repr=False)
     _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def index(self, table: str, key: str | tuple) -> dict:
+        """Row positions of `labels`, `judgments` or `scores` by a key column (or columns), built once."""
+        found = ("index", table, key)
+        if found not in self._indices:
+            frame = getattr(self, table)
+            self._indices[found] = frame.groupby(list(key) if isinstance(key, tuple) else key,
+                                                 sort=False, observed=True).indices
+        return self._indices[found]
+
+    def column(self, table: str, name: str, dtype) -> np.ndarray:
+        """A column of `labels`, `judgments` or `scores` as an array, converted once."""
+        key = ("column", table, name)
+        if key not in self._indices:
+            self._indices[key] = getattr(self, table)[name].to_numpy(dtype=dtype)
+        return self._indices[key]
 
     @property
     def judges(self) -> list[str]:
@@ -152,14 +171,11 @@ class CalibrationData:
     def judge_vector(self, construct: str, name: str, version: str, units: list[str],
                      source: str = "score") -> np.ndarray:
         """A judge's score (or expected score) under a rubric version for the given pairs, NaN where missing."""
-        if not hasattr(self, "_by_rater"):
-            self._by_rater = self.scores.groupby(["construct", "judge", "prompt_version"], sort=False).indices
-            self._columns = {c: self.scores[c].to_numpy(dtype=float) for c in SOURCES}
-            self._pair_ids = self.scores["pair_id"].to_numpy(dtype=object)
-        rows = self._by_rater.get((construct, name, version))
+        rows = self.index("scores", ("construct", "judge", "prompt_version")).get((construct, name, version))
         if rows is None:
             return np.full(len(units), np.nan)
-        return pd.Series(self._columns[source][rows], index=self._pair_ids[rows]).reindex(units).to_numpy(dtype=float)
+        values, pair_ids = self.column("scores", source, float)[rows], self.column("scores", "pair_id", object)[rows]
+        return pd.Series(values, index=pair_ids).reindex(units).to_numpy(dtype=float)
 
     def panel_vector(self, construct: str, version: str, units: list[str], names: list[str] | None = None,
                      source: str = "score") -> np.ndarray:
@@ -292,27 +308,42 @@ class PairDetail:
     pair_id: str
     texts: dict[str, str]  # prompt, response, reply (the ones the rubric shows) and the previous turn
     annotators: dict[str, float]  # annotator → score
-    judges: list[dict]  # judge, version, score, expected_score, rationale
+    judges: list[dict]  # judge, version, score, expected_score (None where not recorded), rationale
+    gold: float | None  # the mean over the annotators
+    gold_level: int | None  # … on the rubric's levels
+    rater: str  # the judge (or the panel) the pair is compared with
+    rater_score: float | None  # its score (the panel: the unrounded mean) under the rubric version shown
+    rater_level: int | None
 
 
-def pair_detail(data: CalibrationData, construct: str, pair_id: str, label_version: str | None = None) -> PairDetail:
+def _level(value: float | None) -> int | None:
+    return None if value is None else int(stats.to_levels([value])[0])
+
+
+def pair_detail(data: CalibrationData, construct: str, pair_id: str, rater: str = PANEL, version: str | None = None,
+                label_version: str | None = None) -> PairDetail:
+    """One gold pair as the disagreements screen shows it: its texts, each annotator's label, every
+    judge's score and rationale under every rubric version, and the gold and rater levels."""
     texts = data.texts(pair_id)
-    if not hasattr(data, "_labels_by_pair"):
-        data._labels_by_pair = data.labels.groupby("pair_id").indices
-    labels = data.labels.iloc[data._labels_by_pair.get(pair_id, [])]
+    labels = data.labels.iloc[data.index("labels", "pair_id").get(pair_id, [])]
     labels = labels[labels["construct"] == construct]
     gold = data.gold(construct, label_version)
     labels = labels[labels["prompt_version"] == gold.label_version]
-    if not hasattr(data, "_by_pair"):
-        data._by_pair = data.judgments.groupby("pair_id").indices
-    own = data.judgments.iloc[data._by_pair.get(pair_id, [])]
+    own = data.judgments.iloc[data.index("judgments", "pair_id").get(pair_id, [])]
     own = own[own["construct"] == construct]
     judged = []
     for record in own[own["score"].notna()].drop_duplicates(["judge", "prompt_version"], keep="last").itertuples():
+        expected = None if pd.isna(record.expected_score) else float(record.expected_score)
         judged.append({"judge": record.judge, "version": record.prompt_version, "score": record.score,
-                       "expected_score": record.expected_score, "rationale": record.rationale or ""})
+                       "expected_score": expected, "rationale": record.rationale or ""})
     judged.sort(key=lambda j: (j["judge"], j["version"] != data.versions[construct]))
-    return PairDetail(pair_id, texts, dict(zip(labels["annotator"], labels["score"])), judged)
+    annotators = dict(zip(labels["annotator"], labels["score"]))
+    version = version or data.versions[construct]
+    score = (data.panel_vector(construct, version, [pair_id]) if rater == PANEL else
+             data.judge_vector(construct, rater, version, [pair_id]))[0]
+    score = None if np.isnan(score) else float(score)
+    mean = float(np.mean(list(annotators.values()))) if annotators else None
+    return PairDetail(pair_id, texts, annotators, judged, mean, _level(mean), rater, score, _level(score))
 
 
 # ---------------------------------------------------------------------------------------------- calibration

@@ -112,6 +112,11 @@ class JudgeRunResult:
     warnings: list[dict] = field(default_factory=list)  # judges whose scores never vary or whose rationales are not sentences
     batches: judge.BatchReport = field(default_factory=judge.BatchReport)  # batch judges: submitted, pending, collected
 
+    @property
+    def left(self) -> int:
+        """Planned calls this run did not make (stopped, or capped by --max-cost): a later run makes them."""
+        return self.plan.calls - (self.summary.called if self.summary else 0)
+
 
 def run_spec(config: StudyConfig) -> dict:
     """What a run record says about the run: the toolkit, the libraries that shape answers, the panel."""
