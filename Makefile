@@ -55,13 +55,15 @@ demo: setup
 # two-thread OpenBLAS spins for the core it cannot get (a RidgeCV fit measured 40x slower under load).
 test: setup labelstudio-setup
 	@start=$$(date +%s); \
-	$(BIN)/ruff check . && \
+	$(BIN)/ruff check . && BIN=$(BIN) tools/lint_imports.sh && \
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=20 --random-order; \
 	status=$$?; \
 	echo "tests: $$(( $$(date +%s) - start )) s"; exit $$status
 
+# ruff, and the house rules as import contracts (pyproject.toml [tool.importlinter], docs/architecture.md)
 lint: setup
 	$(BIN)/ruff check .
+	BIN=$(BIN) tools/lint_imports.sh
 
 # docs/configuration.md is rendered from the configuration models' field descriptions (a test checks it is current).
 docs: setup
