@@ -16,8 +16,6 @@ from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import file_sha256, provenance, read_scored_pairs
 from empathy_study.study.workspace import StudyError, Workspace
 
-OUTPUTS = ("estimates.json", "estimates.csv", "matched_pairs.csv", "report.html")
-
 
 def locate_pairs(path: Path) -> tuple[Path, Workspace | None]:
     """The scored-pairs file a user named: a study directory means its scored_pairs.parquet."""
@@ -31,15 +29,19 @@ def locate_pairs(path: Path) -> tuple[Path, Workspace | None]:
     return path, beside if beside.config_path.exists() else None
 
 
-def estimate_config(study: Workspace | None, overrides: dict) -> causal.CausalConfig:
-    """The study's [causal] table (defaults without one), with the options given on top."""
+def estimate_config(study: Workspace | None, overrides: dict, options: dict[str, str] | None = None
+                    ) -> causal.CausalConfig:
+    """The study's [causal] table (defaults without one), with the options given on top; a bad one is
+    named as the user typed it (`options`: key → option, where the option is not `--<key>`)."""
     base = study.config().causal if study is not None else causal.CausalConfig()
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return causal.CausalConfig.model_validate({**base.model_dump(), **given})
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise StudyError(f"invalid option --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from exc
+        key = str(first["loc"][0])
+        option = (options or {}).get(key, "--" + key.replace("_", "-"))
+        raise StudyError(f"invalid option {option}: {first['msg']}") from exc
 
 
 def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress: Progress = quiet,

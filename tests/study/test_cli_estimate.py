@@ -103,6 +103,8 @@ def test_bad_inputs_exit_1_with_one_line(tmp_path):
         result = runner.invoke(app, args)
         lines = [l for l in result.output.splitlines() if l.strip()]
         assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    dims = runner.invoke(app, ["estimate", str(bad), "--out", str(tmp_path / "o"), "--dims", "0"])
+    assert dims.exit_code == 1 and "invalid option --dims:" in dims.output, dims.output  # as typed
 
 
 def test_warnings_reach_the_terminal_and_the_report(scored_file, tmp_path):
