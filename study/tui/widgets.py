@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
+from textual.widgets import DataTable
 
 from empathy_study.judge import Rubric
 from empathy_study.study import calibrate
@@ -33,6 +35,29 @@ def interval(value, ci) -> str:
 
 def short_version(version: str) -> str:
     return version[:8] if len(version) > 8 and "+" not in version[:8] else version[:10]
+
+
+def fill_table(table: DataTable, columns: list[str | tuple[str, str, int]], rows: list[tuple[str, ...]],
+               keys: list[str] | None = None) -> None:
+    """Replace a table's columns and rows, each column as wide as its widest cell (a column given as
+    (label, key, width) keeps that width).
+
+    DataTable sizes a column that fits its content only when it next idles, and keeps the lines it
+    drew before then: a frame drawn between the rows' arrival and that moment (a worker's result
+    lands at any time) stayed on screen with every cell cut to the header's width. Widths given
+    here are right from the first frame.
+    """
+    table.clear(columns=True)
+    for index, column in enumerate(columns):
+        label, key, width = column if isinstance(column, tuple) else (column, None, None)
+        if width is None:
+            width = max([cell_len(label), *(cell_len(str(row[index])) for row in rows)])
+        table.add_column(label, width=width, key=key)
+    if keys is None:
+        table.add_rows(rows)
+    else:
+        for row, key in zip(rows, keys):
+            table.add_row(*row, key=key)
 
 
 def confusion_text(confusion: list[list[int]], title: str) -> Table:

@@ -14,7 +14,9 @@ from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 from empathy_study.study import calibrate
 from empathy_study.study.tui.dialogs import Confirm
 from empathy_study.study.tui.screens.base import StudyScreen
-from empathy_study.study.tui.widgets import confusion_text, number, short_version
+from empathy_study.study.tui.widgets import confusion_text, fill_table, number, short_version
+
+FIT_COLUMNS = ["rater", "MAE", "α", "arm≠gold"]
 from empathy_study.study.workspace import StudyError
 
 
@@ -54,7 +56,7 @@ class CalibrateScreen(StudyScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#fit-table", DataTable).add_columns("rater", "MAE", "α", "arm≠gold")
+        fill_table(self.query_one("#fit-table", DataTable), FIT_COLUMNS, [])
 
     def versions(self) -> list[str]:
         current = self.data.versions[self.app.construct]
@@ -116,7 +118,7 @@ class CalibrateScreen(StudyScreen):
             return  # the settings changed while it ran; a newer fit is on its way
         self.result = message.result
         table = self.query_one("#fit-table", DataTable)
-        table.clear()
+        fill_table(table, FIT_COLUMNS, [])
         detail = self.query_one("#fit-detail", Static)
         if message.result is None:
             self.query_one("#context", Static).update(Text(
@@ -128,11 +130,12 @@ class CalibrateScreen(StudyScreen):
             f"{r.construct.upper()} · rubric {short_version(r.version)} (v) · source {r.source} (s) · aggregate "
             f"{r.how} (g)\n{len(r.units)} gold pairs ({r.dropped} without every chosen judge) · labels under "
             f"{short_version(r.label_version)} · {r.folds} folds grouped by user · figures held out"))
+        rows = []
         for name in [*r.judges, calibrate.PANEL]:
             b, a = r.before[name], r.after[name]
-            table.add_row(name, f"{number(b['mae'])} → {number(a['mae'])}",
-                          f"{number(b['alpha'])} → {number(a['alpha'])}",
-                          f"{number(b['flip'])} → {number(a['flip'])}")
+            rows.append((name, f"{number(b['mae'])} → {number(a['mae'])}", f"{number(b['alpha'])} → {number(a['alpha'])}",
+                         f"{number(b['flip'])} → {number(a['flip'])}"))
+        fill_table(table, FIT_COLUMNS, rows)
         grid = Table.grid(padding=(0, 3))
         grid.add_row(confusion_text(r.before[calibrate.PANEL]["confusion"], "before: raw mean"),
                      confusion_text(r.after[calibrate.PANEL]["confusion"], "after: held out"))

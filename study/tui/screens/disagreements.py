@@ -11,7 +11,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from empathy_study.study import calibrate
 from empathy_study.study.tui.screens.base import StudyScreen
-from empathy_study.study.tui.widgets import number, pair_view, short_version
+from empathy_study.study.tui.widgets import fill_table, number, pair_view, short_version
+
+# The pair column holds the whole pair id (sorting reads it), shown cut to 12 characters.
+PAIR_COLUMNS = [("pair", "pair", 12), "model", "topic", "gold", "score", "Δ", "ann"]
 
 SORTS = ("|Δ|", "Δ", "gold", "score", "pair")
 
@@ -41,9 +44,7 @@ class DisagreementsScreen(StudyScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one("#pairs", DataTable)
-        table.add_column("pair", width=12, key="pair")  # the whole pair id, shown cut to 12 characters
-        table.add_columns("model", "topic", "gold", "score", "Δ", "ann")
+        fill_table(self.query_one("#pairs", DataTable), PAIR_COLUMNS, [])
 
     def raters(self) -> list[str]:
         return ([calibrate.PANEL] if len(self.data.judges) > 1 else []) + self.data.judges
@@ -97,10 +98,9 @@ class DisagreementsScreen(StudyScreen):
             shown = shown[shown["topic"] == self.topic]
         self.shown_count = len(shown)
         table = self.query_one("#pairs", DataTable)
-        table.clear()
-        table.add_rows([(r.pair_id, str(r.model)[:14], str(r.topic)[:14], number(r.gold, 1), number(r.score, 1),
-                         number(r.difference, 1, signed=True), str(r.annotators)) for r in shown.itertuples()],
-                       )
+        fill_table(table, PAIR_COLUMNS, [(r.pair_id, str(r.model)[:14], str(r.topic)[:14], number(r.gold, 1),
+                                          number(r.score, 1), number(r.difference, 1, signed=True), str(r.annotators))
+                                         for r in shown.itertuples()])
         self.apply_sort()
 
     def sort_key(self):

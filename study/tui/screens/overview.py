@@ -12,7 +12,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from empathy_study.study import calibrate
 from empathy_study.study.tui.screens.base import StudyScreen
-from empathy_study.study.tui.widgets import confusion_text, interval, number, short_version
+from empathy_study.study.tui.widgets import confusion_text, fill_table, interval, number, short_version
+
+MATRIX_COLUMNS = ["  rater", *(f" {c}" for c in ("rubric", "α [95% CI]", "κ", "MAE", "bias", "n", "gap [95% CI]"))]
 
 
 class IntervalsReady(Message):
@@ -35,9 +37,7 @@ class OverviewScreen(StudyScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one("#matrix", DataTable)
-        table.add_columns("  rater", *(f" {c}" for c in ("rubric", "α [95% CI]", "κ", "MAE", "bias", "n",
-                                                           "gap [95% CI]")))
+        fill_table(self.query_one("#matrix", DataTable), MATRIX_COLUMNS, [])
 
     def action_label_version(self) -> None:
         versions = self.data.label_versions(self.app.construct)
@@ -81,7 +81,7 @@ class OverviewScreen(StudyScreen):
             self.query_one("#context", Static).update(Text(
                 f"{overview.construct.upper()} · no blind gold labels yet: `empathy annotate push {root}`, label the "
                 f"audit sample in Label Studio, then `empathy annotate pull {root}`"))
-            self.query_one("#matrix", DataTable).clear()
+            fill_table(self.query_one("#matrix", DataTable), MATRIX_COLUMNS, [])
             self.rows = {}
             self.query_one("#detail", Static).update("")
             return
@@ -101,7 +101,7 @@ class OverviewScreen(StudyScreen):
         self.query_one("#context", Static).update(Text("\n".join(lines)))
         table = self.query_one("#matrix", DataTable)
         cursor = table.cursor_row
-        table.clear()
+        rows = []
         for row in overview.rows:
             f = row.figures
             name = ("* " if row.locked else "  ") + row.rater
@@ -109,7 +109,8 @@ class OverviewScreen(StudyScreen):
             gap = interval(row.gap["gap"], row.gap["gap_ci"]) if row.gap else "…" if self.app.boot else "—"
             cells = (version, interval(f["alpha"], f["ci"]), number(f["kappa"]), number(f["mae"]),
                      number(f["bias"], signed=True), str(f["n"]), gap)
-            table.add_row(name[:14], *(f" {c}" for c in cells), key=f"{row.rater}@{row.version}")
+            rows.append((name[:14], *(f" {c}" for c in cells)))
+        fill_table(table, MATRIX_COLUMNS, rows, [f"{r.rater}@{r.version}" for r in overview.rows])
         self.rows = {f"{r.rater}@{r.version}": r for r in overview.rows}
         if overview.rows:
             table.move_cursor(row=min(cursor, len(overview.rows) - 1))
