@@ -18,7 +18,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 # llama-cpp-python compiles from source; a native build dies with "invalid opcode" on these CPUs.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup labelstudio-setup browser demo test lint bench lock labelstudio labelstudio-annotator labelstudio-stop clean
+.PHONY: setup labelstudio-setup browser demo test lint docs bench lock labelstudio labelstudio-annotator labelstudio-stop clean
 
 setup: $(STAMP)
 
@@ -70,13 +70,19 @@ demo: setup
 # two-thread OpenBLAS spins for the core it cannot get (a RidgeCV fit measured 40x slower under load).
 test: setup labelstudio-setup browser
 	@start=$$(date +%s); \
-	$(BIN)/ruff check . && \
+	$(BIN)/ruff check . && BIN=$(BIN) tools/lint_imports.sh && \
 	LABEL_STUDIO_BIN=$(CURDIR)/$(LS_VENV)/bin/label-studio OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=20 --random-order; \
 	status=$$?; \
 	echo "tests: $$(( $$(date +%s) - start )) s"; exit $$status
 
+# ruff, and the house rules as import contracts (pyproject.toml [tool.importlinter], docs/architecture.md)
 lint: setup
 	$(BIN)/ruff check .
+	BIN=$(BIN) tools/lint_imports.sh
+
+# docs/configuration.md is rendered from the configuration models' field descriptions (a test checks it is current).
+docs: setup
+	$(BIN)/python -c 'from empathy_study.study.config import reference; print(reference(), end="")' > docs/configuration.md
 
 bench: setup
 	$(BIN)/python bench/corpus_scale.py

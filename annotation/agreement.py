@@ -5,6 +5,10 @@ Krippendorff's α (package `krippendorff`) at ordinal and interval level with th
 raters; a unit bootstrap for α's interval. Pairwise figures are comparable across kinds:
 human–human is the mean of pairwise α over annotator pairs (the ceiling a judge is measured
 against), judge–human the mean of pairwise α between the judge and each annotator.
+
+The figures themselves (`alpha`, `quadratic_kappa`, `mae`, `bias`, the unit bootstrap `resamples`
+and its `percentile_ci`) are the ones the calibration statistics (`annotation.calibration`), the
+judge report and `agreement.json` all use.
 """
 
 from __future__ import annotations
@@ -39,6 +43,53 @@ def alpha(matrix: np.ndarray, level: str, value_domain=VALUE_DOMAIN) -> float | 
                                         value_domain=value_domain))
 
 
+def to_levels(values) -> np.ndarray:
+    """Scores on the 1..7 levels (half up): α ordinal and κ need levels; an unrounded panel mean or a
+    calibrated score is rounded here."""
+    values = np.asarray(values, dtype=float)
+    return np.clip(np.floor(values + 0.5), VALUE_DOMAIN[0], VALUE_DOMAIN[-1])
+
+
+def quadratic_kappa(a, b) -> float | None:
+    """Cohen's κ with quadratic weights over the levels 1..7 (as scikit-learn's `cohen_kappa_score(...,
+    weights="quadratic", labels=1..7)`, without its per-call argument checks; tested against it).
+    None when the two raters use one level between them (no disagreement is possible)."""
+    a, b = np.asarray(a, dtype=int) - 1, np.asarray(b, dtype=int) - 1
+    k = len(VALUE_DOMAIN)
+    observed = np.zeros((k, k))
+    np.add.at(observed, (a, b), 1)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    levels = np.arange(k)
+    weights = (levels[:, None] - levels[None, :]) ** 2
+    disagreement = (weights * expected).sum()
+    return None if disagreement == 0 else float(1 - (weights * observed).sum() / disagreement)
+
+
+def mae(a, b) -> float:
+    """Mean absolute difference of two raters over the same units."""
+    return float(np.mean(np.abs(np.asarray(b, dtype=float) - np.asarray(a, dtype=float))))
+
+
+def bias(a, b) -> float:
+    """Mean of b − a over the same units: positive when b rates higher than a."""
+    return float(np.mean(np.asarray(b, dtype=float) - np.asarray(a, dtype=float)))
+
+
+def resamples(n: int, boot: int, seed: int) -> list[np.ndarray]:
+    """The unit bootstrap: `boot` draws of n unit indices with replacement, from one seeded generator
+    (statistics bootstrapped jointly use the same draws)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n) for _ in range(boot)]
+
+
+def percentile_ci(draws, boot: int) -> list[float] | None:
+    """The 95 % percentile interval of bootstrap draws, or None when fewer than half are defined."""
+    defined = np.array([d for d in draws if d is not None and np.isfinite(d)])
+    if boot == 0 or len(defined) < boot // 2:
+        return None
+    return [float(np.percentile(defined, 2.5)), float(np.percentile(defined, 97.5))]
+
+
 def verdict(value: float | None, ci: list[float] | tuple[float, float] | None = None) -> str:
     """Krippendorff's thresholds applied to the 95 % interval, not to the point estimate.
 
@@ -67,7 +118,6 @@ def pair_agreement(a: pd.Series, b: pd.Series, *, boot: int = 1_000, seed: int =
     """Every figure for two raters over the units both rated. `bias` = mean(b − a): positive when b
     rates higher than a. The verdict reads the bootstrap interval of α ordinal (see `verdict`)."""
     from scipy import stats  # loaded here, not at import: every `empathy` command imports this module
-    from sklearn.metrics import cohen_kappa_score
 
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna()
     n = len(both)
@@ -78,20 +128,14 @@ def pair_agreement(a: pd.Series, b: pd.Series, *, boot: int = 1_000, seed: int =
     ordinal, interval = alpha(matrix, "ordinal"), alpha(matrix, "interval")
     ci = None
     if ordinal is not None and boot:
-        rng = np.random.default_rng(seed)
-        draws = [alpha(matrix[:, rng.integers(0, n, n)], "ordinal") for _ in range(boot)]
-        draws = np.array([d for d in draws if d is not None])
-        if len(draws) >= boot // 2:
-            ci = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+        ci = percentile_ci([alpha(matrix[:, pick], "ordinal") for pick in resamples(n, boot, seed)], boot)
     constant = np.unique(x).size < 2 or np.unique(y).size < 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        kappa = None if np.unique(np.concatenate([x, y])).size < 2 else float(
-            cohen_kappa_score(np.rint(x).astype(int), np.rint(y).astype(int), weights="quadratic", labels=VALUE_DOMAIN))
         rho = None if constant else float(stats.spearmanr(x, y).statistic)
     return {"a": str(a.name), "b": str(b.name), "alpha_ordinal": ordinal, "alpha_interval": interval, "ci": ci,
-            "n": n, "kappa_qw": kappa, "spearman": rho, "mae": float(np.mean(np.abs(x - y))),
-            "bias": float(np.mean(y - x)), "verdict": verdict(ordinal, ci)}
+            "n": n, "kappa_qw": quadratic_kappa(to_levels(x), to_levels(y)), "spearman": rho, "mae": mae(x, y),
+            "bias": bias(x, y), "verdict": verdict(ordinal, ci)}
 
 
 def agreement(ratings: pd.DataFrame, humans: list[str], judges: list[str], *, panel: str | None = "panel",
@@ -109,7 +153,7 @@ def agreement(ratings: pd.DataFrame, humans: list[str], judges: list[str], *, pa
     table = ratings[raters].astype(float)
     present_judges = [j for j in judges if j in raters]
     if panel and len(present_judges) > 1:
-        table = table.assign(**{panel: np.floor(table[present_judges].mean(axis=1) + 0.5)})
+        table = table.assign(**{panel: to_levels(table[present_judges].mean(axis=1))})
     kinds = []
     present_humans = [h for h in humans if h in raters]
     kinds += [("human-human", a, b) for a, b in itertools.combinations(present_humans, 2)]

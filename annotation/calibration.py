@@ -9,10 +9,10 @@
 - Figures on the scale the estimate uses: the treatment class (treated / excluded / control under
   a rule) of a score against the class of the gold label, as a 3×3 confusion matrix and the share
   of pairs whose arm differs.
-- Agreement with the annotators through `annotation.agreement.alpha` (the one α implementation):
-  judge–human α is the mean pairwise α of the judge with each annotator, the human ceiling the
-  mean pairwise α between annotators, and the gap between them on the *same* units gets a joint
-  unit bootstrap (both figures from each resample).
+- Agreement with the annotators through `annotation.agreement` (the one implementation of α, κ,
+  MAE, bias and the unit bootstrap): judge–human α is the mean pairwise α of the judge with each
+  annotator, the human ceiling the mean pairwise α between annotators, and the gap between them on
+  the *same* units gets a joint unit bootstrap (both figures from each resample).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .agreement import VALUE_DOMAIN, AgreementError, alpha
+from .agreement import AgreementError, alpha, bias, mae, percentile_ci, quadratic_kappa, resamples, to_levels
 
-SCALE = (1.0, 7.0)
+SCALE = (1.0, 7.0)  # the human scale a map predicts on
 AGGREGATES = ("mean", "median", "weights")
 CLASSES = ("treated", "excluded", "control")
 
@@ -170,12 +170,6 @@ def flip_share(scores, other, high: float, low: float) -> float | None:
     return float(np.mean(a[both] != b[both])) if both.any() else None
 
 
-def to_levels(values) -> np.ndarray:
-    """Scores on the 1..7 levels (half up, like the panel in `agreement`): α ordinal and κ need levels."""
-    values = np.asarray(values, dtype=float)
-    return np.clip(np.floor(values + 0.5), *SCALE)
-
-
 def _pair_alpha(a: np.ndarray, b: np.ndarray) -> float | None:
     both = ~np.isnan(a) & ~np.isnan(b)
     if both.sum() < 2:
@@ -200,20 +194,6 @@ def human_alpha(humans) -> float | None:
     return _mean([_pair_alpha(humans[i], humans[j]) for i, j in itertools.combinations(range(len(humans)), 2)])
 
 
-def quadratic_kappa(a, b) -> float | None:
-    """Cohen's κ with quadratic weights over the levels 1..7 (as scikit-learn's `cohen_kappa_score(...,
-    weights="quadratic", labels=1..7)`, without its per-call argument checks; tested against it)."""
-    a, b = np.asarray(a, dtype=int) - 1, np.asarray(b, dtype=int) - 1
-    k = len(VALUE_DOMAIN)
-    observed = np.zeros((k, k))
-    np.add.at(observed, (a, b), 1)
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
-    levels = np.arange(k)
-    weights = (levels[:, None] - levels[None, :]) ** 2
-    disagreement = (weights * expected).sum()
-    return None if disagreement == 0 else float(1 - (weights * observed).sum() / disagreement)
-
-
 def judge_kappa(judge, humans) -> float | None:
     """Mean quadratic-weighted κ of a judge with each annotator."""
     judge = to_levels(judge)
@@ -234,13 +214,6 @@ def gold_mean(humans) -> np.ndarray:
         return np.where(labelled.any(axis=0), np.nansum(humans, axis=0) / labelled.sum(axis=0), np.nan)
 
 
-def _percentile_ci(draws: list[float | None], boot: int) -> list[float] | None:
-    draws = np.array([d for d in draws if d is not None and np.isfinite(d)])
-    if boot == 0 or len(draws) < boot // 2:
-        return None
-    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
-
-
 def rater_figures(judge, humans, high: float, low: float, *, boot: int = 0, seed: int = 0) -> dict:
     """A (possibly unrounded) judge or panel score against the annotators, on the units it scored.
 
@@ -254,17 +227,13 @@ def rater_figures(judge, humans, high: float, low: float, *, boot: int = 0, seed
     n = int(units.sum())
     figures = {"n": n, "alpha": judge_alpha(judge, humans) if n >= 2 else None,
                "kappa": judge_kappa(judge, humans) if n >= 2 else None,
-               "mae": float(np.mean(np.abs(judge - gold))) if n else None,
-               "bias": float(np.mean(judge - gold)) if n else None,
+               "mae": mae(gold, judge) if n else None,
+               "bias": bias(gold, judge) if n else None,
                "confusion": class_confusion(judge, gold, high, low).tolist(),
                "flip": flip_share(judge, gold, high, low), "ci": None}
     if boot and figures["alpha"] is not None:
-        rng = np.random.default_rng(seed)
-        draws = []
-        for _ in range(boot):
-            pick = rng.integers(0, n, n)
-            draws.append(judge_alpha(judge[pick], humans[:, pick]))
-        figures["ci"] = _percentile_ci(draws, boot)
+        figures["ci"] = percentile_ci([judge_alpha(judge[pick], humans[:, pick]) for pick in resamples(n, boot, seed)],
+                                      boot)
     return figures
 
 
@@ -284,8 +253,7 @@ def ceiling_gap(judge, humans, *, boot: int = 0, seed: int = 0, cache: dict | No
     gap = ceiling - own if ceiling is not None and own is not None else None
     result = {"n": n, "ceiling": ceiling, "judge": own, "gap": gap, "ceiling_ci": None, "gap_ci": None}
     if boot and gap is not None:
-        rng = np.random.default_rng(seed)
-        picks = [rng.integers(0, n, n) for _ in range(boot)]
+        picks = resamples(n, boot, seed)
         key = (units.tobytes(), boot, seed)
         if cache is not None and key in cache:
             ceilings = cache[key]
@@ -297,7 +265,7 @@ def ceiling_gap(judge, humans, *, boot: int = 0, seed: int = 0, cache: dict | No
         for c, pick in zip(ceilings, picks):
             j = judge_alpha(judge[pick], humans[:, pick])
             gaps.append(c - j if c is not None and j is not None else None)
-        result["ceiling_ci"], result["gap_ci"] = _percentile_ci(ceilings, boot), _percentile_ci(gaps, boot)
+        result["ceiling_ci"], result["gap_ci"] = percentile_ci(ceilings, boot), percentile_ci(gaps, boot)
     return result
 
 
@@ -309,6 +277,5 @@ def human_ceiling(humans, *, boot: int = 0, seed: int = 0) -> dict:
     value = human_alpha(humans) if n >= 2 else None
     ci = None
     if boot and value is not None:
-        rng = np.random.default_rng(seed)
-        ci = _percentile_ci([human_alpha(humans[:, rng.integers(0, n, n)]) for _ in range(boot)], boot)
+        ci = percentile_ci([human_alpha(humans[:, pick]) for pick in resamples(n, boot, seed)], boot)
     return {"n": int(n), "alpha": value, "ci": ci}

@@ -55,12 +55,6 @@ def task_payload(rubric: Rubric, row: dict) -> dict:
     return {"pair_id": str(row["pair_id"]), "kind": "audit", "dialogue": dialogue}
 
 
-def answer_result(label: bool) -> list[dict]:
-    """An annotation's `result` holding one yes/no answer (what Label Studio stores for a click)."""
-    return [{"from_name": CONTROL, "to_name": "dialogue", "type": "choices",
-             "value": {"choices": [str(int(label))]}}]
-
-
 def _answer(choice: str) -> bool | None:
     head = str(choice).split("—")[0].strip().lower()
     return {"1": True, "yes": True, "0": False, "no": False}.get(head)

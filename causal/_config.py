@@ -45,7 +45,9 @@ class CausalConfig(BaseModel):
     bootstrap: int = Field(1000, ge=50, description="user-bootstrap draws of the Lee bounds (selection on replying)")
     min_arm: int = Field(20, ge=1, description="an arm (or audited arm) smaller than this is reported as a warning")
     estimators: list[str] = Field(default_factory=lambda: list(DEFAULT_ESTIMATORS),
-                                  description="registered estimators to run, in order")
+                                  description="registered estimators to run, in order; also registered: tmle, "
+                                              "x_learner (200 bootstrap refits), and with empathy as a continuous "
+                                              "dose (effect per point) linear_dml and causal_forest_dml")
     heterogeneity: bool = Field(True, description="fit the CATE forest, calibration test and subgroup tables")
     refuters: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUTERS),
                                 description="refuters of the dr ATE to run (each refits the nuisances): placebo, "

@@ -174,7 +174,7 @@ class Tally:
 
 
 # Settings that change how a build runs, never what it writes: recorded under "build", not "config".
-EXECUTION_SETTINGS = {"workers", "backend"}
+EXECUTION_SETTINGS = {"workers", "build_backend"}
 
 
 def finish_funnel(funnel: Funnel, config: CorpusConfig, tally: Tally, kept: tuple[int, int],

@@ -21,20 +21,24 @@ class CorpusConfig(BaseModel):
 
     min_prompt_chars: int = Field(5, ge=0, description="shorter prompts carry too little context")
     max_prompt_chars: int = Field(2_000, ge=1, description="longer prompts are mostly pasted documents")
-    min_response_chars: int = Field(10, ge=0)
+    min_response_chars: int = Field(10, ge=0, description="shorter responses leave a judge nothing to rate")
     max_response_chars: int = Field(4_000, ge=1, description="also bounds what a judge must read")
-    min_reply_chars: int = Field(2, ge=0)
-    max_reply_chars: int = Field(2_000, ge=1)
+    min_reply_chars: int = Field(2, ge=0, description="shorter replies (a lone character) carry no attachment to rate")
+    max_reply_chars: int = Field(2_000, ge=1, description="longer replies are mostly pasted documents")
     keep_transactional: bool = Field(False, description="true switches the socio-emotional prefilter off (keeps "
                                                          "every pair, e.g. for an audit frame)")
-    judges: list[str] = Field(default_factory=list, description="judges of the study's panel that run the judge "
-                                                                 "pass (`empathy corpus classify`); empty: the "
-                                                                 "embedded local judge local/smollm2")
+    classify_judges: list[str] = Field(default_factory=list,
+                                       description="judges of the study's panel (names of [[judges]] tables) that "
+                                                   "run the judge pass, `empathy corpus classify`; empty: the "
+                                                   "embedded local judge local/smollm2")
     workers: int = Field(0, ge=0, description="workers of a sharded (WildChat) build, one shard each at a time; "
                                               "0: one per CPU core this process may use, at most one per shard")
-    backend: Literal["local", "ray"] = Field("local", description="where the shard workers run: local processes, "
-                                                                  "or Ray tasks on the cluster ray.init() reaches "
-                                                                  "(extra empathy-study[ray])")
+    build_backend: Literal["local", "ray"] = Field("local", description="where the shard workers of a sharded build "
+                                                                        "run: local processes, or Ray tasks on the "
+                                                                        "cluster ray.init() reaches (extra "
+                                                                        "empathy-study[ray]; RAY_ADDRESS names a "
+                                                                        "cluster, whose nodes must see the inputs "
+                                                                        "and the study)")
 
 
 # --- code -------------------------------------------------------------------------------------

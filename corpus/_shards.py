@@ -8,7 +8,7 @@ tables and funnel equal the one-process build's. A worker holds one batch of row
 of pairs at a time: its memory does not grow with the shard.
 
 Workers are local processes (a fresh one per shard, forked from a server that has the corpus
-code loaded) or, with `[corpus] backend = "ray"`, Ray tasks on the cluster `ray.init()` reaches
+code loaded) or, with `[corpus] build_backend = "ray"`, Ray tasks on the cluster `ray.init()` reaches
 (`RAY_ADDRESS`); on a cluster of several machines the inputs and the study directory must be on
 storage every node sees. A failing shard stops the build with one line naming it; nothing is
 written to the study directory until every shard has passed.
@@ -150,7 +150,7 @@ def build_shards(plans: list[ShardPlan], out_dir: Path, config: CorpusConfig, fu
     report = _Reporter(plans, on_progress)
     work = Path(tempfile.mkdtemp(prefix=".corpus-shards-", dir=out_dir))
     try:
-        if config.backend == "ray":
+        if config.build_backend == "ray":
             results, workers = _run_ray(plans, config, work, wanted, report)
         else:
             workers = min(wanted or usable_cores(), len(plans))
@@ -175,7 +175,7 @@ def build_shards(plans: list[ShardPlan], out_dir: Path, config: CorpusConfig, fu
         shutil.rmtree(work, ignore_errors=True)
     finish_funnel(funnel, config, tally, kept, terminal_kept)
     funnel.notes["build"] = {
-        "backend": config.backend,
+        "backend": config.build_backend,
         "workers": workers,
         "shards": [{"file": r.file, "records_read": r.stages["records_read"], "turn_pairs": r.pairs,
                     "terminal_pairs": r.terminal_pairs, "seconds": round(r.seconds, 2),
@@ -301,7 +301,7 @@ def _run_ray(plans: list[ShardPlan], config: CorpusConfig, work: Path, wanted: i
     try:
         import ray
     except ImportError:
-        raise CorpusError('[corpus] backend = "ray" needs Ray: pip install "empathy-study[ray]"') from None
+        raise CorpusError('[corpus] build_backend = "ray" needs Ray: pip install "empathy-study[ray]"') from None
     if not ray.is_initialized():
         ray.init(log_to_driver=False, include_dashboard=False)  # RAY_ADDRESS names a cluster; else a local one
     workers = min(wanted or max(1, int(ray.cluster_resources().get("CPU", 1))), len(plans))

@@ -541,6 +541,17 @@ def within_budget(work: list[tuple[JudgeConfig, list[WorkItem]]], cap: float
     return kept, spent, held
 
 
+def split_budget(plans: list, max_cost: float | None) -> tuple[list[tuple[JudgeConfig, list[WorkItem]]], float | None, int]:
+    """A run's `--max-cost` across batch and live judges: a batch cannot be stopped once submitted, so
+    its items are reserved first at their most cost (`within_budget`) and the live calls get what is
+    left. (the batch work that fits, the cap left for the live calls, batch items held back)"""
+    work = [(p.judge, p.items) for p in plans if p.judge.batch and p.items]
+    if not work or max_cost is None:
+        return work, max_cost, 0
+    kept, reserved, held = within_budget(work, max_cost)
+    return kept, max(0.0, max_cost - reserved), held
+
+
 def hold_in_flight(plans: list, in_flight: set[tuple]) -> None:
     """Take out of each judge's plan what is already in an uncollected batch (counted as in_batch)."""
     if not in_flight:

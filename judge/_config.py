@@ -17,28 +17,34 @@ class JudgeConfig(BaseModel):
 
     name: str = Field(description="the judge's name in logs, scores and reports")
     model: str = Field(description="any LiteLLM model string, or local/smollm2 / local/gemma3-270m")
-    api_base: str | None = Field(None, description="for OpenAI-compatible servers (vLLM, Ollama, llama.cpp …)")
-    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
-    temperature: float = Field(0.0, ge=0, le=2)
+    api_base: str | None = Field(None, description="for OpenAI-compatible servers (vLLM, Ollama, llama.cpp …)",
+                                 examples=["http://127.0.0.1:8000/v1"])
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key",
+                                    examples=["OPENAI_API_KEY"])
+    temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature; part of the judge's identity "
+                                                                  "(another temperature is another judge)")
     samples: int = Field(1, ge=1, le=20, description="repeat draws per item (test–retest)")
-    rpm: float | None = Field(None, gt=0, description="requests per minute allowed by the provider")
+    rpm: float | None = Field(None, gt=0, description="requests per minute allowed by the provider", examples=[500])
     concurrency: int = Field(4, ge=1, le=512, description="calls in flight at once")
     logprobs: bool = Field(False, description="ask for token logprobs and record the expected score")
     fallbacks: list[str] = Field(default_factory=list, description="models tried, in order, when this one keeps failing")
-    max_tokens: int = Field(256, ge=16)
+    max_tokens: int = Field(256, ge=16, description="longest answer (tokens) a call may return; --max-cost "
+                                                     "reserves this much output per call")
     timeout: float = Field(120, gt=0, description="seconds per call")
     latency: float | None = Field(None, gt=0, description="seconds a call takes: the dry run's time estimate "
-                                                          "until the log has measured this judge")
+                                                          "until the log has measured this judge", examples=[2.0])
     retries: int = Field(4, ge=0, description="retries with backoff on 429 / 5xx / timeouts within one run")
     schema_in_response_format: bool | None = Field(
         None, description="send the JSON schema inside response_format json_object (llama.cpp grammar); "
-                          "default: on for local models only",
+                          "default: on for local models only", examples=[True],
     )
     batch: bool = Field(False, description="send this judge's calls as provider batches (OpenAI batch format, "
                                            "through LiteLLM's files/batches API): submitted by one run, collected by a later one")
-    input_cost_per_million: float | None = Field(None, ge=0, description="price (USD) when LiteLLM does not know it; "
-                                                                          "for a batch judge, its batch price")
-    output_cost_per_million: float | None = Field(None, ge=0)
+    input_cost_per_million: float | None = Field(None, ge=0, description="price (USD) per million input tokens "
+                                                                          "when LiteLLM does not know it; for a batch "
+                                                                          "judge, its batch price", examples=[0.15])
+    output_cost_per_million: float | None = Field(None, ge=0, description="price (USD) per million output tokens, "
+                                                                           "likewise", examples=[0.6])
 
     @field_validator("api_key_env")
     @classmethod

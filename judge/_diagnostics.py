@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import JudgeConfig
-from ._scores import current_judgments, of_panel, records_frame
+from ._scores import current_judgments, of_panel
 
 
 def failure_rates(frame: pd.DataFrame) -> list[dict]:
@@ -160,10 +160,10 @@ def judge_warnings(frame: pd.DataFrame) -> list[dict]:
     return found
 
 
-def judge_report(records, texts: pd.DataFrame, judges: list[JudgeConfig], versions: dict[str, str],
+def judge_report(frame: pd.DataFrame, texts: pd.DataFrame, judges: list[JudgeConfig], versions: dict[str, str],
                  swap_versions: tuple[str, str] | None) -> dict:
-    """Every diagnostic of the current panel that needs no agreement statistic, as plain data."""
-    frame = records_frame(records)
+    """Every diagnostic of the current panel that needs no agreement statistic, as plain data, from the
+    log's frame (`JudgmentLog.frame`)."""
     if frame.empty:
         return {"note": "the judgment log is empty: run `empathy judge run` first"}
     current = current_judgments(frame, judges, versions)

@@ -2,11 +2,13 @@
 
 Each record is written with a single `write` on a file opened for appending, so a crash leaves
 at most one torn last line. Reading tolerates torn lines (counted, never fatal); appending after
-one starts on a fresh line.
+one starts on a fresh line. `frame()` is the one reader of the log as a table: it keeps a parsed
+copy (given a cache path) and parses only what was appended since.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -15,10 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from ._errors import JudgeError
 from ._schema import JudgmentRecord
+from ._scores import records_frame
 
 LOG_FILE = "judgments.jsonl"
 RUNS_FILE = "judge_runs.jsonl"  # one line per run: what ran (toolkit and library versions, the panel)
@@ -44,28 +50,65 @@ class JudgmentLog:
         self._line_start_known = False  # after our own first write, the file ends with a newline
 
     def read(self) -> LogState:
-        state = LogState()
         if not self.path.exists():
-            return state
+            return LogState()
         with self.path.open("r", encoding="utf-8", errors="replace") as handle:
-            first = handle.readline()
+            return self._parse(handle)
+
+    def _parse(self, lines) -> LogState:
+        """The records of the log's lines (the header first); unreadable lines are counted as torn."""
+        state = LogState()
+        lines = iter(lines)
+        first = next(lines, "")
+        try:
+            header = json.loads(first)
+        except json.JSONDecodeError:
+            header = None
+        if not isinstance(header, dict) or header.get("log") != HEADER["log"]:
+            raise JudgeError(f"{self.path} is not an empathy-study judgment log")
+        if header.get("schema_version") != SCHEMA_VERSION:
+            raise JudgeError(f"{self.path} has log schema {header.get('schema_version')}, "
+                             f"this version reads {SCHEMA_VERSION}")
+        for line in lines:
+            if not line.strip():
+                continue
             try:
-                header = json.loads(first)
-            except json.JSONDecodeError:
-                header = None
-            if not isinstance(header, dict) or header.get("log") != HEADER["log"]:
-                raise JudgeError(f"{self.path} is not an empathy-study judgment log")
-            if header.get("schema_version") != SCHEMA_VERSION:
-                raise JudgeError(f"{self.path} has log schema {header.get('schema_version')}, "
-                                 f"this version reads {SCHEMA_VERSION}")
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    state.records.append(JudgmentRecord.model_validate_json(line))
-                except ValidationError:
-                    state.torn += 1
+                state.records.append(JudgmentRecord.model_validate_json(line))
+            except ValidationError:
+                state.torn += 1
         return state
+
+    def frame(self, cache: Path | None = None) -> pd.DataFrame:
+        """Every record of the log as a frame (`records_frame`; empty when there is no log).
+
+        With `cache` (a Parquet path) the parsed copy is reused: it records in its own metadata the
+        byte offset of the log it covers and the hash of those bytes, and as the log only grows the
+        next read parses only what was appended. A log rewritten in place is parsed again from the
+        start; a torn last line is left for the next read; a cache that cannot be written is no error.
+        """
+        if not self.path.exists():
+            return records_frame([])
+        if cache is None:
+            return records_frame(self.read().records)
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        cached = _cached(cache, data, end)
+        head = None
+        if cached is None:  # parsed from the bytes hashed below, not from a second read of a growing file
+            frame = records_frame(self._parse(data[:end].decode("utf-8", errors="replace").split("\n")).records)
+        else:
+            head, start = cached
+            tail = []
+            for line in data[start:end].split(b"\n"):
+                if line.strip():
+                    try:
+                        tail.append(JudgmentRecord.model_validate_json(line))
+                    except ValidationError:
+                        continue  # a torn line (a run killed mid-write), as `read` skips it
+            frame = head if not tail else pd.concat([head, records_frame(tail)], ignore_index=True)
+        if head is None or len(frame) != len(head):
+            _keep(cache, frame, {"offset": end, "sha256": hashlib.sha256(data[:end]).hexdigest()})
+        return frame
 
     def append(self, records: list[JudgmentRecord]) -> None:
         if not records:
@@ -130,3 +173,35 @@ class JudgmentLog:
         with self.path.open("rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
+
+
+
+_CACHE_KEY = b"empathy_study_log"  # the cache's Parquet metadata: which bytes of the log it holds
+
+
+def _cached(cache: Path, data: bytes, end: int) -> tuple[pd.DataFrame, int] | None:
+    """The parsed copy and the offset it covers, when it is a copy of the log's first bytes."""
+    try:
+        meta = json.loads((pq.read_schema(cache).metadata or {})[_CACHE_KEY])
+        offset = int(meta["offset"])
+        if offset <= end and hashlib.sha256(data[:offset]).hexdigest() == meta["sha256"]:
+            return pd.read_parquet(cache), offset
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        pass
+    return None
+
+
+def _keep(cache: Path, frame: pd.DataFrame, covers: dict) -> None:
+    """Write the parsed copy whole under a temporary name, then move it into place (one file: the
+    copy and the offset it covers cannot disagree)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _CACHE_KEY: json.dumps(covers).encode()})
+    staged = cache.with_name(f".{cache.name}.{os.getpid()}.new")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, staged)
+        os.replace(staged, cache)
+    except (OSError, pa.ArrowException):
+        pass  # a read-only study is still readable
+    finally:
+        staged.unlink(missing_ok=True)

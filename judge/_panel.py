@@ -236,6 +236,18 @@ class RunSummary:
         return sum(t.called for t in self.tallies.values())
 
     @property
+    def ok(self) -> int:
+        return sum(t.ok for t in self.tallies.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(t.failed for t in self.tallies.values())
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(t.cost_usd for t in self.tallies.values())
+
+    @property
     def every_call_failed(self) -> bool:
         """Calls were made and not one returned a score: the run measured nothing."""
         return self.called > 0 and not any(t.ok for t in self.tallies.values())

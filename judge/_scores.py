@@ -16,9 +16,13 @@ SCORE_COLUMNS = ("pair_id", "construct", "judge", "model", "temperature", "promp
                  "expected_score", "n_ok", "n_failed")
 
 
+_FLOATS = ("temperature", "score", "expected_score", "cost_usd")  # one dtype however the records came
+
+
 def records_frame(records: list[JudgmentRecord]) -> pd.DataFrame:
-    columns = list(JudgmentRecord.model_fields)
-    return pd.DataFrame([r.model_dump() for r in records], columns=columns)
+    """Judgment records as a frame, one column per field of `JudgmentRecord`."""
+    frame = pd.DataFrame([r.model_dump() for r in records], columns=list(JudgmentRecord.model_fields))
+    return frame.astype({c: "float64" for c in _FLOATS})
 
 
 def of_panel(frame: pd.DataFrame, judges: Sequence[JudgeConfig]) -> pd.DataFrame:
@@ -46,33 +50,40 @@ def first_draws(frame: pd.DataFrame) -> pd.DataFrame:
     return scored.drop_duplicates(["pair_id", "construct", "judge"], keep="last")
 
 
-def judge_scores(records: list[JudgmentRecord], judges: Sequence[JudgeConfig], versions: dict[str, str]) -> pd.DataFrame:
-    """Long table pair × construct × judge: mean score over successful samples, with counts.
+VERSION_KEYS = ["pair_id", "construct", "judge", "model", "temperature", "prompt_version"]
+VERSION_SCORE_COLUMNS = (*VERSION_KEYS, "score", "expected_score", "n_ok", "n_failed", "cost_usd")
 
-    Only the judgments of the current panel count (`current_judgments`).
+
+def version_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """The one score table: per pair × construct × judge (name, model, temperature) × rubric version, the
+    mean score and expected score over its successful samples, how many samples succeeded (`n_ok`) and
+    how many only ever failed (`n_failed`: a failure later retried successfully is history, not a
+    failure of the item), and what every call cost (unpriced calls count 0).
+
+    A sample asked more than once counts with its last successful answer. `judge_scores` is this table
+    for the current panel and rubric; the calibration app filters it by rubric version.
     """
-    frame = current_judgments(records_frame(records), judges, versions)
     if frame.empty:
-        return pd.DataFrame(columns=SCORE_COLUMNS)
-    ok = frame[frame["score"].notna()]
-    # A failure that was later retried successfully is history, not a failure of the item.
-    sample_keys = ["pair_id", "construct", "judge", "sample_index"]
-    done = set(zip(*(ok[k] for k in sample_keys)))
-    failed = frame[frame["score"].isna()]
-    retried = [k in done for k in zip(*(failed[k] for k in sample_keys))]
-    failed = failed.loc[~np.array(retried, dtype=bool)].drop_duplicates(sample_keys)
-    ok = ok.drop_duplicates(sample_keys, keep="last")
-    keys = ["pair_id", "construct", "judge"]
-    scores = ok.groupby(keys, as_index=False).agg(score=("score", "mean"), expected_score=("expected_score", "mean"),
-                                                  n_ok=("score", "size"))
-    failures = failed.groupby(keys, as_index=False).agg(n_failed=("sample_index", "size"))
-    table = scores.merge(failures, on=keys, how="outer")
+        return pd.DataFrame(columns=VERSION_SCORE_COLUMNS)
+    group = {"observed": True, "sort": False, "as_index": False}
+    samples = [*VERSION_KEYS, "sample_index"]
+    ok = frame[frame["score"].notna()].drop_duplicates(samples, keep="last")
+    scores = ok.groupby(VERSION_KEYS, **group).agg(score=("score", "mean"), expected_score=("expected_score", "mean"),
+                                                   n_ok=("score", "size"))
+    items = frame.drop_duplicates(samples).groupby(VERSION_KEYS, **group).agg(items=("sample_index", "size"))
+    cost = frame.groupby(VERSION_KEYS, **group).agg(cost_usd=("cost_usd", "sum"))
+    table = items.merge(cost, on=VERSION_KEYS).merge(scores, on=VERSION_KEYS, how="left")
     table["n_ok"] = table["n_ok"].fillna(0).astype(int)
-    table["n_failed"] = table["n_failed"].fillna(0).astype(int)
-    identity = {j.name: j for j in judges}
-    table["model"] = table["judge"].map(lambda name: identity[name].model)
-    table["temperature"] = table["judge"].map(lambda name: float(identity[name].temperature))
-    table["prompt_version"] = table["construct"].map(versions)
+    table["n_failed"] = (table["items"] - table["n_ok"]).astype(int)
+    table = table.astype({k: str for k in VERSION_KEYS if k != "temperature"}).astype({"temperature": float})
+    return table[list(VERSION_SCORE_COLUMNS)]
+
+
+def judge_scores(frame: pd.DataFrame, judges: Sequence[JudgeConfig], versions: dict[str, str]) -> pd.DataFrame:
+    """Long table pair × construct × judge of the current panel under the current rubric versions
+    (`current_judgments`): `version_scores` without the cost, in pair, construct, judge order."""
+    table = version_scores(current_judgments(frame, judges, versions))
+    table = table.sort_values(["pair_id", "construct", "judge"], kind="stable").reset_index(drop=True)
     return table[list(SCORE_COLUMNS)]
 
 

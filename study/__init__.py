@@ -7,7 +7,7 @@ through these functions; none of them rebuilds a stage's sequence of calls by ha
 from empathy_study.study.annotate import add_annotator, agree, pull, push, requeue_skipped, status
 from empathy_study.study.build import BuildResult, SampleResult, build_corpus, draw_sample
 from empathy_study.study.estimate import DEFAULT_CHECK_REPS, check_reps, estimate, estimate_config, locate_pairs
-from empathy_study.study.export import ExportResult, export, read_scored_pairs
+from empathy_study.study.export import ExportResult, export
 from empathy_study.study.judging import (
     JudgeRunResult,
     JudgingPlan,
@@ -18,6 +18,7 @@ from empathy_study.study.judging import (
     run_judges,
 )
 from empathy_study.study.progress import Progress, Step, quiet
+from empathy_study.study.provenance import read_scored_pairs
 from empathy_study.study.selection import TerminalSampleResult, draw_terminal_sample, export_terminal
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 

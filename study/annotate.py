@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from empathy_study import annotation, judge
 from empathy_study.annotation import labelstudio
 from empathy_study.shared import write_json, write_parquet
-from empathy_study.study.judging import load_sample
+from empathy_study.study.judging import load_sample, read_judgments
+from empathy_study.study.labels import read_labels, under
 from empathy_study.study.workspace import StudyConfig, Workspace
 
 
@@ -191,12 +191,12 @@ def push(study: Workspace, review: bool) -> list[labelstudio.PushResult]:
 
 def _judge_output(study: Workspace, config: StudyConfig) -> tuple[pd.DataFrame, dict]:
     """The current panel's scores and each judge's sample-0 rationale, for review predictions."""
-    log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
-    records = log.read().records
+    study.require(study.judgments, f"empathy judge run {study.root}")
+    judgments = read_judgments(study)
     versions = config.prompt_versions()
-    frame = judge.first_draws(judge.current_judgments(judge.records_frame(records), config.judges, versions))
+    frame = judge.first_draws(judge.current_judgments(judgments, config.judges, versions))
     rationales = {(r.pair_id, r.judge): r.rationale for r in frame.itertuples()}
-    return judge.judge_scores(records, config.judges, versions), rationales
+    return judge.judge_scores(judgments, config.judges, versions), rationales
 
 
 @dataclass
@@ -264,8 +264,7 @@ def pull(study: Workspace) -> PullSummary:
                        ignore_index=True)
     labels["score"] = labels["score"].astype("Int64")
     write_parquet(study.labels, labels)
-    versions = config.prompt_versions()
-    other_versions = int((labels["prompt_version"] != labels["construct"].map(versions)).sum())
+    other_versions = len(labels) - len(under(labels, config.prompt_versions()))
     return PullSummary(labels, skipped, foreign, unparsed, dict(others), other_versions)
 
 
@@ -319,40 +318,24 @@ def requeue_skipped(study: Workspace) -> int:
     return removed
 
 
-def read_labels(study: Workspace) -> pd.DataFrame | None:
-    if not study.labels.exists():
-        return None
-    labels = pd.read_parquet(study.labels)
-    if "prompt_version" not in labels.columns:  # pulled before labels recorded their rubric version
-        labels["prompt_version"] = None
-    return labels
-
-
-def current_labels(labels: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
-    """The labels made under the rubric version the study uses now for their construct: labels under
-    another text measured something else, as judgments under another version do."""
-    return labels[labels["prompt_version"] == labels["construct"].map(versions)]
-
-
 def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
     """Agreement per construct between annotators (blind and calibration labels under the current
     rubric) and judges (sample 0) → DIR/agreement.json."""
     config = study.config()
     labels = read_labels(study)
-    if labels is not None:
+    if not labels.empty:
         labelstudio.refuse_recorded(AnnotationState.load(study).foreign_accounts, "empathy agree",
                                     config.annotation.allow_foreign_accounts)
     versions = config.prompt_versions()
-    frame = judge.records_frame(judge.JudgmentLog(study.judgments).read().records)
-    frame = judge.first_draws(judge.current_judgments(frame, config.judges, versions))
+    frame = judge.first_draws(judge.current_judgments(read_judgments(study), config.judges, versions))
     judges = [j.name for j in config.judges]
     report = {"prompt_version": versions, "judges": judges}
     for construct in versions:
         humans = pd.DataFrame()
         other_rubric = 0
-        if labels is not None and not labels.empty:
+        if not labels.empty:
             own = labels[(labels["construct"] == construct) & labels["mode"].isin(["blind", "calibration"])]
-            current = current_labels(own, versions)
+            current = under(own, versions)
             other_rubric = len(own) - len(current)
             humans = current.pivot_table(index="pair_id", columns="annotator", values="score", aggfunc="last")
         machines = frame[frame["construct"] == construct].pivot(index="pair_id", columns="judge", values="score")
@@ -365,23 +348,3 @@ def agree(study: Workspace, boot: int = 1_000, seed: int = 0) -> dict:
         report[construct]["labels_under_other_rubric_versions"] = other_rubric
     write_json(study.agreement, report)
     return report
-
-
-def gold_columns(study: Workspace, sample: pd.DataFrame) -> pd.DataFrame | None:
-    """empathy_gold, attachment_gold (blind audit labels under the current rubric), gold_prob and
-    gold_drawn (the pair was drawn into the audit: missing labels are then modelled, not assumed
-    missing completely at random) for the export, if labels exist."""
-    labels = read_labels(study)
-    if labels is None:
-        return None
-    labelstudio.refuse_recorded(AnnotationState.load(study).foreign_accounts, "empathy export",
-                                study.config().annotation.allow_foreign_accounts)
-    gold = annotation.gold_scores(current_labels(labels, study.config().prompt_versions()))
-    table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
-    config = study.config().annotation
-    state = study.annotation_state
-    recorded = json.loads(state.read_text()).get("audit", {}) if state.exists() else {}
-    rate, seed = recorded.get("rate") or config.audit_rate, recorded.get("seed", config.audit_seed)  # the design used
-    table["gold_prob"] = np.float64(rate)
-    table["gold_drawn"] = annotation.audit_draw(table["pair_id"], rate, seed).astype(np.int8)
-    return table

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from empathy_study import causal
+from empathy_study.study import labels as labels_of
 from empathy_study.study.workspace import StudyError, Workspace
 
 
@@ -39,14 +40,14 @@ def plan_audit(study: Workspace, ci_width: float, cost_per_label: float | None =
     corrected = next(e for e in payload["estimates"]
                      if e["method"] == "dr_gold_corrected" and e["estimand"] == "ATE" and not e["weighted"])
     per_pair = per_day = days = cost = None
-    if study.labels.exists():
-        labels = pd.read_parquet(study.labels)
-        blind = labels[labels["mode"] == "blind"]
-        if len(blind):
-            per_pair = len(blind) / blind["pair_id"].nunique()
-            times = pd.to_datetime(blind["updated_at"], utc=True, errors="coerce").dropna()
-            span = (times.max() - times.min()).total_seconds() / 86_400 if len(times) > 1 else 0.0
-            per_day = len(times) / span if span > 0 else None
+    # The audit's labels as gold counts them: blind, under the current rubric (labels under an older
+    # text would count a relabelled pair twice).
+    gold = labels_of.under(labels_of.blind(labels_of.read_labels(study)), study.config().prompt_versions())
+    if len(gold):
+        per_pair = len(gold) / gold["pair_id"].nunique()
+        times = pd.to_datetime(gold["updated_at"], utc=True, errors="coerce").dropna()
+        span = (times.max() - times.min()).total_seconds() / 86_400 if len(times) > 1 else 0.0
+        per_day = len(times) / span if span > 0 else None
     if plan.more and per_pair:
         labels_needed = plan.more * per_pair
         days = labels_needed / per_day if per_day else None

@@ -2,13 +2,12 @@
 
 `load` reads a study once (sample, every judgment of the panel's judges under every rubric
 version, blind audit labels, the lock); `overview`, `disagreements` and `fit` compute what the
-calibration app shows, with the statistics in `annotation.calibration`; `lock` writes
-`DIR/calibration.json`, which `empathy export` applies (`calibrated_panel`).
+calibration app shows, with the statistics in `annotation.calibration`; `lock` hands a fit with its
+evidence to `study.lock`, which writes `DIR/calibration.json` (and `empathy export` applies).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import threading
@@ -23,18 +22,20 @@ import pyarrow.parquet as pq
 from empathy_study import judge
 from empathy_study.annotation import AgreementError
 from empathy_study.annotation import calibration as stats
-from empathy_study.shared import write_json, write_parquet, write_text
+from empathy_study.shared import write_text
+from empathy_study.study import labels as labels_of
+from empathy_study.study.judging import read_judgments
+from empathy_study.study.lock import entry as lock_entry
+from empathy_study.study.lock import read_lock, write_lock
 from empathy_study.study.progress import Progress, Step, quiet
-from empathy_study.study.provenance import provenance
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
-LOCK_SCHEMA = 1
 PANEL = "panel"
 SOURCES = ("score", "expected_score")
-UNKNOWN_VERSION = "unknown"
+AGGREGATES = stats.AGGREGATES  # how a panel's calibrated scores are combined
+CLASSES = stats.CLASSES  # the treatment classes of the confusion matrices
 _JUDGMENT_COLUMNS = ["pair_id", "construct", "judge", "model", "temperature", "prompt_version", "sample_index",
                      "score", "expected_score", "rationale", "cost_usd", "error"]
-_CACHE = ".cache"
 _KEY_COLUMNS = ("pair_id", "construct", "judge", "model", "prompt_version")
 
 
@@ -42,47 +43,10 @@ _KEY_COLUMNS = ("pair_id", "construct", "judge", "model", "prompt_version")
 
 
 def judgments_frame(study: Workspace) -> pd.DataFrame:
-    """Every record of the judgment log as a frame.
-
-    The log only grows, so a parsed copy is kept in `DIR/.cache/` with the byte offset it covers and
-    the hash of those bytes: the next read parses only what was appended since (a log that was
-    rewritten instead is parsed again from the start).
-    """
-    path = study.judgments
-    if not path.exists():
-        return pd.DataFrame(columns=_JUDGMENT_COLUMNS)
-    cache, meta_path = study.root / _CACHE / "judgments.parquet", study.root / _CACHE / "judgments.json"
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1  # a torn last line is left for the next read
-    head = None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta["offset"] <= end and hashlib.sha256(data[:meta["offset"]]).hexdigest() == meta["sha256"]:
-            head, start = pd.read_parquet(cache), meta["offset"]
-    except (OSError, ValueError, KeyError):
-        head = None
-    if head is None:
-        records = judge.JudgmentLog(path).read().records
-        frame = judge.records_frame(records)[_JUDGMENT_COLUMNS]
-    else:
-        tail = []
-        for line in data[start:end].splitlines():
-            if line.strip():
-                try:
-                    tail.append(judge.JudgmentRecord.model_validate_json(line))
-                except ValueError:
-                    continue  # a torn line (a run killed mid-write), as the log's own reader skips it
-        frame = head if not tail else pd.concat([head, judge.records_frame(tail)[_JUDGMENT_COLUMNS]],
-                                                ignore_index=True)
-    frame = frame.astype({column: "category" for column in _KEY_COLUMNS})  # few distinct values: fast groupbys
-    if head is None or len(frame) != len(head):
-        try:
-            cache.parent.mkdir(exist_ok=True)
-            write_parquet(cache, frame)
-            write_json(meta_path, {"offset": end, "sha256": hashlib.sha256(data[:end]).hexdigest()})
-        except OSError:
-            pass  # a read-only study is still readable
-    return frame
+    """Every record of the judgment log (`study.judging.read_judgments`: parsed once, then extended by
+    what was appended), its key columns as categories (few distinct values: fast groupbys)."""
+    frame = read_judgments(study)[_JUDGMENT_COLUMNS]
+    return frame.astype({column: "category" for column in _KEY_COLUMNS})
 
 
 def panel_judgments(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
@@ -93,54 +57,6 @@ def panel_judgments(frame: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
         return frame
     kept = judge.of_panel(frame[identity].drop_duplicates(), config.judges)
     return frame.merge(kept, on=identity, how="inner")
-
-
-def version_scores(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per pair × construct × judge × rubric version: mean score and expected score over the
-    successful samples, how many items failed for good, and what the calls cost."""
-    keys = ["pair_id", "construct", "judge", "prompt_version"]
-    group = {"observed": True, "sort": False, "as_index": False}
-    ok = frame[frame["score"].notna()].drop_duplicates([*keys, "sample_index"], keep="last")
-    scores = ok.groupby(keys, **group).agg(score=("score", "mean"), expected_score=("expected_score", "mean"))
-    items = frame.drop_duplicates([*keys, "sample_index"])[[*keys, "sample_index"]]
-    done = ok[[*keys, "sample_index"]].assign(_ok=True)
-    items = items.merge(done, on=[*keys, "sample_index"], how="left")
-    items["failed"] = items["_ok"].isna()
-    per_pair = items.groupby(keys, **group).agg(items=("failed", "size"), failed=("failed", "sum"))
-    cost = frame.groupby(keys, **group).agg(cost_usd=("cost_usd", "sum"))  # NaN (unpriced) counts 0
-    table = per_pair.merge(cost, on=keys).merge(scores, on=keys, how="left")
-    return table.astype({k: str for k in keys})
-
-
-def annotation_versions(study: Workspace) -> dict[str, str]:
-    """The rubric version per construct that the annotation state says annotators were shown, if recorded."""
-    if not study.annotation_state.exists():
-        return {}
-    state = json.loads(study.annotation_state.read_text())
-    recorded = state.get("prompt_versions") or state.get("prompt_version") or {}
-    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
-
-
-def gold_labels(study: Workspace, sample_ids: set[str]) -> pd.DataFrame:
-    """Blind labels of sampled pairs (the audit: gold), with the rubric version the annotators saw.
-
-    Labels without a recorded version take the one in the annotation state, else "unknown": labels
-    made under different texts are never pooled.
-    """
-    columns = ["pair_id", "construct", "annotator", "score", "prompt_version"]
-    if not study.labels.exists():
-        return pd.DataFrame(columns=columns)
-    labels = pd.read_parquet(study.labels)
-    in_sample = pd.Index(list(sample_ids)).get_indexer(labels["pair_id"]) >= 0
-    labels = labels[(labels["mode"] == "blind").to_numpy() & in_sample & labels["score"].notna().to_numpy()].copy()
-    labels["prompt_version"] = (labels["prompt_version"] if "prompt_version" in labels.columns else None)
-    labels["prompt_version"] = labels["prompt_version"].astype(object)
-    fallback = annotation_versions(study)
-    missing = labels["prompt_version"].isna()
-    labels.loc[missing, "prompt_version"] = labels.loc[missing, "construct"].map(fallback).astype(object).fillna(
-        UNKNOWN_VERSION)
-    labels["score"] = labels["score"].astype(float)
-    return labels[columns].reset_index(drop=True)
 
 
 @dataclass
@@ -167,15 +83,32 @@ class CalibrationData:
     config: StudyConfig
     sample: pd.DataFrame  # indexed by pair_id
     judgments: pd.DataFrame  # the panel's judges (any rubric version)
-    scores: pd.DataFrame  # `version_scores` of `judgments`
-    labels: pd.DataFrame  # blind gold labels
+    scores: pd.DataFrame  # `judge.version_scores` of `judgments`
+    labels: pd.DataFrame  # blind labels of sampled pairs under every rubric version (`study.labels.blind`)
     versions: dict[str, str]  # the study's current rubric version per construct
     rubrics: dict[str, judge.Rubric]
     lock: dict | None
     simulated: dict | None
     _gold: dict = field(default_factory=dict, repr=False)
+    _indices: dict = field(default_factory=dict, repr=False)  # (table, key) → row positions, or a column
     _texts: dict | None = field(default=None, repr=False)
     _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def index(self, table: str, key: str | tuple) -> dict:
+        """Row positions of `labels`, `judgments` or `scores` by a key column (or columns), built once."""
+        found = ("index", table, key)
+        if found not in self._indices:
+            frame = getattr(self, table)
+            self._indices[found] = frame.groupby(list(key) if isinstance(key, tuple) else key,
+                                                 sort=False, observed=True).indices
+        return self._indices[found]
+
+    def column(self, table: str, name: str, dtype) -> np.ndarray:
+        """A column of `labels`, `judgments` or `scores` as an array, converted once."""
+        key = ("column", table, name)
+        if key not in self._indices:
+            self._indices[key] = getattr(self, table)[name].to_numpy(dtype=dtype)
+        return self._indices[key]
 
     @property
     def judges(self) -> list[str]:
@@ -206,21 +139,23 @@ class CalibrationData:
         return {str(row["pair_id"]): {c: str(row.get(c) or "") for c in TEXTS} for row in frame.to_dict("records")}
 
     def label_versions(self, construct: str) -> list[str]:
-        """Rubric versions under which gold labels of the construct exist, most labels first."""
-        counts = self.labels.loc[self.labels["construct"] == construct, "prompt_version"].value_counts()
-        return [str(v) for v in counts.index]
+        """Rubric versions under which gold labels of the construct exist: the current one first (the
+        gold `empathy export` writes), then the others, most labels first."""
+        versions = labels_of.versions_of(self.labels, construct)
+        current = self.versions[construct]
+        return [current, *(v for v in versions if v != current)] if current in versions else versions
 
     def gold(self, construct: str, label_version: str | None = None) -> Gold:
+        """The gold labels of a construct under a rubric version: by default the study's current one
+        (as exported), or — when no label was made under it — the version with the most labels."""
         versions = self.label_versions(construct)
-        label_version = label_version or (versions[0] if versions else UNKNOWN_VERSION)
+        label_version = label_version or (versions[0] if versions else self.versions[construct])
         key = (construct, label_version)
         if key not in self._gold:
+            units, annotators, humans = labels_of.gold_matrix(self.labels, construct, label_version)
             own = self.labels[self.labels["construct"] == construct]
-            chosen = own[own["prompt_version"] == label_version]
-            wide = chosen.pivot_table(index="annotator", columns="pair_id", values="score", aggfunc="last")
             others = own[own["prompt_version"] != label_version]["prompt_version"].value_counts()
-            self._gold[key] = Gold(construct, label_version, [str(c) for c in wide.columns],
-                                   [str(a) for a in wide.index], wide.to_numpy(dtype=float),
+            self._gold[key] = Gold(construct, label_version, units, annotators, humans,
                                    {str(k): int(v) for k, v in others.items()})
         return self._gold[key]
 
@@ -236,14 +171,11 @@ class CalibrationData:
     def judge_vector(self, construct: str, name: str, version: str, units: list[str],
                      source: str = "score") -> np.ndarray:
         """A judge's score (or expected score) under a rubric version for the given pairs, NaN where missing."""
-        if not hasattr(self, "_by_rater"):
-            self._by_rater = self.scores.groupby(["construct", "judge", "prompt_version"], sort=False).indices
-            self._columns = {c: self.scores[c].to_numpy(dtype=float) for c in SOURCES}
-            self._pair_ids = self.scores["pair_id"].to_numpy(dtype=object)
-        rows = self._by_rater.get((construct, name, version))
+        rows = self.index("scores", ("construct", "judge", "prompt_version")).get((construct, name, version))
         if rows is None:
             return np.full(len(units), np.nan)
-        return pd.Series(self._columns[source][rows], index=self._pair_ids[rows]).reindex(units).to_numpy(dtype=float)
+        values, pair_ids = self.column("scores", source, float)[rows], self.column("scores", "pair_id", object)[rows]
+        return pd.Series(values, index=pair_ids).reindex(units).to_numpy(dtype=float)
 
     def panel_vector(self, construct: str, version: str, units: list[str], names: list[str] | None = None,
                      source: str = "score") -> np.ndarray:
@@ -271,10 +203,10 @@ def load(study: Workspace) -> CalibrationData:
     sample = read_sample(study)
     frame = panel_judgments(judgments_frame(study), config)
     frame = frame[sample.index.get_indexer(frame["pair_id"]) >= 0]
-    labels = gold_labels(study, set(sample.index))
+    labels = labels_of.blind(labels_of.read_labels(study), sample.index)
     rubrics = config.rubrics()
     simulated = json.loads(study.simulation.read_text()) if study.simulation.exists() else None
-    return CalibrationData(study, config, sample, frame.reset_index(drop=True), version_scores(frame), labels,
+    return CalibrationData(study, config, sample, frame.reset_index(drop=True), judge.version_scores(frame), labels,
                            {c: r.version for c, r in rubrics.items()}, rubrics, read_lock(study), simulated)
 
 
@@ -319,12 +251,12 @@ def overview(data: CalibrationData, construct: str, label_version: str | None = 
     pairs = data.rater_versions(construct)
     for name, version in pairs:
         this = own[(own["judge"] == name) & (own["prompt_version"] == version)]
-        items = int(this["items"].sum())
+        items = int(this["n_ok"].sum() + this["n_failed"].sum())
         vector = data.judge_vector(construct, name, version, gold.units)
         rows.append(OverviewRow(
             name, version, version == data.versions[construct], (name, version) in locked_keys,
             stats.rater_figures(vector, gold.humans, high, low, boot=boot, seed=seed),
-            float(this["failed"].sum() / items) if items else None,
+            float(this["n_failed"].sum() / items) if items else None,
             float(this["cost_usd"].sum() / len(this) * 1000) if len(this) else None,
             int(this["score"].notna().sum())))
         if boot:
@@ -336,12 +268,12 @@ def overview(data: CalibrationData, construct: str, label_version: str | None = 
                 continue
             vector = data.panel_vector(construct, version, gold.units)
             members = own[(own["prompt_version"] == version) & own["judge"].isin(data.judges)]
-            items = int(members["items"].sum())
+            items = int(members["n_ok"].sum() + members["n_failed"].sum())
             whole = data.panel_vector(construct, version, list(data.sample.index))
             row = OverviewRow(PANEL, version, version == data.versions[construct],
                               bool(locked) and {(n, version) for n in data.judges} == locked_keys,
                               stats.rater_figures(vector, gold.humans, high, low, boot=boot, seed=seed),
-                              float(members["failed"].sum() / items) if items else None,
+                              float(members["n_failed"].sum() / items) if items else None,
                               float(members["cost_usd"].sum() / max(members["pair_id"].nunique(), 1) * 1000),
                               int(np.sum(~np.isnan(whole))))
             if boot:
@@ -376,27 +308,42 @@ class PairDetail:
     pair_id: str
     texts: dict[str, str]  # prompt, response, reply (the ones the rubric shows) and the previous turn
     annotators: dict[str, float]  # annotator → score
-    judges: list[dict]  # judge, version, score, expected_score, rationale
+    judges: list[dict]  # judge, version, score, expected_score (None where not recorded), rationale
+    gold: float | None  # the mean over the annotators
+    gold_level: int | None  # … on the rubric's levels
+    rater: str  # the judge (or the panel) the pair is compared with
+    rater_score: float | None  # its score (the panel: the unrounded mean) under the rubric version shown
+    rater_level: int | None
 
 
-def pair_detail(data: CalibrationData, construct: str, pair_id: str, label_version: str | None = None) -> PairDetail:
+def _level(value: float | None) -> int | None:
+    return None if value is None else int(stats.to_levels([value])[0])
+
+
+def pair_detail(data: CalibrationData, construct: str, pair_id: str, rater: str = PANEL, version: str | None = None,
+                label_version: str | None = None) -> PairDetail:
+    """One gold pair as the disagreements screen shows it: its texts, each annotator's label, every
+    judge's score and rationale under every rubric version, and the gold and rater levels."""
     texts = data.texts(pair_id)
-    if not hasattr(data, "_labels_by_pair"):
-        data._labels_by_pair = data.labels.groupby("pair_id").indices
-    labels = data.labels.iloc[data._labels_by_pair.get(pair_id, [])]
+    labels = data.labels.iloc[data.index("labels", "pair_id").get(pair_id, [])]
     labels = labels[labels["construct"] == construct]
     gold = data.gold(construct, label_version)
     labels = labels[labels["prompt_version"] == gold.label_version]
-    if not hasattr(data, "_by_pair"):
-        data._by_pair = data.judgments.groupby("pair_id").indices
-    own = data.judgments.iloc[data._by_pair.get(pair_id, [])]
+    own = data.judgments.iloc[data.index("judgments", "pair_id").get(pair_id, [])]
     own = own[own["construct"] == construct]
     judged = []
     for record in own[own["score"].notna()].drop_duplicates(["judge", "prompt_version"], keep="last").itertuples():
+        expected = None if pd.isna(record.expected_score) else float(record.expected_score)
         judged.append({"judge": record.judge, "version": record.prompt_version, "score": record.score,
-                       "expected_score": record.expected_score, "rationale": record.rationale or ""})
+                       "expected_score": expected, "rationale": record.rationale or ""})
     judged.sort(key=lambda j: (j["judge"], j["version"] != data.versions[construct]))
-    return PairDetail(pair_id, texts, dict(zip(labels["annotator"], labels["score"])), judged)
+    annotators = dict(zip(labels["annotator"], labels["score"]))
+    version = version or data.versions[construct]
+    score = (data.panel_vector(construct, version, [pair_id]) if rater == PANEL else
+             data.judge_vector(construct, rater, version, [pair_id]))[0]
+    score = None if np.isnan(score) else float(score)
+    mean = float(np.mean(list(annotators.values()))) if annotators else None
+    return PairDetail(pair_id, texts, annotators, judged, mean, _level(mean), rater, score, _level(score))
 
 
 # ---------------------------------------------------------------------------------------------- calibration
@@ -467,36 +414,17 @@ def fit(data: CalibrationData, construct: str, judges: list[str], *, version: st
 # ---------------------------------------------------------------------------------------------- the lock
 
 
-def read_lock(study: Workspace) -> dict | None:
-    if not study.calibration.exists():
-        return None
-    try:
-        lock = json.loads(study.calibration.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise StudyError(f"{study.calibration} is not valid JSON: {exc}") from exc
-    if lock.get("schema_version") != LOCK_SCHEMA:
-        raise StudyError(f"{study.calibration} has lock schema {lock.get('schema_version')}, this version reads "
-                         f"{LOCK_SCHEMA}")
-    return lock
-
-
 def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, now: datetime | None = None) -> Path:
-    """Write the calibration of one construct into DIR/calibration.json (other constructs' locks stay),
-    with its evidence: held-out figures with bootstrap intervals, the ceiling gap, n, the date."""
-    study = data.study
+    """Lock the calibration of one construct (`study.lock`): the fit again with `boot` bootstrap draws
+    for the evidence — held-out figures with intervals, the ceiling gap, n, the date."""
     identity = {j.name: j for j in data.config.judges}
     evidence_fit = fit(data, result.construct, result.judges, version=result.version, source=result.source,
                        how=result.how, label_version=result.label_version, folds=result.folds, seed=result.seed,
                        boot=boot) if boot else result
-    final = evidence_fit.cross.final
-    entry = {
-        "judges": [{"name": name, "model": identity[name].model, "temperature": float(identity[name].temperature),
-                    "rubric_version": result.version, "source": result.source, "map": final.maps[j].to_json()}
-                   for j, name in enumerate(result.judges)],
-        "aggregate": {"how": result.how,
-                      "weights": dict(zip(result.judges, map(float, final.weights))) if final.weights is not None else None},
-        "evidence": {
-            "locked_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+    locked = lock_entry(
+        judges=[identity[name] for name in result.judges], version=result.version, source=result.source,
+        final=evidence_fit.cross.final, how=result.how, locked_at=now or datetime.now(timezone.utc),
+        evidence={
             "simulated": bool(data.simulated),
             "label_version": result.label_version,
             "n_gold": len(result.units),
@@ -504,75 +432,15 @@ def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, no
             "annotators": data.gold(result.construct, result.label_version).annotators,
             "folds": result.folds, "seed": result.seed, "bootstrap": boot,
             "grouped_by": "user_id",
-            "before": _json_figures(evidence_fit.before),
-            "after_held_out": _json_figures(evidence_fit.after),
+            "before": evidence_fit.before,
+            "after_held_out": evidence_fit.after,
             "ceiling": evidence_fit.ceiling,
             "coverage": {"scored": result.coverage[0], "sample": result.coverage[1]},
             "arm_change": result.arm_change,
             "treatment_rule": {"high": data.rule[0], "low": data.rule[1]},
-        },
-    }
-    current = read_lock(study) or {"schema_version": LOCK_SCHEMA, "constructs": {}}
-    current["constructs"][result.construct] = entry
-    current["simulated"] = bool(data.simulated) or any(c["evidence"]["simulated"] for c in current["constructs"].values())
-    current["provenance"] = provenance(inputs={"labels": study.labels, "judgments": study.judgments})
-    write_json(study.calibration, current)
-    data.lock = current
-    return study.calibration
-
-
-def _json_figures(figures: dict[str, dict]) -> dict:
-    return {name: {k: v for k, v in f.items()} for name, f in figures.items()}
-
-
-def unlock(study: Workspace, construct: str) -> bool:
-    current = read_lock(study)
-    if not current or construct not in current["constructs"]:
-        return False
-    del current["constructs"][construct]
-    write_json(study.calibration, current)
-    return True
-
-
-def calibrated_panel(frame: pd.DataFrame, config: StudyConfig, lock_data: dict) -> tuple[pd.DataFrame, dict]:
-    """Apply a lock to the judgment records: pair_id → `<construct>`, `<construct>_judges` for each
-    locked construct, and what was applied.
-
-    Only judgments of the locked judges (same name, model and temperature as in the panel now) under
-    the locked rubric version count; a pair gets a calibrated score only where every locked judge has
-    a value, as the raw panel mean does.
-    """
-    panel = {j.name: j for j in config.judges}
-    scores = version_scores(panel_judgments(frame, config)) if not frame.empty else \
-        pd.DataFrame(columns=["pair_id", "construct", "judge", "prompt_version", "score", "expected_score"])
-    out, applied = None, {}
-    for construct, entry in lock_data.get("constructs", {}).items():
-        columns = []
-        for locked in entry["judges"]:
-            now = panel.get(locked["name"])
-            if now is None or now.model != locked["model"] or float(now.temperature) != locked["temperature"]:
-                raise StudyError(f"the calibration lock of {construct} names judge {locked['name']} "
-                                 f"({locked['model']}, temperature {locked['temperature']}), which is not in the "
-                                 "panel of study.toml as locked: lock again in `empathy calibrate` or remove "
-                                 "calibration.json")
-            own = scores[(scores["construct"] == construct) & (scores["judge"] == locked["name"])
-                         & (scores["prompt_version"] == locked["rubric_version"])]
-            mapped = stats.IsotonicMap.from_json(locked["map"]).apply(own[locked["source"]].to_numpy(dtype=float))
-            columns.append(pd.Series(mapped, index=own["pair_id"].to_numpy(), name=locked["name"]))
-        wide = pd.concat(columns, axis=1)
-        weights = entry["aggregate"]["weights"]
-        complete = wide.notna().all(axis=1)
-        values = stats.aggregate(wide[complete].to_numpy(), entry["aggregate"]["how"],
-                                 [weights[n] for n in wide.columns] if weights else None)
-        result = pd.DataFrame({"pair_id": wide.index, construct: np.nan, f"{construct}_judges": wide.notna().sum(axis=1).to_numpy()})
-        result.loc[complete.to_numpy(), construct] = values
-        out = result if out is None else out.merge(result, on="pair_id", how="outer")
-        applied[construct] = entry
-    return (out if out is not None else pd.DataFrame(columns=["pair_id"])), applied
-
-
-def lock_sha256(study: Workspace) -> str:
-    return hashlib.sha256(study.calibration.read_bytes()).hexdigest()
+        })
+    data.lock = write_lock(data.study, result.construct, locked)
+    return data.study.calibration
 
 
 # ---------------------------------------------------------------------------------------------- rubric copies

@@ -15,12 +15,11 @@ from pydantic import ValidationError
 from empathy_study import causal
 from empathy_study.shared import write_json, write_text
 from empathy_study.study import selection
-from empathy_study.study.export import read_scored_pairs, validation_note
+from empathy_study.study.export import validation_note
 from empathy_study.study.progress import Progress, Step, quiet
-from empathy_study.study.provenance import file_sha256, git_state, provenance, versions
+from empathy_study.study.provenance import file_sha256, git_state, provenance, read_scored_pairs, versions
 from empathy_study.study.workspace import StudyError, Workspace
 
-OUTPUTS = ("estimates.json", "estimates.csv", "matched_pairs.csv", "report.html")
 CHECK_LOG = "check.jsonl"  # one line per simulated study of `--check`, written as each finishes
 CHECK_HEADER = "empathy-study check (simulated studies)"
 DEFAULT_CHECK_REPS = 50
@@ -38,15 +37,19 @@ def locate_pairs(path: Path) -> tuple[Path, Workspace | None]:
     return path, beside if beside.config_path.exists() else None
 
 
-def estimate_config(study: Workspace | None, overrides: dict) -> causal.CausalConfig:
-    """The study's [causal] table (defaults without one), with the options given on top."""
+def estimate_config(study: Workspace | None, overrides: dict, options: dict[str, str] | None = None
+                    ) -> causal.CausalConfig:
+    """The study's [causal] table (defaults without one), with the options given on top; a bad one is
+    named as the user typed it (`options`: key → option, where the option is not `--<key>`)."""
     base = study.config().causal if study is not None else causal.CausalConfig()
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return causal.CausalConfig.model_validate({**base.model_dump(), **given})
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise StudyError(f"invalid option --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from exc
+        key = str(first["loc"][0])
+        option = (options or {}).get(key, "--" + key.replace("_", "-"))
+        raise StudyError(f"invalid option {option}: {first['msg']}") from exc
 
 
 def check_reps(check: bool, reps: int | None) -> int | None:

@@ -6,40 +6,38 @@ The file carries its own provenance in the Parquet metadata, read back by `empat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from empathy_study import judge
-from empathy_study.shared import CONSTRUCTS, atomic_path, read_frame
-from empathy_study.study import calibrate
-from empathy_study.study.annotate import gold_columns
-from empathy_study.study.judging import load_sample, scored_counts
-from empathy_study.study.provenance import provenance
+from empathy_study.annotation import labelstudio
+from empathy_study.shared import CONSTRUCTS
+from empathy_study.study.annotate import AnnotationState
+from empathy_study.study.judging import load_sample, read_judgments, scored_counts
+from empathy_study.study.labels import gold_columns
+from empathy_study.study.lock import apply_lock, lock_sha256, read_lock, validation_record
+from empathy_study.study.provenance import provenance, write_with_provenance
+from empathy_study.study.selection import export_terminal
 from empathy_study.study.workspace import Workspace
 
-TABLE_METADATA_KEY = b"empathy_study"
 
-
-def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
-    """The joined table and what it was made from."""
+def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+    """The joined table and what it was made from (`judgments`: the log's frame, if already read)."""
     config = study.config()
     sample = load_sample(study)
     versions = config.judged_versions()  # the study's constructs and the checks it opted in to
-    records = judge.JudgmentLog(study.judgments).read().records if study.judgments.exists() else []
-    scores = judge.judge_scores(records, config.judges, versions)
+    judgments = read_judgments(study) if judgments is None else judgments
+    scores = judge.judge_scores(judgments, config.judges, versions)
     panel = [j.name for j in config.judges]
     controls = [c for c in judge.CONTROLS if c in versions]  # e.g. prompt_attachment: a column of its own
     table = sample.merge(judge.panel_scores(scores, panel, [*CONSTRUCTS, *controls]), on="pair_id", how="left")
-    lock = calibrate.read_lock(study)
+    lock = read_lock(study)
     validated: dict[str, dict | None] = {c: None for c in CONSTRUCTS}
     if lock and lock.get("constructs"):
-        calibrated, applied = calibrate.calibrated_panel(judge.records_frame(records), config, lock)
-        lock_hash = calibrate.lock_sha256(study)
+        calibrated, applied = apply_lock(judgments, config, lock)
+        lock_hash = lock_sha256(study)
         for construct, entry in applied.items():
             # The raw panel mean stays beside the calibrated score it was replaced by.
             table[f"{construct}_raw"] = table[construct]
@@ -48,7 +46,10 @@ def scored_pairs(study: Workspace) -> tuple[pd.DataFrame, dict]:
             validated[construct] = validation_record(entry, lock_hash)
     for construct in [*CONSTRUCTS, *controls]:
         table[f"{construct}_judges"] = table[f"{construct}_judges"].fillna(0).astype(int)
-    gold = gold_columns(study, sample)
+    if study.labels.exists():
+        labelstudio.refuse_recorded(AnnotationState.load(study).foreign_accounts, "empathy export",
+                                    config.annotation.allow_foreign_accounts)
+    gold = gold_columns(study, sample, config.prompt_versions(), config.annotation)
     if gold is not None:
         table = table.merge(gold, on="pair_id", how="left")
     made_from = {
@@ -76,53 +77,15 @@ class ExportResult:
     terminal: Path | None = None  # scored_terminal_pairs.parquet, written when a terminal sample exists
 
 
-def write_with_provenance(table: pd.DataFrame, record: dict, path: Path) -> None:
-    """Write `table` as Parquet with how it was made in the file's own metadata."""
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
-                                           TABLE_METADATA_KEY: json.dumps(record, default=str).encode()})
-    with atomic_path(path) as staged:
-        pq.write_table(arrow, staged)
-
-
 def export(study: Workspace) -> ExportResult:
     """Write DIR/scored_pairs.parquet, the input of `empathy estimate`."""
-    table, made_from = scored_pairs(study)
+    judgments = read_judgments(study)
+    table, made_from = scored_pairs(study, judgments)
     inputs = {"sample": study.sample, **({"judgments": study.judgments} if study.judgments.exists() else {}),
               **({"calibration": study.calibration} if study.calibration.exists() else {})}
     record = provenance(inputs=inputs, **made_from)
     write_with_provenance(table, record, study.scored_pairs)
-    from empathy_study.study.selection import export_terminal  # imports this module's neighbours
-
-    return ExportResult(table, record, study.scored_pairs, export_terminal(study))
-
-
-def read_scored_pairs(path: Path) -> tuple[pd.DataFrame, dict]:
-    """A scored-pairs file (Parquet or CSV) and the provenance its writer recorded, if any."""
-    frame = read_frame(path)
-    if path.suffix.lower() == ".csv":
-        return frame, {}
-    meta = (pq.read_schema(path).metadata or {}).get(TABLE_METADATA_KEY)
-    return frame, (json.loads(meta) if meta else {})
-
-
-def validation_record(entry: dict, lock_hash: str) -> dict:
-    """What scored_pairs.parquet says about a construct's validated scores: which lock, judges, evidence."""
-    evidence = entry["evidence"]
-    after = evidence["after_held_out"].get("panel", {})
-    return {
-        "lock_sha256": lock_hash,
-        "locked_at": evidence["locked_at"],
-        "simulated": evidence["simulated"],
-        "judges": [{k: j[k] for k in ("name", "model", "temperature", "rubric_version", "source")} for j in entry["judges"]],
-        "aggregate": entry["aggregate"],
-        "n_gold": evidence["n_gold"],
-        "label_version": evidence["label_version"],
-        "alpha_held_out": after.get("alpha"),
-        "alpha_ci": after.get("ci"),
-        "mae_held_out": after.get("mae"),
-        "ceiling": evidence["ceiling"],
-    }
+    return ExportResult(table, record, study.scored_pairs, export_terminal(study, judgments))
 
 
 def validation_note(recorded: dict) -> str:

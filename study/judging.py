@@ -21,6 +21,12 @@ def load_sample(study: Workspace) -> pd.DataFrame:
     return corpus.read_table(study.require(study.sample, f"empathy corpus sample {study.root} --n N"))
 
 
+def read_judgments(study: Workspace) -> pd.DataFrame:
+    """The study's judgment log as a frame (`judge.JudgmentLog.frame`), its parsed copy kept in
+    DIR/.cache/ so the next reader parses only what was appended."""
+    return judge.JudgmentLog(study.judgments).frame(study.judgments_cache)
+
+
 def load_terminal_sample(study: Workspace) -> pd.DataFrame | None:
     """The judged sample of terminal pairs (selection on replying), where one was drawn."""
     if not study.terminal_sample.exists():
@@ -64,6 +70,7 @@ class JudgingPlan:
     plans: list[judge.JudgePlan]
     torn: int  # unreadable log lines (an earlier run killed mid-write); those calls are made again
     history: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # the log so far, for the estimates
+    config: StudyConfig | None = field(default=None, repr=False)  # the configuration it was planned from
 
     @functools.cached_property
     def lines(self) -> list[judge.DryRunLine]:
@@ -81,18 +88,19 @@ class JudgingPlan:
         return judge.panel_seconds(self.lines)
 
 
-def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None,
-                 judges: Collection[str] | None = None) -> JudgingPlan:
-    """What a run would call, per judge, and what it would cost — without calling anything."""
-    config = study.config()
+def plan_judging(study: Workspace, *, pairs: Collection[str] | None = None, judges: Collection[str] | None = None,
+                 config: StudyConfig | None = None, ledger: judge.BatchLedger | None = None) -> JudgingPlan:
+    """What a run would call, per judge, and what it would cost — without calling anything. (A run
+    passes the configuration and batch ledger it already has.)"""
+    config = config or study.config()
     state = judge.JudgmentLog(study.judgments).read()
     panel = _panel(config, judges)
     for batched in (j for j in panel if j.batch):
         judge.batch_target(batched, need_key=False)  # what cannot be batched fails before anything is planned
     plans = judge.plan_panel(_tasks(config, load_sample(study), pairs, load_terminal_sample(study)), panel, state,
                              config.judge)
-    judge.hold_in_flight(plans, judge.BatchLedger(study.judgments).in_flight())
-    return JudgingPlan(plans, state.torn, judge.records_frame(state.records))
+    judge.hold_in_flight(plans, (ledger or judge.BatchLedger(study.judgments)).in_flight())
+    return JudgingPlan(plans, state.torn, judge.records_frame(state.records), config)
 
 
 @dataclass
@@ -103,6 +111,11 @@ class JudgeRunResult:
     log: Path
     warnings: list[dict] = field(default_factory=list)  # judges whose scores never vary or whose rationales are not sentences
     batches: judge.BatchReport = field(default_factory=judge.BatchReport)  # batch judges: submitted, pending, collected
+
+    @property
+    def left(self) -> int:
+        """Planned calls this run did not make (stopped, or capped by --max-cost): a later run makes them."""
+        return self.plan.calls - (self.summary.called if self.summary else 0)
 
 
 def run_spec(config: StudyConfig) -> dict:
@@ -124,45 +137,45 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
     Re-running costs nothing for what is done; `stop` (asked before each call) cancels cleanly.
     Batch judges (`batch = true`): outstanding batches are polled first and finished ones collected
     into the log; then their pending items are submitted as new batches, and the run returns
-    without waiting for them.
+    without waiting for them. The configuration, the log and the batch ledger are each read once.
     """
     config = study.config()
     log = judge.JudgmentLog(study.judgments)
+    ledger = judge.BatchLedger(study.judgments)
 
     def tick(name: str, done: int, total: int) -> None:
         progress(Step(name, done, total))
 
-    batches = judge.poll_batches(judge.BatchLedger(study.judgments), log, tick)
-    plan = plan_judging(study, pairs=pairs, judges=judges)
+    batches = judge.poll_batches(ledger, log, tick)
+    plan = plan_judging(study, pairs=pairs, judges=judges, config=config, ledger=ledger)
     if plan.calls == 0:
         return JudgeRunResult(plan, None, None, study.judgments, batches=batches)
     run_id = log.start_run({**run_spec(config), "max_cost": max_cost, "calls_planned": plan.calls})
-    batch_work = [(p.judge, p.items) for p in plan.plans if p.judge.batch and p.items]
-    if batch_work and max_cost is not None:  # a batch's most cost is reserved from the cap before the live calls
-        batch_work, reserved, batches.held_by_budget = judge.within_budget(batch_work, max_cost)
-        max_cost = max(0.0, max_cost - reserved)
+    batch_work, live_cap, batches.held_by_budget = judge.split_budget(plan.plans, max_cost)
     if batch_work:
-        judge.submit_batches(judge.BatchLedger(study.judgments), batch_work, run_id, batches, tick)
+        judge.submit_batches(ledger, batch_work, run_id, batches, tick)
     live = [p for p in plan.plans if not p.judge.batch]
     if not any(p.items for p in live):
         return JudgeRunResult(plan, None, run_id, study.judgments, batches=batches)
     live_calls = sum(len(p.items) for p in live)
-    done, failed, cost = 0, 0, 0.0
+    made: list[judge.JudgmentRecord] = []  # what this run appends to the log
+    failed, cost = 0, 0.0
 
     def on_record(record: judge.JudgmentRecord) -> None:
-        nonlocal done, failed, cost
-        done += 1
+        nonlocal failed, cost
+        made.append(record)
         failed += record.score is None
         cost += record.cost_usd or 0.0
-        progress(Step("judging", done, live_calls, {"failed": failed, "cost_usd": cost}))
+        progress(Step("judging", len(made), live_calls, {"failed": failed, "cost_usd": cost}))
 
     progress(Step("starting the judges", 0, None))
     with judge.open_endpoints([p.judge for p in live]) as endpoints:
         progress(Step("judging", 0, live_calls, {"failed": 0, "cost_usd": 0.0}))
-        summary = asyncio.run(judge.run_panel(live, endpoints, log, config.judge, max_cost, on_record,
+        summary = asyncio.run(judge.run_panel(live, endpoints, log, config.judge, live_cap, on_record,
                                               run_id=run_id, stop=stop))
-    ran = [p.judge for p in live]
-    current = judge.current_judgments(judge.records_frame(log.read().records), ran, config.judged_versions())
+    # The log as it is now: what the plan read, and what this run appended.
+    after = pd.concat([plan.history, judge.records_frame(made)], ignore_index=True) if made else plan.history
+    current = judge.current_judgments(after, [p.judge for p in live], config.judged_versions())
     return JudgeRunResult(plan, summary, run_id, study.judgments, judge.judge_warnings(current), batches)
 
 
@@ -176,8 +189,8 @@ class ScoresResult:
 def export_scores(study: Workspace) -> ScoresResult:
     """scores.parquet: the current panel's judgments, per pair × construct × judge."""
     config = study.config()
-    log = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}"))
-    scores = judge.judge_scores(log.read().records, config.judges, config.judged_versions())
+    study.require(study.judgments, f"empathy judge run {study.root}")
+    scores = judge.judge_scores(read_judgments(study), config.judges, config.judged_versions())
     write_parquet(study.scores, scores)
     return ScoresResult(scores, study.scores, scored_counts(scores))
 
@@ -194,13 +207,14 @@ def report_judges(study: Workspace, boot: int = 200, seed: int = 0) -> dict:
     """judge_report.json: failures, distributions, length bias, response leakage, usage — and the
     judge–judge and test–retest agreement, computed with annotation's one agreement implementation."""
     config = study.config()
-    records = judge.JudgmentLog(study.require(study.judgments, f"empathy judge run {study.root}")).read().records
+    study.require(study.judgments, f"empathy judge run {study.root}")
+    frame = read_judgments(study)
     shown, swapped = judge.swap_check_rubrics(config.rubrics_dir)
     versions_now = config.prompt_versions()
-    report = judge.judge_report(records, load_sample(study), config.judges, versions_now,
+    report = judge.judge_report(frame, load_sample(study), config.judges, versions_now,
                                 (shown.version, swapped.version))
     if "note" not in report:
-        current = judge.current_judgments(judge.records_frame(records), config.judges, versions_now)
+        current = judge.current_judgments(frame, config.judges, versions_now)
         report["judge_judge"] = {}
         for construct in sorted(current["construct"].unique()):
             matrix = judge.judge_matrix(current, construct)

@@ -122,25 +122,10 @@ def pull_filter_audit(study: Workspace) -> AuditLabels:
                        pulled.unparsed, path)
 
 
-def audit_table(study: Workspace) -> pd.DataFrame:
-    """The audit sample with its labels: one row per labelled pair (AUDIT_COLUMNS + texts +
-    socio_emotional). A pair with several answers keeps the majority (ties: the latest answer)."""
-    sample = pd.read_parquet(study.require(study.root / AUDIT_FILE, f"empathy corpus audit draw {study.root}"))
-    labels = pd.read_parquet(study.require(study.root / AUDIT_LABELS_FILE, f"empathy corpus audit pull {study.root}"))
-    if labels.empty:
-        raise StudyError("no answers pulled yet: label the project in Label Studio, then pull again")
-    ordered = labels.sort_values("updated_at", kind="stable")
-    votes = ordered.groupby("pair_id")["socio_emotional"].agg(["mean", "last", "size"])
-    answer = (votes["mean"] > 0.5) | ((votes["mean"] == 0.5) & votes["last"].astype(bool))
-    table = sample.merge(answer.rename("socio_emotional").reset_index(), on="pair_id", how="inner")
-    return table.merge(votes["size"].rename("answers").reset_index(), on="pair_id")
-
-
 # --- the judge pass ------------------------------------------------------------------------------
 
 CLASSIFY_DIR = "population"  # DIR/population/judgments.jsonl (+ judge_runs.jsonl): the judge pass's own log
 VERDICTS_FILE = "socioemotional.parquet"
-VERDICT_COLUMNS = ("pair_id", "judges", "yes", "verdict")
 PAIR_TEXTS = ("pair_id", "prev_prompt", "prev_response", "prompt", "response", "reply")
 JUDGE_STAGE = "judge_pass"
 
@@ -153,7 +138,7 @@ def classify_judges(study: Workspace, names: Collection[str] | None = None) -> l
     """Who runs the judge pass: the named judges of the study's panel (`names`, else `[corpus]
     judges`), or, when none is named, the embedded local judge."""
     config = study.config()
-    names = list(names) if names else list(config.corpus.judges)
+    names = list(names) if names else list(config.corpus.classify_judges)
     if not names:
         return judge.default_panel()
     panel = {j.name: j for j in config.judges}

@@ -16,11 +16,10 @@ import pandas as pd
 
 from empathy_study import causal, corpus, judge
 from empathy_study.shared import write_json, write_parquet
-from empathy_study.study import calibrate
-from empathy_study.study.export import read_scored_pairs, write_with_provenance
-from empathy_study.study.judging import TERMINAL_COLUMNS, load_terminal_sample
+from empathy_study.study.judging import TERMINAL_COLUMNS, load_terminal_sample, read_judgments
+from empathy_study.study.lock import apply_lock, lock_sha256, read_lock
 from empathy_study.study.progress import Progress, Step, quiet
-from empathy_study.study.provenance import provenance
+from empathy_study.study.provenance import provenance, read_scored_pairs, write_with_provenance
 from empathy_study.study.workspace import Workspace
 
 TERMINAL_STRATA = ("model", "turn_bucket")  # topics are fitted on the turn-pair sample's prompts only
@@ -74,27 +73,28 @@ def draw_terminal_sample(study: Workspace, n: int, seed: int = 0, progress: Prog
                                 [study.terminal_sample, study.terminal_sample_design], note)
 
 
-def scored_terminal_pairs(study: Workspace) -> tuple[pd.DataFrame, dict] | None:
+def scored_terminal_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict] | None:
     """The terminal sample joined with the panel's empathy (the locked calibration where empathy is
-    locked, as for the turn-pairs); None without a terminal sample."""
+    locked, as for the turn-pairs); None without a terminal sample. `judgments`: the log's frame, if
+    already read."""
     terminal = load_terminal_sample(study)
     if terminal is None:
         return None
     config = study.config()
     versions = config.prompt_versions()
-    records = judge.JudgmentLog(study.judgments).read().records if study.judgments.exists() else []
-    scores = judge.judge_scores(records, config.judges, versions)
+    judgments = read_judgments(study) if judgments is None else judgments
+    scores = judge.judge_scores(judgments, config.judges, versions)
     panel = [j.name for j in config.judges]
     table = terminal.merge(judge.panel_scores(scores, panel, ["empathy"]), on="pair_id", how="left")
-    lock = calibrate.read_lock(study)
+    lock = read_lock(study)
     validated = None
     if lock and "empathy" in lock.get("constructs", {}):
-        calibrated, applied = calibrate.calibrated_panel(judge.records_frame(records), config,
+        calibrated, applied = apply_lock(judgments, config,
                                                          {**lock, "constructs": {"empathy": lock["constructs"]["empathy"]}})
         table["empathy_raw"] = table["empathy"]
         table = table.drop(columns=["empathy", "empathy_judges"]).merge(
             calibrated[["pair_id", "empathy", "empathy_judges"]], on="pair_id", how="left")
-        validated = calibrate.lock_sha256(study)
+        validated = lock_sha256(study)
     table["empathy_judges"] = table["empathy_judges"].fillna(0).astype(int)
     made_from = {"prompt_versions": {"empathy": versions["empathy"]}, "rows": int(len(table)),
                  "judged": {"empathy": int(table["empathy"].notna().sum())},
@@ -104,10 +104,10 @@ def scored_terminal_pairs(study: Workspace) -> tuple[pd.DataFrame, dict] | None:
     return table, made_from
 
 
-def export_terminal(study: Workspace) -> Path | None:
+def export_terminal(study: Workspace, judgments: pd.DataFrame | None = None) -> Path | None:
     """Write DIR/scored_terminal_pairs.parquet (when a terminal sample exists), the provenance in its
     Parquet metadata like scored_pairs.parquet."""
-    found = scored_terminal_pairs(study)
+    found = scored_terminal_pairs(study, judgments)
     if found is None:
         return None
     table, made_from = found

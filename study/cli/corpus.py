@@ -52,7 +52,7 @@ def build(
     Writes OUT/turn_pairs.parquet, OUT/terminal_pairs.parquet (conversations that end after an
     assistant answer) and OUT/funnel.json (rows after every stage, count per rejection reason).
     WildChat shards are read by parallel workers (local processes, or Ray tasks with
-    [corpus] backend = "ray"); duplicates are then removed across all shards at once.
+    [corpus] build_backend = "ray"); duplicates are then removed across all shards at once.
     """
     with progress_display() as progress:
         result = study.build_corpus(workspace(out, must_exist=False), source, list(input or []), progress, workers)

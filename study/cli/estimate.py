@@ -156,7 +156,8 @@ def estimate(
         out = ws.estimates
     config = study.estimate_config(ws, {
         "treat_high": treat_high, "treat_low": treat_low, "distance": distance, "caliper": caliper,
-        "embedding": embedding, "embedding_dims": dims, "nuisance": nuisance, "folds": folds, "bootstrap": bootstrap, "seed": seed})
+        "embedding": embedding, "embedding_dims": dims, "nuisance": nuisance, "folds": folds, "bootstrap": bootstrap, "seed": seed},
+        options={"embedding_dims": "--dims"})
     with progress_display() as progress:
         result = study.estimate(path, out, config, progress, terminal_path=terminal, check=reps)
     console.print(results_table(result))

@@ -88,7 +88,7 @@ def run(
         cached = sum(p.cached for p in result.plan.plans)
         gave_up = sum(p.gave_up for p in result.plan.plans)
         console.print(f"nothing to do: every item is judged ({cached:,} cached, {gave_up:,} given up after "
-                      f"{ws.config().judge.max_attempts} failures)")
+                      f"{result.plan.config.judge.max_attempts} failures)")
         return
     summary = result.summary
     console.print(run_table(summary, result.plan.plans))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from empathy_study.study.cli import annotate as annotate_cli
 from empathy_study.study.cli import corpus as corpus_cli
 from empathy_study.study.cli import judge as judge_cli
 from empathy_study.study.cli._common import StudyApp, StudyDir, console, user_errors, workspace
+from empathy_study.study.cli.demo import demo
 from empathy_study.study.cli.estimate import estimate
 from empathy_study.study.cli.export import export_pairs
 
@@ -27,6 +25,7 @@ app.add_typer(annotate_cli.app, name="annotate")
 app.command()(annotate_cli.agree)
 app.command()(estimate)
 app.command("export")(export_pairs)
+app.command()(demo)
 
 
 @app.command()
@@ -45,14 +44,3 @@ def calibrate(study_dir: StudyDir) -> None:
     from empathy_study.study.tui import make_app
 
     make_app(workspace(study_dir)).run()
-
-
-@app.command()
-@user_errors
-def demo(
-    out: Annotated[Path, typer.Option(help="Where the demo study is written.", file_okay=False, resolve_path=True)] = Path("demo-study"),
-) -> None:
-    """Run the whole flow on the embedded defaults: the bundled real corpus, and on from there."""
-    from empathy_study.study.demo import run_demo
-
-    run_demo(out)

@@ -26,7 +26,7 @@ from empathy_study.study.cli.judge import dry_run_table, run_table
 def classify(
     study_dir: StudyDir,
     judge_names: Annotated[list[str] | None, typer.Option(
-        "--judge", help="A judge of DIR/study.toml's panel (repeatable); default: [corpus] judges, else local/smollm2.")] = None,
+        "--judge", help="A judge of DIR/study.toml's panel (repeatable); default: [corpus] classify_judges, else local/smollm2.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print calls, tokens and cost per judge; call nothing.")] = False,
     max_cost: Annotated[float | None, typer.Option(help="Stop cleanly before the spend of this run would pass USD.", min=0)] = None,
 ) -> None:
@@ -59,7 +59,7 @@ def classify(
     if any(p.judge.model.startswith("local/") for p in result.plan.plans):
         err_console.print("warning: the embedded judge classifies poorly — on the committed audit the two passes "
                           "together recalled 0.25 against the cheap pass's 0.61 (README); name a capable panel judge "
-                          "with --judge or [corpus] judges")
+                          "with --judge or [corpus] classify_judges")
 
 
 audit_app = typer.Typer(help="Measure the population filter: a stratified, labelled audit sample of an unfiltered frame.",

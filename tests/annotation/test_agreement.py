@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import cohen_kappa_score
 
 from empathy_study.annotation import AgreementError, agreement, alpha, pair_agreement
+from empathy_study.annotation import calibration as cal
+from empathy_study.annotation.agreement import quadratic_kappa
 
 nan = np.nan
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the 4 observers × 12 units example.
@@ -71,3 +74,31 @@ def test_degenerate_inputs_say_why():
         agreement(pd.DataFrame({"ann1": [1, 2, nan, nan], "ann2": [nan, nan, 3, 4]}), ["ann1", "ann2"], [], boot=0)
     constant = pair_agreement(pd.Series([4, 4, 4], name="a"), pd.Series([4, 4, 4], name="b"), boot=0)
     assert constant["alpha_ordinal"] is None and constant["verdict"] == "undefined"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_quadratic_kappa_is_sklearns(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 8, 60)
+    b = np.clip(a + rng.integers(-2, 3, 60), 1, 7)
+    assert quadratic_kappa(a, b) == pytest.approx(
+        cohen_kappa_score(a, b, weights="quadratic", labels=list(range(1, 8))), abs=1e-12)
+    assert pair_agreement(pd.Series(a, name="a"), pd.Series(b, name="b"), boot=0)["kappa_qw"] == pytest.approx(
+        cohen_kappa_score(a, b, weights="quadratic", labels=list(range(1, 8))), abs=1e-12)
+    assert quadratic_kappa([3, 3], [3, 3]) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_agreement_json_and_the_calibration_app_give_one_judge_and_one_annotator_the_same_figures(seed):
+    """One implementation: α, its bootstrap interval, κ, MAE and bias of a judge against a single
+    annotator are the same numbers whichever report computes them."""
+    rng = np.random.default_rng(seed)
+    human = rng.integers(1, 8, 80).astype(float)
+    judge = np.clip(human + rng.integers(-2, 2, 80), 1, 7)
+    pair = pair_agreement(pd.Series(human, name="h"), pd.Series(judge, name="j"), boot=200, seed=seed)
+    app = cal.rater_figures(judge, human[None, :], 5, 3, boot=200, seed=seed)
+    assert app["n"] == pair["n"] == 80
+    assert app["alpha"] == pytest.approx(pair["alpha_ordinal"], abs=1e-12)
+    assert app["ci"] == pytest.approx(pair["ci"], abs=1e-12)
+    assert app["kappa"] == pytest.approx(pair["kappa_qw"], abs=1e-12)
+    assert app["mae"] == pytest.approx(pair["mae"]) and app["bias"] == pytest.approx(pair["bias"])

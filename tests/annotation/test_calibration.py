@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import cohen_kappa_score
 
 from empathy_study.annotation import alpha
 from empathy_study.annotation import calibration as cal
@@ -134,13 +133,3 @@ def test_rater_figures_compare_with_the_gold_mean_on_the_units_scored():
     assert figures["confusion"] == [[1, 1, 0], [0, 0, 1], [0, 0, 0]]
     assert figures["flip"] == pytest.approx(2 / 3)
     assert cal.gold_mean(humans)[:3].tolist() == [3, 4, 6] and np.isnan(cal.gold_mean(humans[:, [3]] * nan)).all()
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_quadratic_kappa_is_sklearns(seed):
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, 8, 60)
-    b = np.clip(a + rng.integers(-2, 3, 60), 1, 7)
-    assert cal.quadratic_kappa(a, b) == pytest.approx(
-        cohen_kappa_score(a, b, weights="quadratic", labels=list(range(1, 8))))
-    assert cal.quadratic_kappa([3, 3], [3, 3]) is None

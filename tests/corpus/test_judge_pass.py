@@ -70,7 +70,7 @@ def _study(tmp_path, judges_toml: str = "") -> Workspace:
 def test_classify_judges_the_candidates_writes_verdicts_and_counts(tmp_path):
     process, url = start_fake()
     try:
-        ws = _study(tmp_path, f'[corpus]\njudges = ["fake"]\n\n[[judges]]\nname = "fake"\nmodel = "openai/fake"\n'
+        ws = _study(tmp_path, f'[corpus]\nclassify_judges = ["fake"]\n\n[[judges]]\nname = "fake"\nmodel = "openai/fake"\n'
                               f'api_base = "{url}/v1"\nconcurrency = 2\ninput_cost_per_million = 0.15\n'
                               'output_cost_per_million = 0.6\n')
         runner = CliRunner()

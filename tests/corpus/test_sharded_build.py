@@ -181,13 +181,13 @@ def test_workers_are_never_more_than_shards_and_zero_means_one_per_core(shards, 
 
 
 def test_ray_tasks_build_the_same_and_name_a_failing_shard(shards, serial, tmp_path):
-    """[corpus] backend = "ray" on a local two-CPU Ray started here (extra empathy-study[ray])."""
+    """[corpus] build_backend = "ray" on a local two-CPU Ray started here (extra empathy-study[ray])."""
     import ray
 
     started = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        config = corpus.CorpusConfig(backend="ray")
+        config = corpus.CorpusConfig(build_backend="ray")
         funnel = sharded(shards, tmp_path / "study", workers=0, config=config)
         assert funnel["build"]["backend"] == "ray" and funnel["build"]["workers"] == 2
         assert_same_build(tmp_path / "study", funnel, serial)

@@ -148,3 +148,25 @@ def test_unreachable_api_base_is_one_clear_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["judge", "run", str(root)])
     assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9/v1" in result.output
     assert SECRET not in result.output
+
+
+def test_a_run_reads_the_configuration_the_log_and_the_batch_ledger_once(tmp_path, fake_endpoint, monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+    root = write_study(tmp_path / "study", sample_frame(["plain one", "plain two"]), judges_toml(fake_endpoint))
+    counts = Counter()
+
+    def counted(owner, name):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            counts[f"{owner.__name__}.{name}"] += 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapper)
+
+    counted(Workspace, "config")
+    counted(judge.JudgmentLog, "read")
+    counted(judge.JudgmentLog, "frame")
+    counted(judge.BatchLedger, "__init__")
+    result = study.run_judges(Workspace(root))
+    assert result.summary is not None and result.summary.ok == 4
+    assert counts == {"Workspace.config": 1, "JudgmentLog.read": 1, "BatchLedger.__init__": 1}, counts

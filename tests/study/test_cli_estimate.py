@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from empathy_study import causal
 from empathy_study.study.cli import app
+from empathy_study.study.workspace import Workspace
 
 runner = CliRunner()
 
@@ -36,9 +37,10 @@ def estimated_study(scored_file, tmp_path_factory):
     frame.to_parquet(study / "scored_pairs.parquet")
     audited = frame[frame["empathy_gold"].notna()]
     start = pd.Timestamp("2026-01-01", tz="UTC")
+    versions = Workspace(study).config().prompt_versions()  # labels made under the study's rubric
     labels = pd.DataFrame([
         {"pair_id": p, "construct": c, "annotator": "annotator-a", "score": 4, "mode": "blind", "annotation_id": i,
-         "updated_at": start + pd.Timedelta(hours=i)}  # one label an hour: 24 a day
+         "updated_at": start + pd.Timedelta(hours=i), "prompt_version": versions[c]}  # one label an hour: 24 a day
         for i, (p, c) in enumerate((p, c) for p in audited["pair_id"] for c in ("empathy", "attachment"))])
     labels.to_parquet(study / "labels.parquet")
     result = runner.invoke(app, ["estimate", str(study), "--bootstrap", "100"], catch_exceptions=False)
@@ -101,6 +103,8 @@ def test_bad_inputs_exit_1_with_one_line(tmp_path):
         result = runner.invoke(app, args)
         lines = [l for l in result.output.splitlines() if l.strip()]
         assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    dims = runner.invoke(app, ["estimate", str(bad), "--out", str(tmp_path / "o"), "--dims", "0"])
+    assert dims.exit_code == 1 and "invalid option --dims:" in dims.output, dims.output  # as typed
 
 
 def test_warnings_reach_the_terminal_and_the_report(scored_file, tmp_path):

@@ -23,6 +23,10 @@ CASES = [
     ("[corpus]\nkeep_transactionl = true\n", ["[corpus]", "did you mean 'keep_transactional'?"]),
     ("[jugdes]\nx = 1\n", ["unknown table [jugdes]", "did you mean [[judges]]?"]),
     ("[annotation]\nzzz = 1\n", ["unknown key 'zzz'", "the keys of this table are url, audit_rate"]),
+    ('[corpus]\nbackend = "ray"\n', ["[corpus]", "'backend' is now called 'build_backend'",
+                                     'build_backend = "ray"']),  # [causal] backend keeps its name
+    ('[corpus]\njudges = ["a"]\n' + PANEL, ["[corpus]", "'judges' is now called 'classify_judges'",
+                                         'classify_judges = ["a"]']),
     (PANEL + "temperature = 5\n", ["[[judges]] table 1 (name = 'a')", "temperature", "less than or equal to 2",
                                    "(got 5)"]),
 ]

@@ -30,7 +30,7 @@ def test_the_wheel_holds_one_top_level_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top == {"empathy_study"}
-    assert "empathy_study/prompts/empathy.toml" in names and "empathy_study/study/study.toml" in names
+    assert "empathy_study/prompts/empathy.toml" in names and "empathy_study/study/config.py" in names
     assert "empathy_study/study/tui/app.py" in names and "empathy_study/study/tui/calibrate.tcss" in names
 
 

@@ -5,7 +5,9 @@ and, for two calls, the real local judge."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from datetime import datetime, timezone
 
@@ -231,3 +233,24 @@ def test_a_study_that_cannot_be_calibrated_fails_before_the_app_opens(tmp_path):
         make_app(Workspace(tmp_path))
     result = CliRunner().invoke(cli, ["calibrate", str(tmp_path / "missing")])
     assert result.exit_code == 1 and "error:" in result.output and "not a study directory" in result.output
+
+
+def screen_letters(app) -> str:
+    """What the terminal shows, without its spaces (the SVG spells them as non-breaking)."""
+    svg = html.unescape(app.export_screenshot())
+    return re.sub(r"\s", "", "".join(re.findall(r"<text[^>]*>(.*?)</text>", svg)))
+
+
+async def test_cells_a_worker_widens_are_shown_whole_however_the_frames_fall(simulated_study):
+    """The overview's intervals arrive from a worker and widen the α column. A frame drawn between their
+    arrival and the table's next idle moment must not leave the cells cut to the old width (DataTable
+    kept such frames: the calibrate snapshot failed that way on a loaded machine)."""
+    app = make_app(simulated_study, boot=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        screen.show(calibrate.overview(app.data, "empathy", boot=20), True)  # what IntervalsReady does
+        app.export_screenshot()  # a frame before the table idles
+        await settle(pilot)
+        cell = str(screen.query_one("#matrix").get_row_at(0)[2]).strip()
+        assert "[" in cell and re.sub(r"\s", "", cell) in screen_letters(app)

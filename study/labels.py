@@ -1,0 +1,103 @@
+"""The one reader of `labels.parquet`: which human labels exist, under which rubric version, and which are gold.
+
+Every stage that uses human labels — `agree`, `export` (the `*_gold` columns), the calibration
+app and `annotate plan` — reads them here, so a change to what counts as gold is made once:
+
+- one label per annotator × pair × construct × mode × rubric version: the last one pulled (an
+  annotation edited in Label Studio replaces the earlier one);
+- a label without a recorded rubric version (pulled before labels carried one) takes the version
+  `annotation.json` records for its construct, else "unknown" — never a version it may not have had;
+- a label without a score is no label;
+- gold = the blind labels of the random audit sample (`mode == "blind"`) of sampled pairs, under
+  the rubric version asked for — the study's current one wherever a stage does not choose.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from empathy_study import annotation
+from empathy_study.study.workspace import Workspace
+
+UNKNOWN_VERSION = "unknown"
+COLUMNS = ["pair_id", "construct", "annotator", "score", "mode", "prompt_version", "updated_at"]
+_ONE_LABEL = ["pair_id", "construct", "annotator", "mode", "prompt_version"]
+
+
+def recorded_versions(study: Workspace) -> dict[str, str]:
+    """The rubric version per construct that annotation.json says annotators were shown, if it says."""
+    if not study.annotation_state.exists():
+        return {}
+    state = json.loads(study.annotation_state.read_text(encoding="utf-8"))
+    recorded = state.get("prompt_versions") or state.get("prompt_version") or {}
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def read_labels(study: Workspace) -> pd.DataFrame:
+    """Every label of the study (`COLUMNS`, score as float), by the rules above; empty without labels.parquet."""
+    if not study.labels.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    labels = pd.read_parquet(study.labels)
+    for column in ("prompt_version", "updated_at"):
+        if column not in labels.columns:
+            labels[column] = None
+    labels = labels[labels["score"].notna()].copy()
+    versions = labels["prompt_version"].astype(object)
+    missing = versions.isna()
+    versions[missing] = labels.loc[missing, "construct"].map(recorded_versions(study)).fillna(UNKNOWN_VERSION)
+    labels["prompt_version"] = versions.astype(str)
+    labels["score"] = labels["score"].astype(float)
+    labels = labels.drop_duplicates(_ONE_LABEL, keep="last")
+    return labels[COLUMNS].reset_index(drop=True)
+
+
+def under(labels: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
+    """The labels made under the given rubric version of their construct (`StudyConfig.prompt_versions()`:
+    the current one). Labels under another text measured something else, as judgments under another
+    version do."""
+    return labels[labels["prompt_version"] == labels["construct"].map(versions)]
+
+
+def blind(labels: pd.DataFrame, pair_ids=None) -> pd.DataFrame:
+    """The blind labels of the audit sample (gold candidates), of the given pairs when given (the sample's)."""
+    chosen = labels["mode"] == "blind"
+    if pair_ids is not None:
+        chosen &= labels["pair_id"].isin(set(pair_ids))
+    return labels[chosen]
+
+
+def versions_of(labels: pd.DataFrame, construct: str) -> list[str]:
+    """Rubric versions under which blind labels of the construct exist, most labels first."""
+    counts = blind(labels)
+    counts = counts.loc[counts["construct"] == construct, "prompt_version"].value_counts(sort=True)
+    return [str(v) for v in counts.index]
+
+
+def gold_matrix(labels: pd.DataFrame, construct: str, version: str) -> tuple[list[str], list[str], np.ndarray]:
+    """(pair ids, annotators, annotators × pairs scores with NaN where unlabelled) of the blind labels of
+    one construct under one rubric version."""
+    own = blind(labels)
+    own = own[(own["construct"] == construct) & (own["prompt_version"] == version)]
+    wide = own.pivot_table(index="annotator", columns="pair_id", values="score", aggfunc="last")
+    return [str(c) for c in wide.columns], [str(a) for a in wide.index], wide.to_numpy(dtype=float)
+
+
+def gold_columns(study: Workspace, sample: pd.DataFrame, versions: dict[str, str], audit: annotation.AnnotationConfig
+                 ) -> pd.DataFrame | None:
+    """empathy_gold, attachment_gold (mean over the annotators of the blind audit labels under the current
+    rubric), gold_prob and gold_drawn (the pair was drawn into the audit, labelled or not: missing labels
+    are then modelled, not assumed missing completely at random) for the sampled pairs — None before any
+    label exists. `audit` is the configured design; the one annotation.json records, if any, wins."""
+    if not study.labels.exists():
+        return None
+    gold = annotation.gold_scores(under(blind(read_labels(study)), versions))
+    table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
+    state = study.annotation_state
+    recorded = json.loads(state.read_text()).get("audit", {}) if state.exists() else {}
+    rate, seed = recorded.get("rate") or audit.audit_rate, recorded.get("seed", audit.audit_seed)  # the design used
+    table["gold_prob"] = np.float64(rate)
+    table["gold_drawn"] = annotation.audit_draw(table["pair_id"], rate, seed).astype(np.int8)
+    return table
