@@ -58,7 +58,8 @@ class Audit:
     treatment: np.ndarray  # gold treatment 1/0, NaN outside audited in-arm rows
     outcome: np.ndarray  # gold attachment, NaN outside audited in-arm rows
     expected: float  # Σ gold_prob: labelled pairs a complete audit would have
-    response_rate: float
+    response_rate: float  # complete labels ÷ `asked`
+    asked: float  # labels asked for: the pairs drawn where gold_drawn records them, else `expected`
     incomplete: int  # audited pairs with gold empathy but no gold attachment (in an arm)
     missing: str = ""  # how missing audit labels enter `probability`
 
@@ -140,9 +141,12 @@ def _audit(frame: pd.DataFrame, rule: TreatmentRule) -> Audit:
             raise CausalError(f"{int((labelled & ~drawn).sum())} pairs have human audit labels but are not in the "
                               f"audit draw ({DRAWN} = 0): gold labels come only from the blind audit sample")
         response = response_probability(frame, drawn, labelled, in_arm, attachment.notna().to_numpy())
+        asked = float(drawn.sum())  # the draw is known: labels found ÷ pairs drawn
+        rate = float(complete.sum()) / max(asked, 1.0)
         missing = "modelled: missing at random given the judges' labels, the model (and, for a missing attachment "\
                   "label, the human empathy label), by logistic regressions on the drawn pairs"
     else:
+        asked = expected
         response = np.full(len(frame), rate)
         missing = f"assumed missing completely at random: no {DRAWN} column says which pairs were drawn, so one " \
                   "response rate (labels found ÷ labels expected) scales every pair's probability"
@@ -154,6 +158,7 @@ def _audit(frame: pd.DataFrame, rule: TreatmentRule) -> Audit:
         outcome=np.where(usable, attachment.to_numpy(), np.nan),
         expected=expected,
         response_rate=rate,
+        asked=asked,
         incomplete=int((labelled & ~complete).sum()),
         missing=missing,
     )

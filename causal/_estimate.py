@@ -153,8 +153,8 @@ def _sensitivity(fit: Fit, rows: list[EffectRow], primary_ready: bool) -> dict:
         out["omitted_variable"][PRIMARY] = {
             **ovb_bounds(*params),
             "how": "Chernozhukov et al. (2022) bounds via econml's sensitivity_interval / RV: θ and its influence from "
-                   "the corrected estimator, σ² and ν² from its gold-label nuisances as 1/π-weighted means over the "
-                   "audited pairs; covariance clustered on the user; ρ = 1"}
+                   "the corrected estimator; σ² from its gold-label nuisances as a 1/π-weighted mean over the audited "
+                   "pairs, ν² as the mean of 1/e + 1/(1 − e) over every pair; covariance clustered on the user; ρ = 1"}
     if "dr" in c.estimators:
         out["omitted_variable"]["dr"] = {
             **ovb(d.outcome, d.treatment, n.mu0, n.mu1, n.clipped(c.propensity_clip), d.clusters),
@@ -288,7 +288,7 @@ def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
     audit = fit.all.audit
     if audit is not None and audit.response_rate < 0.9:
         out.append(f"only {audit.response_rate:.0%} of the expected audit labels exist ({int(audit.audited.sum())} of "
-                   f"{audit.expected:.0f}): missing labels are {audit.missing.split(':')[0]} — finish them or "
+                   f"{audit.asked:.0f}): missing labels are {audit.missing.split(':')[0]} — finish them or "
                    "re-queue skipped tasks (`empathy annotate requeue`)")
     if audit is not None and audit.incomplete:
         out.append(f"{audit.incomplete} audited pairs have a human empathy label but no attachment label: "

@@ -11,7 +11,8 @@ detect, because a check that cannot fail is not a check.
 - leave_one_model_out (a test of *dependence on one assistant model*): the pairs of each model dropped
   in turn; it fails when dropping one flips the effect (significantly), or leaves an effect whose
   interval covers 0 and which lies significantly below the full one (the drop judged by its own SE,
-  √(SE²_rest − SE²_full), as nested estimates allow). Losing significance alone is no failure: a
+  √(SE²_rest − SE²_full), as nested estimates allow; √(SE²_rest + SE²_full) where the rest is the more
+  precise). Losing significance alone is no failure: a
   third fewer pairs lose it often under an even effect. It
   detects an effect carried by a single model; it says nothing about confounding.
 - negative_control_outcome (a test of *confounding*, `_negative_control.py`): the effect on the
@@ -155,8 +156,11 @@ def leave_one_model_out(problem: Problem, original: Estimate) -> dict:
             continue
         by_model[str(model)] = result.to_json()
         flipped = np.sign(result.estimate) != np.sign(original.estimate) and not result.covers_zero
-        # nested estimates: Var(full − rest) ≈ Var(rest) − Var(full) (Hausman), so the drop is judged by its own SE
-        drop_se = np.sqrt(max(result.se**2 - original.se**2, 1e-12))
+        # nested estimates: Var(full − rest) ≈ Var(rest) − Var(full) (Hausman), so the drop is judged by its own
+        # SE. Where the rest is the more precise (the dropped model carried the effect's spread) that
+        # difference is no variance at all; the independence bound Var(rest) + Var(full) is used instead.
+        nested = result.se**2 - original.se**2
+        drop_se = np.sqrt(nested if nested > 0 else result.se**2 + original.se**2)
         smaller = abs(original.estimate - result.estimate) / drop_se > 1.96 and abs(result.estimate) < abs(original.estimate)
         vanished = result.covers_zero and not original.covers_zero and smaller
         by_model[str(model)]["drop_z"] = float((original.estimate - result.estimate) / drop_se)

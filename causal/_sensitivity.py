@@ -119,16 +119,18 @@ def audited_ovb_params(theta: float, theta_influence: np.ndarray, y: np.ndarray,
                        mu1: np.ndarray, e: np.ndarray, weight: np.ndarray, clusters: np.ndarray
                        ) -> tuple[float, float, float, np.ndarray]:
     """(θ, σ², ν², cov) of an ATE whose gold treatment and outcome are known on a random audit sample only
-    (the primary, `dr_gold_corrected`): θ and its influence as the corrected estimator gives them; σ²
-    and ν² — the same moments `ovb_params` takes from every pair — as 1/π-weighted means over the audited
-    pairs (`weight` = 1/π there, 0 elsewhere), from the gold-label nuisances; covariance summed by user."""
+    (the primary, `dr_gold_corrected`): θ and its influence as the corrected estimator gives them; σ² as
+    the 1/π-weighted mean of the squared gold-label residual over the audited pairs (`weight` = 1/π
+    there, 0 elsewhere); ν² as the mean over every pair of 1/e + 1/(1 − e), the Riesz representer's
+    variance given the prompt. The treatment-debiased form of ν² that `ovb_params` uses needs the gold
+    treatment, and over a 25 % audit it came out negative on a planted study (no bounds at all); this
+    one is positive by construction and needs only the propensity. Covariance summed by user."""
     used = weight > 0
     w = weight / weight.sum()
     residual2 = np.where(used, (y - np.where(t == 1, mu1, mu0)) ** 2, 0.0)
-    riesz = np.where(used, t / e - (1 - t) / (1 - e), 0.0)
-    nu_score = np.where(used, 2 * (1 / e + 1 / (1 - e)) - riesz**2, 0.0)
-    sigma, nu = float(np.sum(w * residual2)), float(np.sum(w * nu_score))
-    scores = np.column_stack([theta_influence, w * (residual2 - sigma), w * (nu_score - nu)])
+    riesz2 = 1 / e + 1 / (1 - e)
+    sigma, nu = float(np.sum(w * residual2)), float(np.mean(riesz2))
+    scores = np.column_stack([theta_influence, w * (residual2 - sigma), (riesz2 - nu) / len(y)])
     return float(theta), sigma, nu, clustered_covariance(scores, clusters)
 
 

@@ -86,7 +86,7 @@ def test_estimators_register_by_name_and_results_give_intervals_at_any_level(mon
     def _medians(fit):
         d = fit.data
         value = float(np.median(d.outcome[d.treatment == 1]) - np.median(d.outcome[d.treatment == 0]))
-        return [EffectRow("difference_of_medians", "ATE", value, 0.5, len(d.outcome), draws=None)]
+        return [EffectRow("difference_of_medians", "ATE", value, 0.5, len(d.outcome))]
 
     try:
         frame = table(n=120, seed=1)

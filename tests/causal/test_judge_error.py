@@ -218,7 +218,7 @@ def test_refuters_and_sensitivity_run_on_the_primary_estimate(study, sharegpt_al
 
     carried, carried_truth = causal.simulate(scored.drop(columns=["empathy", "attachment"]),
                                              truth["personal_score"].to_numpy(), seed=0,
-                                             planted=causal.PlantedEffect(base=0.0, gpt4_extra=1.2, personal_slope=0.0))
+                                             planted=causal.PlantedEffect(base=0.0, gpt4_extra=2.0, personal_slope=0.0))
     carried = causal.judge_labels(carried, carried_truth, causal.JudgeNoise(), audit_rate=0.25, seed=0)
     one_model = run(carried, embedder, estimators=["dr_gold_corrected"], refuters=["leave_one_model_out"])
     entry = one_model.refuters["dr_gold_corrected · ATE"]["leave_one_model_out"]

@@ -37,7 +37,7 @@ def test_linear_dml_recovers_a_planted_effect_per_point_that_the_raw_slope_overs
     assert abs(row.estimate - PER_POINT) < 0.05
     assert row.ci_low < PER_POINT < row.ci_high
     assert raw - PER_POINT > 0.1  # confounded: personal prompts get more empathy and more attachment
-    assert set(fit.extra_arrays) >= {"dose_t_res", "dose_y_res"}
+    assert set(fit.arrays) >= {"dose_t_res", "dose_y_res"}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_causal_forest_dml_recovers_a_constant_dose_and_agrees_with_linear_dml(s
 def test_causal_forest_dml_finds_the_dose_that_differs_by_model(studies):
     _, fit, truth = studies["per_point_by_model"]
     row = causal.ESTIMATORS["causal_forest_dml"](fit)[0]
-    theta = fit.extra_arrays["dose_forest_theta"]
+    theta = fit.arrays["dose_forest_theta"]
     scored = ~(np.isnan(fit.all.empathy) | np.isnan(fit.all.outcome))
     gpt4 = (fit.all.frame["model"].to_numpy() == "gpt-4")[scored]
     planted = np.where(gpt4, GPT4_PER_POINT, OTHER_PER_POINT).mean()

@@ -71,6 +71,23 @@ def test_ovb_parameters_are_econmls_with_a_clustered_covariance():
     assert sensitivity.ovb_params(y, t, x, x + 0.5, e, np.arange(n) // 2)[3][0, 0] != pytest.approx(cov[0, 0])
 
 
+def test_the_primarys_parameters_agree_with_econmls_when_every_pair_is_audited():
+    """The audited form: σ² is the same weighted mean as econml's when every pair is audited (π = 1); ν²
+    (mean of 1/e + 1/(1 − e) over every pair) estimates what econml's debiased ν² estimates."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    x = rng.normal(size=n)
+    e = 1 / (1 + np.exp(-x))
+    t = (rng.random(n) < e).astype(int)
+    y = x + 0.5 * t + rng.normal(size=n)
+    psi = 0.5 + t * (y - x - 0.5) / e - (1 - t) * (y - x) / (1 - e)
+    full = sensitivity.ovb_params(y, t, x, x + 0.5, e, np.arange(n))
+    audited = sensitivity.audited_ovb_params(psi.mean(), (psi - psi.mean()) / n, y, t, x, x + 0.5, e,
+                                             np.ones(n), np.arange(n))
+    assert audited[0] == pytest.approx(full[0]) and audited[1] == pytest.approx(full[1])
+    assert audited[2] == pytest.approx(full[2], rel=0.05)  # two estimators of E[α²]
+
+
 def _bound(fit, c_y, c_t):
     """The bias bound around the point estimate (no sampling error: interval_type "theta")."""
     return sensitivity_interval(fit["theta"], fit["sigma2"], fit["nu2"], np.zeros((3, 3)), 0.05, c_y, c_t, 1.0,

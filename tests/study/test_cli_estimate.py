@@ -78,7 +78,10 @@ def test_estimate_writes_contract_outputs(scored_file, tmp_path):
     frame = pd.read_csv(out / "estimates.csv")
     assert len(frame) == len(payload["estimates"])
     report = (out / "report.html").read_text()
-    assert "Semi-synthetic" in report and report.count("data:image/png;base64,") >= 4
+    validated = any(row["validation"] == "validated" for row in payload["estimates"])
+    # the forest plot draws validated rows only; without one the report says so instead of drawing it
+    assert "Semi-synthetic" in report and report.count("data:image/png;base64,") >= 3 + validated
+    assert validated != ("No row is validated on the bench designs" in report)
     assert "corrected with the audit sample" in report and "Correcting the judges' labels with" in report
     assert "(does not cover)" in report and "Joint test that every model has the same effect" in report
     assert not re.search(r"(src|href)=[\"']https?://", report), "the report must open offline"
