@@ -49,8 +49,6 @@ def test_a_rubric_edit_keeps_the_claim_on_the_labelled_version_until_labels_unde
     ws = labelled
     before = study.export(ws)
     old = ws.config().prompt_versions()["empathy"]
-    assert before.record["rubric"]["empathy"] == {"scores": old, "gold": old, "current": old,
-                                                  "labels_under_other_versions": 0}
     gold_before = before.table.set_index("pair_id")["empathy_gold"]
     assert gold_before.notna().sum() > 0
 
@@ -62,6 +60,8 @@ def test_a_rubric_edit_keeps_the_claim_on_the_labelled_version_until_labels_unde
     assert table["empathy_gold"].notna().sum() == gold_before.notna().sum()
     assert np.allclose(table["empathy_gold"], gold_before, equal_nan=True)
     assert np.allclose(table["empathy"], before.table.set_index("pair_id")["empathy"], equal_nan=True)
+    assert before.record["rubric"]["empathy"] == {"scores": old, "gold": old, "current": old,
+                                                  "labels_under_other_versions": 0}
     assert after.record["rubric"]["empathy"] == {"scores": old, "gold": old, "current": new,
                                                  "labels_under_other_versions": 0}
     assert after.record["prompt_versions"]["empathy"] == old  # the version of the scores in the file

@@ -297,3 +297,42 @@ async def test_cells_a_worker_widens_are_shown_whole_however_the_frames_fall(sim
         await settle(pilot)
         cell = str(screen.query_one("#matrix").get_row_at(0)[2]).strip()
         assert "[" in cell and re.sub(r"\s", "", cell) in screen_letters(app)
+
+
+async def test_ctrl_r_on_a_simulated_study_says_it_is_simulated_and_calls_nothing(simulated_study):
+    """It named a model LiteLLM cannot call (simulated/sim-low) instead."""
+    logged = simulated_study.judgments.read_bytes()
+    app = make_app(simulated_study, boot=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3", "ctrl+r")
+        await settle(pilot, 4)
+        counters = str(app.screen.query_one("#counters").render())
+    assert counters.startswith("SIMULATED study") and "planted truth" in counters
+    assert simulated_study.judgments.read_bytes() == logged  # not one failure record in the simulated log
+    result = CliRunner().invoke(cli, ["judge", "run", str(simulated_study.root)])
+    assert result.exit_code == 1 and "is a SIMULATED study" in result.output
+    assert simulated_study.judgments.read_bytes() == logged
+
+
+def test_a_crash_in_the_app_exits_non_zero_with_one_reason(simulated_study, monkeypatch):
+    """A crash used to leave a traceback and exit code 0."""
+    from textual.app import App
+
+    from empathy_study.study.tui import CalibrateApp
+
+    def broken(self) -> None:
+        raise RuntimeError("planted fault")
+
+    async def press(pilot) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+
+    monkeypatch.setattr(DisagreementsScreen, "action_sort", broken)
+    # the command's own app, run headless with keys pressed (Textual's App.run itself is untouched)
+    monkeypatch.setattr(CalibrateApp, "run", lambda self: App.run(self, headless=True, size=SIZE, auto_pilot=press))
+    result = CliRunner().invoke(cli, ["calibrate", str(simulated_study.root)])
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: the calibration app stopped on an internal error")
