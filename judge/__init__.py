@@ -14,7 +14,7 @@ from ._batch import (
 from ._batch import poll as poll_batches
 from ._batch import submit_all as submit_batches
 from ._config import JudgeConfig, JudgeSettings, default_panel
-from ._diagnostics import is_sentence, judge_matrix, judge_report, judge_warnings, retest_matrices
+from ._diagnostics import is_sentence, judge_matrix, judge_report, judge_warnings, retest_matrices, study_judge_note
 from ._errors import JudgeError
 from ._log import LOG_FILE, RUNS_FILE, JudgmentLog, LogState
 from ._panel import (
@@ -62,7 +62,7 @@ __all__ = [
     "CONSTRUCTS", "CONTROLS", "control_rubrics", "DryRunLine", "EXPECTED_TOKENS_OUT", "JudgePlan", "Judgment", "JudgmentLog", "JudgmentRecord", "JudgeConfig", "JudgeError",
     "JudgeSettings", "LOG_FILE", "LogState", "RUNS_FILE", "Rubric", "RunSummary", "Score", "Task",
     "current_judgments", "default_panel", "dry_run", "first_draws", "is_sentence", "judge_matrix", "judge_report",
-    "judge_scores", "judge_warnings", "load_rubric", "main_tasks", "of_panel", "open_endpoints", "panel_scores",
+    "judge_scores", "judge_warnings", "study_judge_note", "load_rubric", "main_tasks", "of_panel", "open_endpoints", "panel_scores",
     "panel_seconds", "plan_panel", "records_frame", "render_messages", "retest_matrices", "rubric_bytes", "run_panel",
     "scale_text", "study_rubrics", "swap_check_rubrics", "SCORE_COLUMNS", "VERSION_SCORE_COLUMNS", "version_scores",
     "swap_tasks",

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import JudgeConfig
+from ._local import LOCAL_PREFIX
 from ._scores import current_judgments, of_panel
 
 
@@ -120,7 +121,9 @@ def usage(frame: pd.DataFrame) -> list[dict]:
 
 _WORD = re.compile(r"[^\W\d_]{2,}")  # two or more letters, any script
 MIN_SCORES = 5  # scores of a judge × construct before "never varies" means something
+NEAR_CONSTANT = 0.8  # one score on this share of a judge's pairs (or more): its scores barely tell pairs apart
 MIN_RATIONALES = 3
+DEGENERATE = ("constant_scores", "near_constant")
 
 
 def is_sentence(text: str | None) -> bool:
@@ -145,10 +148,15 @@ def judge_warnings(frame: pd.DataFrame) -> list[dict]:
     found = []
     for (judge, construct), group in ok.groupby(["judge", "construct"]):
         scores = group["score"].astype(int)
+        commonest = scores.value_counts()
         if len(scores) >= MIN_SCORES and scores.nunique() == 1:
             found.append({"judge": judge, "construct": construct, "kind": "constant_scores",
                           "message": f"{judge} gave every one of its {len(scores)} {construct} scores a "
                                      f"{scores.iloc[0]}: its scores cannot tell pairs apart"})
+        elif len(scores) >= MIN_SCORES and commonest.iloc[0] / len(scores) >= NEAR_CONSTANT:
+            found.append({"judge": judge, "construct": construct, "kind": "near_constant",
+                          "message": f"{judge} gave {commonest.iloc[0]} of its {len(scores)} {construct} scores a "
+                                     f"{commonest.index[0]}: its scores barely tell pairs apart"})
         rationales = group["rationale"].fillna("")
         if len(rationales) >= MIN_RATIONALES:
             bad = rationales[~rationales.map(is_sentence)]
@@ -158,6 +166,43 @@ def judge_warnings(frame: pd.DataFrame) -> list[dict]:
                               "message": f"{len(bad)} of {len(rationales)} {construct} rationales of {judge} are "
                                          f"not sentences (e.g. {examples}): the model is not reasoning about the text"})
     return found
+
+
+HOSTED_JUDGE = """[[judges]]
+name = "gpt-4o-mini"
+model = "openai/gpt-4o-mini"          # any LiteLLM model string
+api_key_env = "OPENAI_API_KEY"        # the variable's NAME: export OPENAI_API_KEY=... in your shell"""
+
+SERVED_JUDGE = """[[judges]]
+name = "my-server"
+model = "openai/MODEL"                # openai/<the model name your server serves>
+api_base = "http://127.0.0.1:8000/v1" # llama.cpp: llama-server -m FILE.gguf --port 8000; vLLM: vllm serve MODEL --port 8000"""
+
+
+def study_judge_note(judges: list[JudgeConfig], warnings: list[dict], study_dir: str) -> str | None:
+    """What to change when the panel cannot make a study: the embedded judge flagged by `judge_warnings`
+    (a smoke test), or any judge whose scores (nearly) never vary. None when neither is seen."""
+    models = {j.name: j.model for j in judges}
+    local = sorted({w["judge"] for w in warnings if models.get(w["judge"], "").startswith(LOCAL_PREFIX)})
+    flat = sorted({w["judge"] for w in warnings if w["kind"] in DEGENERATE and w["judge"] not in local})
+    if not local and not flat:
+        return None
+    lines = []
+    if local:
+        names = ", ".join(f"{n} ({models[n]})" for n in local)
+        lines.append(f"The embedded judge {names} is a smoke test: a small model that runs offline, to show that the "
+                     "flow runs end to end — not a measurement. Its scores here are the warnings above; no estimate "
+                     "made from them means anything.")
+    if flat:
+        lines.append(f"{', '.join(flat)}: scores that (nearly) never vary put (nearly) every pair in one arm; no "
+                     "estimate can rest on them.")
+    lines += [f"To make a study, replace that [[judges]] table in {study_dir}/study.toml with a capable judge — a "
+              "hosted model with its key:", "", HOSTED_JUDGE, "",
+              "or any OpenAI-compatible server (llama.cpp's llama-server with a model file you bring, vLLM) through "
+              "api_base:", "", SERVED_JUDGE, "",
+              f"then `empathy judge run {study_dir} --dry-run` prints the calls, tokens and cost before anything "
+              "is called."]
+    return "\n".join(lines)
 
 
 def judge_report(frame: pd.DataFrame, texts: pd.DataFrame, judges: list[JudgeConfig], versions: dict[str, str],

@@ -25,12 +25,13 @@ from empathy_study.annotation import calibration as stats
 from empathy_study.shared import write_text
 from empathy_study.study import labels as labels_of
 from empathy_study.study.judging import read_judgments
+from empathy_study.study.lock import MIN_ALPHA, below_floor, read_lock, write_lock
 from empathy_study.study.lock import entry as lock_entry
-from empathy_study.study.lock import read_lock, write_lock
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 PANEL = "panel"
+short = labels_of.short_version
 SOURCES = ("score", "expected_score")
 AGGREGATES = stats.AGGREGATES  # how a panel's calibrated scores are combined
 CLASSES = stats.CLASSES  # the treatment classes of the confusion matrices
@@ -137,6 +138,12 @@ class CalibrationData:
             return {}
         frame = table.to_pandas()
         return {str(row["pair_id"]): {c: str(row.get(c) or "") for c in TEXTS} for row in frame.to_dict("records")}
+
+    @property
+    def claims(self) -> dict[str, str]:
+        """Per construct, the rubric version its claim is made under (`study.labels.claim_versions`): the
+        current one once blind labels under it exist, else the version the audit was labelled under."""
+        return labels_of.claim_versions(self.labels, self.versions)
 
     def label_versions(self, construct: str) -> list[str]:
         """Rubric versions under which gold labels of the construct exist: the current one first (the
@@ -370,16 +377,26 @@ class CalibrationFit:
 
 
 def fit(data: CalibrationData, construct: str, judges: list[str], *, version: str | None = None,
-        source: str = "score", how: str = "mean", label_version: str | None = None, folds: int = 5, seed: int = 0,
-        boot: int = 0) -> CalibrationFit:
+        source: str = "score", how: str = "mean", folds: int = 5, seed: int = 0, boot: int = 0) -> CalibrationFit:
     """Isotonic maps per judge and the panel aggregate, cross-fitted by user on the gold labels; the
-    before/after figures are on held-out folds only."""
+    before/after figures are on held-out folds only.
+
+    Judges and gold labels are taken under one rubric version (`version`; default: the version the
+    construct's claim is made under, `CalibrationData.claims`): a map from judges who read one text
+    to labels made under another would be locked as if the two measured the same thing.
+    """
     if not judges:
         raise StudyError("choose at least one judge to calibrate")
     if source not in SOURCES:
         raise StudyError(f"source must be one of {', '.join(SOURCES)} (got {source!r})")
-    version = version or data.versions[construct]
-    gold = data.gold(construct, label_version)
+    version = version or data.claims[construct]
+    gold = data.gold(construct, version)
+    if not gold.units:
+        where = ", ".join(f"{short(v)} ({n})" for v, n in gold.other_versions.items()) or "none"
+        raise StudyError(
+            f"no blind gold labels of {construct} under rubric {short(version)}: a calibration fits judges and "
+            f"labels made under the same rubric (labels under other versions: {where}). "
+            f"`empathy annotate push` puts the audit pairs before the annotators under the current rubric")
     raw = np.column_stack([data.judge_vector(construct, n, version, gold.units, source) for n in judges])
     for j, name in enumerate(judges):
         if np.isnan(raw[:, j]).all():
@@ -414,13 +431,24 @@ def fit(data: CalibrationData, construct: str, judges: list[str], *, version: st
 # ---------------------------------------------------------------------------------------------- the lock
 
 
-def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, now: datetime | None = None) -> Path:
+def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, now: datetime | None = None,
+         override: bool = False) -> Path:
     """Lock the calibration of one construct (`study.lock`): the fit again with `boot` bootstrap draws
-    for the evidence — held-out figures with intervals, the ceiling gap, n, the date."""
+    for the evidence — held-out figures with intervals, the ceiling gap, n, the date.
+
+    A held-out panel α below `study.lock.MIN_ALPHA` (or undefined) is refused unless `override`; an
+    override is written into the lock's evidence.
+    """
+    alpha = result.after[PANEL]["alpha"]
+    if below_floor(alpha) and not override:
+        raise StudyError(f"the calibrated panel's held-out α ({'undefined' if alpha is None else f'{alpha:.2f}'}) is "
+                         f"below the floor of {MIN_ALPHA} a lock needs (Krippendorff's lowest level for tentative "
+                         "conclusions): locked, these scores would be reported as validated. Improve the rubric or "
+                         "the panel, or lock with the override (it is recorded in the lock and said wherever the "
+                         "lock is used)")
     identity = {j.name: j for j in data.config.judges}
     evidence_fit = fit(data, result.construct, result.judges, version=result.version, source=result.source,
-                       how=result.how, label_version=result.label_version, folds=result.folds, seed=result.seed,
-                       boot=boot) if boot else result
+                       how=result.how, folds=result.folds, seed=result.seed, boot=boot) if boot else result
     locked = lock_entry(
         judges=[identity[name] for name in result.judges], version=result.version, source=result.source,
         final=evidence_fit.cross.final, how=result.how, locked_at=now or datetime.now(timezone.utc),
@@ -438,6 +466,10 @@ def lock(data: CalibrationData, result: CalibrationFit, *, boot: int = 1_000, no
             "coverage": {"scored": result.coverage[0], "sample": result.coverage[1]},
             "arm_change": result.arm_change,
             "treatment_rule": {"high": data.rule[0], "low": data.rule[1]},
+            "current_rubric": data.versions[result.construct],  # the study's rubric when locked
+            "override": ({"floor": MIN_ALPHA, "alpha_held_out": alpha,
+                          "reason": "locked below the agreement floor on the user's explicit override"}
+                         if below_floor(alpha) else None),
         })
     data.lock = write_lock(data.study, result.construct, locked)
     return data.study.calibration

@@ -6,7 +6,7 @@ The file carries its own provenance in the Parquet metadata, read back by `empat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -16,18 +16,40 @@ from empathy_study.annotation import labelstudio
 from empathy_study.shared import CONSTRUCTS
 from empathy_study.study.annotate import AnnotationState
 from empathy_study.study.judging import load_sample, read_judgments, scored_counts
-from empathy_study.study.labels import gold_columns
+from empathy_study.study.labels import blind, claim_versions, gold_columns, read_labels, short_version
 from empathy_study.study.lock import apply_lock, lock_sha256, read_lock, validation_record
 from empathy_study.study.provenance import provenance, write_with_provenance
 from empathy_study.study.selection import export_terminal
-from empathy_study.study.workspace import Workspace
+from empathy_study.study.workspace import StudyConfig, Workspace
+
+
+def claim(config: StudyConfig, sample: pd.DataFrame, labels: pd.DataFrame) -> dict[str, dict]:
+    """Per construct: the rubric version of the scores and the gold this export writes (one version:
+    `labels.claim_versions`), the study's current version, and how many blind labels lie under others."""
+    current = config.prompt_versions()
+    audit = blind(labels, sample["pair_id"])
+    versions = claim_versions(audit, current)
+    found = {}
+    for construct in CONSTRUCTS:
+        own = audit[audit["construct"] == construct]
+        found[construct] = {"scores": versions[construct], "gold": versions[construct] if len(own) else None,
+                            "current": current[construct],
+                            "labels_under_other_versions": int((own["prompt_version"] != versions[construct]).sum())}
+    return found
 
 
 def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
-    """The joined table and what it was made from (`judgments`: the log's frame, if already read)."""
+    """The joined table and what it was made from (`judgments`: the log's frame, if already read).
+
+    Scores and gold of each construct are under one rubric version (`claim`): the current one once
+    the audit has blind labels under it, until then the version the audit was labelled under.
+    """
     config = study.config()
     sample = load_sample(study)
-    versions = config.judged_versions()  # the study's constructs and the checks it opted in to
+    labels = read_labels(study)
+    under_version = claim(config, sample, labels)
+    claimed = {c: v["scores"] for c, v in under_version.items()}
+    versions = {**config.judged_versions(), **claimed}  # the study's constructs and the checks it opted in to
     judgments = read_judgments(study) if judgments is None else judgments
     scores = judge.judge_scores(judgments, config.judges, versions)
     panel = [j.name for j in config.judges]
@@ -36,7 +58,7 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
     lock = read_lock(study)
     validated: dict[str, dict | None] = {c: None for c in CONSTRUCTS}
     if lock and lock.get("constructs"):
-        calibrated, applied = apply_lock(judgments, config, lock)
+        calibrated, applied = apply_lock(judgments, config, lock, claimed)
         lock_hash = lock_sha256(study)
         for construct, entry in applied.items():
             # The raw panel mean stays beside the calibrated score it was replaced by.
@@ -49,11 +71,13 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
     if study.labels.exists():
         labelstudio.refuse_recorded(AnnotationState.load(study).foreign_accounts, "empathy export",
                                     config.annotation.allow_foreign_accounts)
-    gold = gold_columns(study, sample, config.prompt_versions(), config.annotation)
+    gold = gold_columns(study, sample, claimed, config.annotation, labels)
     if gold is not None:
         table = table.merge(gold, on="pair_id", how="left")
+    current = judge.current_judgments(judgments, config.judges, versions)
     made_from = {
-        "prompt_versions": versions,
+        "prompt_versions": versions,  # of the scores in the file (`rubric` says why, where not the current ones)
+        "rubric": under_version,
         "judges": [j.model_dump(exclude={"api_key_env"}) for j in config.judges],
         "scores_from": scored_counts(scores),  # the judges whose scores are actually in the table
         "judged": {c: int(table[c].notna().sum()) for c in [*CONSTRUCTS, *controls]},
@@ -65,8 +89,35 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
                      "instead holds the locked aggregate of the locked judges' calibrated scores (the raw mean in "
                      "<construct>_raw)",
         "validated": validated,
+        "judge_warnings": judge.judge_warnings(current),
     }
     return table, made_from
+
+
+def export_notes(study: Workspace, config: StudyConfig, made_from: dict) -> list[str]:
+    """What the researcher must read before estimating from the file just written, one paragraph each:
+    a construct kept on an older rubric (and how to move it), gold missing, a panel that cannot make a study."""
+    notes = []
+    for construct, v in made_from["rubric"].items():
+        if v["scores"] != v["current"]:
+            notes.append(
+                f"{construct}: the rubric changed (now {short_version(v['current'])}) after the blind audit was labelled under "
+                f"{short_version(v['scores'])}: {construct} and {construct}_gold stay under {short_version(v['scores'])} — judges' "
+                f"scores and gold alike — until blind labels under {short_version(v['current'])} exist. `empathy annotate push "
+                f"{study.root}` puts the audit pairs before the annotators under the new text; pull and export again")
+        elif v["labels_under_other_versions"]:
+            notes.append(f"{construct}: {v['labels_under_other_versions']} blind label(s) under earlier rubric versions "
+                         f"are not gold (the gold is under the current rubric {short_version(v['current'])})")
+    gold = made_from["gold"]
+    if gold is not None:
+        empty = [c for c, n in gold.items() if n == 0]
+        if empty:
+            notes.append(f"{' and '.join(f'{c}_gold' for c in empty)} empty: labels.parquet holds no blind audit label "
+                         f"of {' or '.join(empty)} for the sampled pairs; the estimate has no human labels to correct "
+                         "the judges with there")
+    notes += [w["message"] for w in made_from["judge_warnings"]]
+    advice = judge.study_judge_note(config.judges, made_from["judge_warnings"], str(study.root))
+    return notes + ([advice] if advice else [])
 
 
 @dataclass
@@ -75,6 +126,7 @@ class ExportResult:
     record: dict  # the provenance written into the file
     path: Path
     terminal: Path | None = None  # scored_terminal_pairs.parquet, written when a terminal sample exists
+    notes: list[str] = field(default_factory=list)  # what to read before estimating (`export_notes`)
 
 
 def export(study: Workspace) -> ExportResult:
@@ -85,7 +137,8 @@ def export(study: Workspace) -> ExportResult:
               **({"calibration": study.calibration} if study.calibration.exists() else {})}
     record = provenance(inputs=inputs, **made_from)
     write_with_provenance(table, record, study.scored_pairs)
-    return ExportResult(table, record, study.scored_pairs, export_terminal(study, judgments))
+    terminal = export_terminal(study, judgments, {"empathy": made_from["rubric"]["empathy"]["scores"]})
+    return ExportResult(table, record, study.scored_pairs, terminal, export_notes(study, study.config(), made_from))
 
 
 def validation_note(recorded: dict) -> str:
@@ -94,7 +147,8 @@ def validation_note(recorded: dict) -> str:
     if not validated or not any(validated.values()):
         return ("warning: these scores were never validated against human labels (no calibration lock): "
                 "`empathy calibrate DIR` locks a validated panel, `empathy export DIR` applies it")
-    parts = []
+    parts, doubtful = [], False
+    gold = recorded.get("gold") or {}
     for construct, entry in validated.items():
         if entry is None:
             parts.append(f"{construct} NOT validated (raw panel mean)")
@@ -103,8 +157,16 @@ def validation_note(recorded: dict) -> str:
         figure = f"α {alpha:.2f}" if alpha is not None else "α undefined"
         figure += f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
         judges = "+".join(j["name"] for j in entry["judges"])
+        version = entry.get("label_version")
+        caveats = []
+        if entry.get("override"):
+            caveats.append(f"LOCKED BELOW THE AGREEMENT FLOOR {entry['override']['floor']} (override)")
+        if not gold.get(construct):
+            caveats.append(f"none of those labels is in this file's {construct}_gold")
+        doubtful |= bool(caveats)
         parts.append(f"{construct} validated ({judges}, {entry['aggregate']['how']}; held-out {figure} on "
-                     f"{entry['n_gold']} gold; locked {entry['locked_at'][:10]}"
-                     f"{'; SIMULATED labels' if entry.get('simulated') else ''})")
-    prefix = "scores: " if all(validated.values()) else "warning: scores only partly validated: "
+                     f"{entry['n_gold']} gold labels{f' under rubric {short_version(version)}' if version else ''}; "
+                     f"locked {entry['locked_at'][:10]}{'; SIMULATED labels' if entry.get('simulated') else ''}"
+                     + "".join(f"; {c}" for c in caveats) + ")")
+    prefix = "scores: " if all(validated.values()) and not doubtful else "warning: scores only partly validated: "
     return prefix + "; ".join(parts)

@@ -14,7 +14,7 @@ from empathy_study import annotation, corpus, judge
 from empathy_study.shared import CONSTRUCTS, write_json, write_parquet
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import git_state, versions
-from empathy_study.study.workspace import StudyConfig, Workspace
+from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 
 def load_sample(study: Workspace) -> pd.DataFrame:
@@ -129,6 +129,16 @@ def run_spec(config: StudyConfig) -> dict:
     }
 
 
+def refuse_simulated(study: Workspace, config: StudyConfig) -> None:
+    """A simulated study's judges are draws from a planted truth, not models: nothing can call them (LiteLLM
+    would fail on every item, and each failure would land in the simulated log)."""
+    if study.simulation.exists():
+        models = ", ".join(sorted({j.model for j in config.judges}))
+        raise StudyError(f"{study.root} is a SIMULATED study (simulated.json): its judges ({models}) were simulated "
+                         "from a planted truth and no model answers to them, so nothing can be judged here; run "
+                         "judges on a study of your own (e.g. the demo's study, `empathy demo`)")
+
+
 def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collection[str] | None = None,
                judges: Collection[str] | None = None, progress: Progress = quiet,
                stop: Callable[[], bool] | None = None) -> JudgeRunResult:
@@ -140,6 +150,7 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
     without waiting for them. The configuration, the log and the batch ledger are each read once.
     """
     config = study.config()
+    refuse_simulated(study, config)
     log = judge.JudgmentLog(study.judgments)
     ledger = judge.BatchLedger(study.judgments)
 

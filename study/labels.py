@@ -9,7 +9,18 @@ app and `annotate plan` — reads them here, so a change to what counts as gold 
   `annotation.json` records for its construct, else "unknown" — never a version it may not have had;
 - a label without a score is no label;
 - gold = the blind labels of the random audit sample (`mode == "blind"`) of sampled pairs, under
-  the rubric version asked for — the study's current one wherever a stage does not choose.
+  one rubric version per construct: the version the study's claims are made under (`claim_versions`).
+
+What a rubric edit does to gold. A rubric version is a definition of the construct: annotators and
+judges read the same file, so labels under an older text measured something else. An edit does
+not void the audit: until blind labels under the new version exist, a construct's claim stays
+under the version the audit was labelled under — its gold, and the panel's scores `empathy export`
+writes, are that version's, and the export says so. `empathy annotate push` puts the audit pairs
+in front of the annotators again under the new text (new projects); as soon as blind labels under
+the new version exist, the claim moves to it, scores and gold together (an audit relabelled only in
+part is an audit with missing labels: the estimate weights by the labels found and warns below 90
+%). Never both at once: a calibration lock made under another version than the claim's is refused
+(`study.lock.check_claim`).
 """
 
 from __future__ import annotations
@@ -25,6 +36,11 @@ from empathy_study.study.workspace import Workspace
 UNKNOWN_VERSION = "unknown"
 COLUMNS = ["pair_id", "construct", "annotator", "score", "mode", "prompt_version", "updated_at"]
 _ONE_LABEL = ["pair_id", "construct", "annotator", "mode", "prompt_version"]
+
+
+def short_version(version: str) -> str:
+    """A rubric version as screens and messages show it (its first 8 hex digits; a variant keeps its suffix)."""
+    return version[:8] if len(version) > 8 and "+" not in version[:8] else version[:10]
 
 
 def recorded_versions(study: Workspace) -> dict[str, str]:
@@ -76,6 +92,19 @@ def versions_of(labels: pd.DataFrame, construct: str) -> list[str]:
     return [str(v) for v in counts.index]
 
 
+def claim_versions(labels: pd.DataFrame, current: dict[str, str], pair_ids=None) -> dict[str, str]:
+    """Per construct of `current` (the study's rubric versions): the version its claims are made under —
+    the current one when blind labels under it exist, or when no blind label exists at all; else the
+    version with the most blind labels (of the given pairs: the sample's), which the audit was labelled
+    under before the rubric changed."""
+    audit = blind(labels, pair_ids)
+    found = {}
+    for construct, version in current.items():
+        counts = audit.loc[audit["construct"] == construct, "prompt_version"].value_counts(sort=True)
+        found[construct] = version if version in counts.index or counts.empty else str(counts.index[0])
+    return found
+
+
 def gold_matrix(labels: pd.DataFrame, construct: str, version: str) -> tuple[list[str], list[str], np.ndarray]:
     """(pair ids, annotators, annotators × pairs scores with NaN where unlabelled) of the blind labels of
     one construct under one rubric version."""
@@ -85,15 +114,17 @@ def gold_matrix(labels: pd.DataFrame, construct: str, version: str) -> tuple[lis
     return [str(c) for c in wide.columns], [str(a) for a in wide.index], wide.to_numpy(dtype=float)
 
 
-def gold_columns(study: Workspace, sample: pd.DataFrame, versions: dict[str, str], audit: annotation.AnnotationConfig
-                 ) -> pd.DataFrame | None:
-    """empathy_gold, attachment_gold (mean over the annotators of the blind audit labels under the current
-    rubric), gold_prob and gold_drawn (the pair was drawn into the audit, labelled or not: missing labels
-    are then modelled, not assumed missing completely at random) for the sampled pairs — None before any
-    label exists. `audit` is the configured design; the one annotation.json records, if any, wins."""
+def gold_columns(study: Workspace, sample: pd.DataFrame, versions: dict[str, str], audit: annotation.AnnotationConfig,
+                 labels: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """empathy_gold, attachment_gold (mean over the annotators of the blind audit labels under the given
+    rubric versions: `claim_versions`), gold_prob and gold_drawn (the pair was drawn into the audit,
+    labelled or not: missing labels are then modelled, not assumed missing completely at random) for the
+    sampled pairs — None before any label exists. `audit` is the configured design; the one
+    annotation.json records, if any, wins. (`labels`: `read_labels`, if already read.)"""
     if not study.labels.exists():
         return None
-    gold = annotation.gold_scores(under(blind(read_labels(study)), versions))
+    labels = read_labels(study) if labels is None else labels
+    gold = annotation.gold_scores(under(blind(labels), versions))
     table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
     state = study.annotation_state
     recorded = json.loads(state.read_text()).get("audit", {}) if state.exists() else {}

@@ -5,6 +5,16 @@ A lock holds, per construct, the locked judges (name, model, temperature, rubric
 source), each judge's isotonic map, the panel aggregate and the evidence the app measured on
 held-out folds. Applying it never refits anything: the maps are read back and applied to the
 judgments of the locked judges under the locked rubric version.
+
+Two rules keep a lock's claim true:
+
+- **A floor.** The calibrated panel's held-out α ordinal against the gold labels must reach
+  `MIN_ALPHA` (0.667, Krippendorff's lowest level for tentative conclusions — the `tentative`
+  threshold of every agreement verdict); below it (or undefined) a lock is refused unless the user
+  overrides, and the override is written into the lock's evidence and said wherever the lock is.
+- **One rubric version.** A lock's judges were scored, and its gold labels made, under one rubric
+  version; `empathy export` applies it only while the construct's claim is made under that version
+  (`study.labels.claim_versions`), and refuses the export otherwise.
 """
 
 from __future__ import annotations
@@ -18,11 +28,30 @@ import pandas as pd
 
 from empathy_study import judge
 from empathy_study.annotation import calibration as stats
+from empathy_study.annotation.agreement import TENTATIVE
 from empathy_study.shared import write_json
 from empathy_study.study.provenance import provenance
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 LOCK_SCHEMA = 1
+MIN_ALPHA = TENTATIVE  # held-out α ordinal a lock needs, unless overridden (recorded in the lock)
+
+
+def below_floor(alpha: float | None) -> bool:
+    return alpha is None or alpha < MIN_ALPHA
+
+
+def check_claim(construct: str, locked: dict, version: str) -> None:
+    """Refuse a lock whose judges or labels are under another rubric version than the construct's claim."""
+    judged = sorted({j["rubric_version"] for j in locked["judges"]})
+    labelled = locked["evidence"].get("label_version")
+    if judged == [version] and labelled == version:
+        return
+    raise StudyError(
+        f"the calibration lock of {construct} was fitted on judges under rubric {', '.join(judged)} and gold labels "
+        f"under {labelled}, but the study's {construct} scores and gold are now under rubric {version} (the version "
+        "of its blind audit labels): one claim is made under one rubric — lock again in `empathy calibrate`, or "
+        "remove calibration.json")
 
 
 def read_lock(study: Workspace) -> dict | None:
@@ -66,9 +95,11 @@ def write_lock(study: Workspace, construct: str, locked: dict) -> dict:
     return current
 
 
-def apply_lock(frame: pd.DataFrame, config: StudyConfig, lock: dict) -> tuple[pd.DataFrame, dict]:
+def apply_lock(frame: pd.DataFrame, config: StudyConfig, lock: dict, versions: dict[str, str]
+               ) -> tuple[pd.DataFrame, dict]:
     """Apply a lock to the judgment records: pair_id → `<construct>`, `<construct>_judges` for each
-    locked construct, and what was applied.
+    locked construct, and what was applied. `versions`: the rubric version each construct's claim is
+    made under (`check_claim` refuses a lock made under another).
 
     Only judgments of the locked judges (same name, model and temperature as in the panel now) under
     the locked rubric version count; a pair gets a calibrated score only where every locked judge has
@@ -80,6 +111,7 @@ def apply_lock(frame: pd.DataFrame, config: StudyConfig, lock: dict) -> tuple[pd
     scores = judge.version_scores(frame.merge(own, on=identity, how="inner"))
     out, applied = None, {}
     for construct, locked_entry in lock.get("constructs", {}).items():
+        check_claim(construct, locked_entry, versions[construct])
         columns = []
         for locked in locked_entry["judges"]:
             now = panel.get(locked["name"])
@@ -122,5 +154,6 @@ def validation_record(locked: dict, lock_hash: str) -> dict:
         "alpha_ci": after.get("ci"),
         "mae_held_out": after.get("mae"),
         "ceiling": evidence["ceiling"],
+        "override": evidence.get("override"),
     }
 

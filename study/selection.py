@@ -73,15 +73,17 @@ def draw_terminal_sample(study: Workspace, n: int, seed: int = 0, progress: Prog
                                 [study.terminal_sample, study.terminal_sample_design], note)
 
 
-def scored_terminal_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict] | None:
+def scored_terminal_pairs(study: Workspace, judgments: pd.DataFrame | None = None,
+                          versions: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict] | None:
     """The terminal sample joined with the panel's empathy (the locked calibration where empathy is
     locked, as for the turn-pairs); None without a terminal sample. `judgments`: the log's frame, if
-    already read."""
+    already read; `versions`: the rubric version of empathy the turn-pairs' export used (default: the
+    current one)."""
     terminal = load_terminal_sample(study)
     if terminal is None:
         return None
     config = study.config()
-    versions = config.prompt_versions()
+    versions = {**config.prompt_versions(), **(versions or {})}
     judgments = read_judgments(study) if judgments is None else judgments
     scores = judge.judge_scores(judgments, config.judges, versions)
     panel = [j.name for j in config.judges]
@@ -90,7 +92,7 @@ def scored_terminal_pairs(study: Workspace, judgments: pd.DataFrame | None = Non
     validated = None
     if lock and "empathy" in lock.get("constructs", {}):
         calibrated, applied = apply_lock(judgments, config,
-                                                         {**lock, "constructs": {"empathy": lock["constructs"]["empathy"]}})
+                                         {**lock, "constructs": {"empathy": lock["constructs"]["empathy"]}}, versions)
         table["empathy_raw"] = table["empathy"]
         table = table.drop(columns=["empathy", "empathy_judges"]).merge(
             calibrated[["pair_id", "empathy", "empathy_judges"]], on="pair_id", how="left")
@@ -104,10 +106,11 @@ def scored_terminal_pairs(study: Workspace, judgments: pd.DataFrame | None = Non
     return table, made_from
 
 
-def export_terminal(study: Workspace, judgments: pd.DataFrame | None = None) -> Path | None:
+def export_terminal(study: Workspace, judgments: pd.DataFrame | None = None,
+                    versions: dict[str, str] | None = None) -> Path | None:
     """Write DIR/scored_terminal_pairs.parquet (when a terminal sample exists), the provenance in its
     Parquet metadata like scored_pairs.parquet."""
-    found = scored_terminal_pairs(study, judgments)
+    found = scored_terminal_pairs(study, judgments, versions)
     if found is None:
         return None
     table, made_from = found

@@ -15,6 +15,8 @@ def export_pairs(study_dir: StudyDir) -> None:
                   f"scores from: {result.record['scores_from']}")
     if result.terminal is not None:
         console.print(f"wrote {result.terminal}: the terminal sample with its panel empathy (selection on replying)")
+    for note in result.notes:
+        console.print(f"warning: {note}", markup=False, highlight=False)
     partial = {c: n for c, n in result.record["partial_panel"].items() if n}
     if partial:
         console.print(f"pairs left without a panel score because some judge of the panel has not scored them: {partial} "

@@ -7,7 +7,7 @@ import typer
 from empathy_study.study.cli import annotate as annotate_cli
 from empathy_study.study.cli import corpus as corpus_cli
 from empathy_study.study.cli import judge as judge_cli
-from empathy_study.study.cli._common import StudyApp, StudyDir, console, user_errors, workspace
+from empathy_study.study.cli._common import StudyApp, StudyDir, console, error_line, user_errors, workspace
 from empathy_study.study.cli.demo import demo
 from empathy_study.study.cli.estimate import estimate
 from empathy_study.study.cli.export import export_pairs
@@ -43,4 +43,9 @@ def calibrate(study_dir: StudyDir) -> None:
     re-runs on the gold pairs, isotonic calibration with held-out figures, and the lock `export` applies."""
     from empathy_study.study.tui import make_app
 
-    make_app(workspace(study_dir)).run()
+    app = make_app(workspace(study_dir))
+    app.run()
+    reason = app.crash_reason()
+    if reason:
+        error_line(reason)
+        raise typer.Exit(code=1)

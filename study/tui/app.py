@@ -49,6 +49,14 @@ class CalibrateApp(App):
         self.clock = clock  # a fixed time for tests and snapshots; None = now
         self.overviews: dict = {}  # (generation, construct, label version, with intervals) → Overview
 
+    def crash_reason(self) -> str | None:
+        """One line on what stopped the app, or None when it was quit (Textual sets a non-zero return code
+        when an exception ended the app, after printing its traceback)."""
+        if not self.return_code:
+            return None
+        return ("the calibration app stopped on an internal error (a bug; the traceback is above). Rubric copies "
+                "and locks saved before it are kept")
+
     def on_mount(self) -> None:
         self.title = f"empathy calibrate · {self.data.config.study.name}"
         if self.data.simulated:

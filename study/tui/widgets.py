@@ -33,8 +33,7 @@ def interval(value, ci) -> str:
     return f"{value:.2f} [{short(ci[0])},{short(ci[1])}]"
 
 
-def short_version(version: str) -> str:
-    return version[:8] if len(version) > 8 and "+" not in version[:8] else version[:10]
+short_version = calibrate.short
 
 
 def fill_table(table: DataTable, columns: list[str | tuple[str, str, int]], rows: list[tuple[str, ...]],

@@ -153,10 +153,10 @@ def test_lock_export_estimate_round_trip(tmp_path):
 
 def test_export_refuses_a_lock_whose_judge_left_the_panel(simulated_study):
     data = calibrate.load(simulated_study)
-    calibrate.lock(data, calibrate.fit(data, "empathy", ["sim-noisy"]), boot=0)
-    text = simulated_study.config_path.read_text().replace('model = "simulated/sim-noisy"', 'model = "simulated/other"')
+    calibrate.lock(data, calibrate.fit(data, "empathy", ["sim-low"]), boot=0)
+    text = simulated_study.config_path.read_text().replace('model = "simulated/sim-low"', 'model = "simulated/other"')
     simulated_study.config_path.write_text(text)
-    with pytest.raises(StudyError, match="names judge sim-noisy"):
+    with pytest.raises(StudyError, match="names judge sim-low"):
         study.export(simulated_study)
     simulated_study.calibration.unlink()  # what the error says to do, short of locking again
     assert study.export(simulated_study).record["validated"] == {"empathy": None, "attachment": None}

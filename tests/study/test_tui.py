@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from empathy_study import judge, study
 from empathy_study.study import calibrate
 from empathy_study.study.cli import app as cli
+from empathy_study.study.lock import MIN_ALPHA
 from empathy_study.study.tui import make_app
 from empathy_study.study.tui.screens import CalibrateScreen, DisagreementsScreen, OverviewScreen, RubricScreen
 from empathy_study.study.workspace import StudyError, Workspace
@@ -88,10 +89,11 @@ async def test_calibrate_shows_the_fit_and_lock_writes_it(simulated_study):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4")
         await settle(pilot)
-        await pilot.press("g")  # aggregate: median
+        await pilot.press("g", "g")  # aggregate: non-negative weights fitted on gold
         await settle(pilot)
-        assert "aggregate median" in context(app)
-        expected = calibrate.fit(app.data, "empathy", app.data.judges, how="median")
+        assert "aggregate weights" in context(app)
+        expected = calibrate.fit(app.data, "empathy", app.data.judges, how="weights")
+        assert expected.after["panel"]["alpha"] >= MIN_ALPHA
         row = app.screen.query_one("#fit-table").get_row_at(3)
         assert row[0] == "panel" and row[1] == f"{expected.before['panel']['mae']:.2f} → {expected.after['panel']['mae']:.2f}"
         await pilot.press("l")
@@ -101,13 +103,54 @@ async def test_calibrate_shows_the_fit_and_lock_writes_it(simulated_study):
         await settle(pilot, 4)
         lock = json.loads(simulated_study.calibration.read_text())
         entry = lock["constructs"]["empathy"]
-        assert entry["aggregate"]["how"] == "median" and [j["name"] for j in entry["judges"]] == app.data.judges
+        assert entry["aggregate"]["how"] == "weights" and [j["name"] for j in entry["judges"]] == app.data.judges
         assert entry["evidence"]["locked_at"] == CLOCK.isoformat(timespec="seconds")
         assert entry["evidence"]["after_held_out"]["panel"]["mae"] == pytest.approx(expected.after["panel"]["mae"])
+        assert entry["evidence"]["override"] is None
         await pilot.press("1")
         await settle(pilot)
         assert "LOCKED (*)" in context(app)
         assert str(app.screen.query_one("#matrix").get_row_at(0)[0]).startswith("*")
+
+
+async def test_a_lock_below_the_agreement_floor_is_refused_unless_overridden(simulated_study):
+    """It went through at held-out α 0.00 (every pair then got the same calibrated score)."""
+    app = make_app(simulated_study, boot=0, lock_boot=20, clock=CLOCK)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("g")  # aggregate: median
+        await settle(pilot)
+        weak = calibrate.fit(app.data, "empathy", app.data.judges, how="median")
+        assert weak.after["panel"]["alpha"] < MIN_ALPHA
+        assert "belowthefloor" in screen_letters(app)
+        await pilot.press("l")
+        await settle(pilot)
+        assert isinstance(app.screen, CalibrateScreen) and not simulated_study.calibration.exists()
+        assert any("below the floor" in str(n.message) for n in app._notifications)
+        await pilot.press("L")  # the explicit override
+        await pilot.pause()
+        assert "below the agreement floor" in str(app.screen.query_one("#question").render())
+        assert "BELOW THE FLOOR" in str(app.screen.query_one("#details").render())
+        await pilot.press("y")
+        await settle(pilot, 4)
+    evidence = json.loads(simulated_study.calibration.read_text())["constructs"]["empathy"]["evidence"]
+    assert evidence["override"]["floor"] == MIN_ALPHA
+    assert evidence["override"]["alpha_held_out"] == pytest.approx(weak.after["panel"]["alpha"])
+
+
+async def test_switching_the_judge_then_sorting_the_disagreements_does_not_crash(simulated_study):
+    """`2`, `j`, `s` died in short_version(None): the rater's rubric version was reset after the redraw."""
+    app = make_app(simulated_study, boot=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        for key in ("j", "s", "j", "s", "v", "s"):
+            await pilot.press(key)
+            await settle(pilot)
+        assert isinstance(app.screen, DisagreementsScreen) and app.screen.version is not None
+        assert f"{app.screen.rater} @ " in context(app) and "sort" in context(app)
+    assert app.return_code in (0, None)
 
 
 async def test_declining_the_lock_writes_nothing(simulated_study):
@@ -254,3 +297,42 @@ async def test_cells_a_worker_widens_are_shown_whole_however_the_frames_fall(sim
         await settle(pilot)
         cell = str(screen.query_one("#matrix").get_row_at(0)[2]).strip()
         assert "[" in cell and re.sub(r"\s", "", cell) in screen_letters(app)
+
+
+async def test_ctrl_r_on_a_simulated_study_says_it_is_simulated_and_calls_nothing(simulated_study):
+    """It named a model LiteLLM cannot call (simulated/sim-low) instead."""
+    logged = simulated_study.judgments.read_bytes()
+    app = make_app(simulated_study, boot=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3", "ctrl+r")
+        await settle(pilot, 4)
+        counters = str(app.screen.query_one("#counters").render())
+    assert counters.startswith("SIMULATED study") and "planted truth" in counters
+    assert simulated_study.judgments.read_bytes() == logged  # not one failure record in the simulated log
+    result = CliRunner().invoke(cli, ["judge", "run", str(simulated_study.root)])
+    assert result.exit_code == 1 and "is a SIMULATED study" in result.output
+    assert simulated_study.judgments.read_bytes() == logged
+
+
+def test_a_crash_in_the_app_exits_non_zero_with_one_reason(simulated_study, monkeypatch):
+    """A crash used to leave a traceback and exit code 0."""
+    from textual.app import App
+
+    from empathy_study.study.tui import CalibrateApp
+
+    def broken(self) -> None:
+        raise RuntimeError("planted fault")
+
+    async def press(pilot) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+
+    monkeypatch.setattr(DisagreementsScreen, "action_sort", broken)
+    # the command's own app, run headless with keys pressed (Textual's App.run itself is untouched)
+    monkeypatch.setattr(CalibrateApp, "run", lambda self: App.run(self, headless=True, size=SIZE, auto_pilot=press))
+    result = CliRunner().invoke(cli, ["calibrate", str(simulated_study.root)])
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: the calibration app stopped on an internal error")

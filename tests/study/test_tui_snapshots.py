@@ -28,8 +28,9 @@ def fixed_study(tmp_path_factory):
     return make_simulated(tmp_path_factory.mktemp("snapshots") / "study", n=120, gold=40)
 
 
-@pytest.mark.parametrize("keys", [[], ["2"], ["3"], ["4"], ["4", "g", "l"], ["c", "1"]],
-                         ids=["overview", "disagreements", "rubric", "calibrate", "lock-dialog", "overview-attachment"])
+@pytest.mark.parametrize("keys", [[], ["2"], ["3"], ["4"], ["4", "g", "g", "l"], ["4", "g", "L"], ["c", "1"]],
+                         ids=["overview", "disagreements", "rubric", "calibrate", "lock-dialog", "lock-below-floor",
+                              "overview-attachment"])
 def test_screen(snap_compare, fixed_study, keys):
     async def run_before(pilot) -> None:
         await settle(pilot)

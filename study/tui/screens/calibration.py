@@ -12,12 +12,13 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, SelectionList, Static
 
 from empathy_study.study import calibrate
+from empathy_study.study.lock import MIN_ALPHA, below_floor
 from empathy_study.study.tui.dialogs import Confirm
 from empathy_study.study.tui.screens.base import StudyScreen
 from empathy_study.study.tui.widgets import confusion_text, fill_table, number, short_version
+from empathy_study.study.workspace import StudyError
 
 FIT_COLUMNS = ["rater", "MAE", "α", "arm≠gold"]
-from empathy_study.study.workspace import StudyError
 
 
 class FitReady(Message):
@@ -40,6 +41,7 @@ class CalibrateScreen(StudyScreen):
         Binding("g", "aggregate", "Aggregate"),
         Binding("v", "version", "Rubric"),
         Binding("l", "lock", "Lock"),
+        Binding("L", "lock(True)", "Lock below the floor", show=False),
     ]
     source: str = "score"
     how: str = "mean"
@@ -59,9 +61,19 @@ class CalibrateScreen(StudyScreen):
         fill_table(self.query_one("#fit-table", DataTable), FIT_COLUMNS, [])
 
     def versions(self) -> list[str]:
+        """Rubric versions to fit under: the construct's claim first (labels exist under it), then the
+        current rubric, then the judges' other versions."""
+        construct = self.app.construct
+        found = [v for _, v in self.data.rater_versions(construct)]
+        return list(dict.fromkeys([self.data.claims[construct], self.data.versions[construct], *found]))
+
+    def rubric_note(self, version: str) -> str:
+        """What fitting under `version` means when it is not the study's current rubric."""
         current = self.data.versions[self.app.construct]
-        found = [v for _, v in self.data.rater_versions(self.app.construct)]
-        return list(dict.fromkeys([current, *found]))
+        if version == current:
+            return ""
+        return (f"\nnot the current rubric ({short_version(current)}): judges and labels under "
+                f"{short_version(version)}; export stays on it until labels under the current rubric exist")
 
     def action_source(self) -> None:
         self.source = calibrate.SOURCES[(calibrate.SOURCES.index(self.source) + 1) % len(calibrate.SOURCES)]
@@ -128,8 +140,8 @@ class CalibrateScreen(StudyScreen):
         r = message.result
         self.query_one("#context", Static).update(Text(
             f"{r.construct.upper()} · rubric {short_version(r.version)} (v) · source {r.source} (s) · aggregate "
-            f"{r.how} (g)\n{len(r.units)} gold pairs ({r.dropped} without every chosen judge) · labels under "
-            f"{short_version(r.label_version)} · {r.folds} folds grouped by user · figures held out"))
+            f"{r.how} (g)\n{len(r.units)} gold pairs ({r.dropped} without every chosen judge) · labels under the same "
+            f"rubric · {r.folds} folds grouped by user · figures held out" + self.rubric_note(r.version)))
         rows = []
         for name in [*r.judges, calibrate.PANEL]:
             b, a = r.before[name], r.after[name]
@@ -146,31 +158,46 @@ class CalibrateScreen(StudyScreen):
             f"changes for {number(None if r.arm_change is None else 100 * r.arm_change, 1)} %\n"
             + (f"weights: {', '.join(f'{n} {w:.2f}' for n, w in zip(r.judges, r.cross.final.weights))}\n"
                if r.cross.final.weights is not None else "")
-            + "l locks it into calibration.json; `empathy export` applies the lock")
+            + ("l locks it into calibration.json; `empathy export` applies the lock" if not below_floor(
+                r.after[calibrate.PANEL]["alpha"]) else
+               f"held-out α below the floor of {MIN_ALPHA} a lock needs: l refuses; L locks anyway, recorded as an "
+               "override"))
         outer = Table.grid()
         outer.add_row(grid)
         outer.add_row(lines)
         detail.update(outer)
 
-    def action_lock(self) -> None:
+    def action_lock(self, override: bool = False) -> None:
         r = self.result
         if r is None or r.units == [] or self.settings() != (self.app.generation, r.construct, r.version,
                                                               tuple(r.judges), r.source, r.how):
             self.notify("nothing fitted to lock yet", severity="warning")
             return
         after = r.after[calibrate.PANEL]
+        below = below_floor(after["alpha"])
+        if below and not override:
+            self.notify(f"not locked: held-out α {number(after['alpha'])} is below the floor of {MIN_ALPHA} a lock "
+                        "needs. Improve the rubric or the panel — or press L to lock anyway, recorded in the lock as "
+                        "an override", severity="error", timeout=10)
+            return
+        current = self.data.versions[r.construct]
         details = (f"{r.construct}: judges {', '.join(r.judges)} @ {r.version}, source {r.source}, aggregate {r.how}\n"
                    f"held-out MAE {number(after['mae'])}, α {number(after['alpha'])} on {len(r.units)} gold pairs\n"
                    f"covers {r.coverage[0]} of {r.coverage[1]} sample pairs\n"
+                   + (f"NOT the current rubric ({current}): export applies this lock while the gold labels are under "
+                      f"{r.version}\n" if r.version != current else "")
+                   + (f"BELOW THE FLOOR of {MIN_ALPHA}: the lock records the override, and export and estimate say "
+                      "so\n" if below else "")
                    + ("SIMULATED labels: the lock will say so\n" if self.data.simulated else "")
                    + "writes calibration.json (with bootstrap intervals: takes a few seconds)")
-        self.app.push_screen(Confirm(f"Lock the calibration of {r.construct}?", details),
-                             lambda yes: self.write_lock(r) if yes else None)
+        question = (f"Lock {r.construct} below the agreement floor?" if below else
+                    f"Lock the calibration of {r.construct}?")
+        self.app.push_screen(Confirm(question, details), lambda yes: self.write_lock(r, below) if yes else None)
 
     @work(thread=True, exclusive=True, group="lock")
-    def write_lock(self, result: calibrate.CalibrationFit) -> None:
+    def write_lock(self, result: calibrate.CalibrationFit, override: bool = False) -> None:
         try:
-            path = calibrate.lock(self.data, result, boot=self.app.lock_boot, now=self.app.clock)
+            path = calibrate.lock(self.data, result, boot=self.app.lock_boot, now=self.app.clock, override=override)
         except (StudyError, OSError) as exc:
             self.post_message(Locked(result.construct, None, str(exc)))
             return

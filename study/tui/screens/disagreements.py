@@ -61,8 +61,8 @@ class DisagreementsScreen(StudyScreen):
         self.show_rows()
 
     def action_rater(self) -> None:
+        self.version = None  # before the rows are redrawn: the next rater's own rubric versions apply
         self.cycle("rater", self.raters())
-        self.version = None
 
     def action_version(self) -> None:
         self.cycle("version", self.versions())

@@ -115,6 +115,12 @@ class RubricScreen(StudyScreen):
         if self.running:
             self.notify("a run is in progress (ctrl+t stops it)", severity="warning")
             return
+        if self.data.simulated:
+            message = ("SIMULATED study: its judges (sim-…) were drawn from a planted truth and no model answers to "
+                       "them — ctrl+r runs real judges only, on a study of your own")
+            self.query_one("#counters", Static).update(message)
+            self.notify(message, severity="error", timeout=8)
+            return
         chosen = list(self.query_one("#judge-list", SelectionList).selected)
         pairs = calibrate.gold_pairs(self.data)
         if not chosen or not pairs:
