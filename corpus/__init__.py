@@ -1,6 +1,16 @@
 """Corpus stage: raw chat logs (WildChat-1M parquet, ShareGPT JSON) → filtered turn-pairs → a sample."""
 
-from ._audit import AUDIT_COLUMNS, STRATA, Rate, audit_features, design_ratio, draw_audit, filter_rates
+from ._audit import (
+    AUDIT_COLUMNS,
+    STRATA,
+    Rate,
+    audit_features,
+    design_ratio,
+    draw_audit,
+    filter_rates,
+    prefilter_candidates,
+    stratum_names,
+)
 from ._build import TERMINAL_PAIRS_FILE, TURN_PAIRS_FILE, build_corpus
 from ._errors import CorpusError
 from ._filters import CorpusConfig, transactional_reason
@@ -20,6 +30,7 @@ from ._wildchat import resolve_inputs
 
 __all__ = [
     "AUDIT_COLUMNS", "STRATA", "Rate", "audit_features", "design_ratio", "draw_audit", "filter_rates",
+    "prefilter_candidates", "stratum_names",
     "CorpusConfig", "CorpusError", "Funnel", "OPTIONAL_TURN_PAIR_COLUMNS", "SAMPLE_COLUMNS",
     "SAMPLE_FILE", "SOURCES", "SampleConfig", "Source", "TERMINAL_PAIRS_FILE", "TURN_PAIRS_FILE", "TURN_PAIR_COLUMNS",
     "build_corpus", "build_shards", "draw_sample", "draw_stratified", "turn_buckets", "personal_context",
