@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from empathy_study.shared import atomic_path
 
+from ._classifier import OnProgress, apply_classifier, classifier_applies
 from ._conversation import Conversation
 from ._filters import CorpusConfig, detect_language, is_english, length_reason
 from ._funnel import Funnel
@@ -137,11 +138,14 @@ def declare_stages(funnel: Funnel) -> None:
 
 
 def build_corpus(
-    conversations: Iterable[Conversation], out_dir: Path, config: CorpusConfig, funnel: Funnel
+    conversations: Iterable[Conversation], out_dir: Path, config: CorpusConfig, funnel: Funnel,
+    on_progress: OnProgress | None = None,
 ) -> Funnel:
     """Filter conversations, cut and filter turn-pairs, write both tables; the funnel counts it all.
 
     One process, one stream of conversations; `build_shards` is the same build over shards in parallel.
+    After the duplicate pass, the offline classifier keeps the candidates it scores socio-emotional
+    (`classifier_applies`); `on_progress(step, done, total, counters)` reports its embedding.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     declare_stages(funnel)
@@ -156,7 +160,10 @@ def build_corpus(
     finally:
         pairs.discard()
         terminals.discard()
-    return finish_funnel(funnel, config, tally, kept, terminal_kept)
+    finish_funnel(funnel, config, tally, kept, terminal_kept)
+    if classifier_applies(config):
+        apply_classifier(out_dir / TURN_PAIRS_FILE, funnel, on_progress)
+    return funnel
 
 
 @dataclass
