@@ -22,8 +22,9 @@ export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 setup: $(STAMP)
 
-# Setup also distils the fast prompt embedding from the packaged MiniLM into the cache folder (once per
-# machine, a few minutes; `[causal] embedding = "fast"` would otherwise build it on first use).
+# Setup also builds the two embedding models derived from the packaged MiniLM into the cache folder (once
+# per machine, a few minutes; first use would otherwise build them): the int8 ONNX export (the default
+# embedding, also the corpus classifier's) and the distilled static model (`[causal] embedding = "fast"`).
 # constraints.txt pins every package to the versions the tests last passed with (`make lock` refreshes it):
 # a fresh machine installs those, not whatever was released that morning.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
@@ -32,6 +33,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --upgrade pip && \
 	$(BIN)/pip install torch==2.13.0 && \
 	$(BIN)/pip install -c $(CONSTRAINTS) -e '.[test,ray]' && \
+	$(BIN)/python -c 'from empathy_study.causal import _static; _static.load_onnx_model(); print("ONNX embedding model:", _static.onnx_model_dir())' && \
 	$(BIN)/python -c 'from empathy_study.causal import _static; _static.load_static_model(); print("static embedding model:", _static.static_model_dir())' && \
 	touch $@ && \
 	echo "setup: $$(( $$(date +%s) - start )) s"

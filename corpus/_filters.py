@@ -31,6 +31,9 @@ class CorpusConfig(BaseModel):
                                        description="judges of the study's panel (names of [[judges]] tables) that "
                                                    "run the judge pass, `empathy corpus classify`; empty: the "
                                                    "embedded local judge local/smollm2")
+    classifier: bool = Field(True, description="run the offline population classifier on the cheap pass's "
+                                               "candidates when no judge pass is configured (classify_judges "
+                                               "empty); false keeps every candidate")
     workers: int = Field(0, ge=0, description="workers of a sharded (WildChat) build, one shard each at a time; "
                                               "0: one per CPU core this process may use, at most one per shard")
     build_backend: Literal["local", "ray"] = Field("local", description="where the shard workers of a sharded build "

@@ -42,14 +42,13 @@ from ._build import (
     deduplicate,
     finish_funnel,
 )
+from ._classifier import OnProgress, apply_classifier, classifier_applies
 from ._errors import CorpusError
 from ._filters import CorpusConfig
 from ._funnel import Funnel
 from ._tables import TERMINAL_PAIR_SCHEMA, TURN_PAIR_SCHEMA
 from ._wildchat import SOURCE, ShardPlan, read_wildchat
 
-# on_progress(step, done, total, counters): the stage's own progress type, mirrored by study.Step.
-OnProgress = Callable[[str, int, "int | None", dict], None]
 READ_STEP = "reading wildchat"
 DEDUPLICATE_STEP = "global duplicate pass"
 _LAST_WORD_SECONDS = 10.0
@@ -168,13 +167,16 @@ def build_shards(plans: list[ShardPlan], out_dir: Path, config: CorpusConfig, fu
         report.step(DEDUPLICATE_STEP, 1, 2)
         terminal_kept = deduplicate([_parts(work, r.index)[1] for r in results], staged[1])
         report.step(DEDUPLICATE_STEP, 2, 2)
+        finish_funnel(funnel, config, tally, kept, terminal_kept)
+        if classifier_applies(config):
+            apply_classifier(staged[0], funnel, on_progress)
         # Both tables move in only now, together: a failed build leaves the study's old tables alone.
         os.replace(staged[0], out_dir / TURN_PAIRS_FILE)
         os.replace(staged[1], out_dir / TERMINAL_PAIRS_FILE)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    finish_funnel(funnel, config, tally, kept, terminal_kept)
     funnel.notes["build"] = {
+        **funnel.notes.get("build", {}),  # the classifier's run, when it ran
         "backend": config.build_backend,
         "workers": workers,
         "shards": [{"file": r.file, "records_read": r.stages["records_read"], "turn_pairs": r.pairs,

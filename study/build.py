@@ -39,7 +39,8 @@ def build_corpus(study: Workspace, source: str, inputs: list[str], progress: Pro
         step = f"reading {source}"
         conversations = corpus.read_source(source, inputs, funnel,
                                            on_progress=lambda done, total: progress(Step(step, done, total)))
-        corpus.build_corpus(conversations, study.root, config, funnel)
+        corpus.build_corpus(conversations, study.root, config, funnel,
+                            on_progress=lambda name, done, total, counters: progress(Step(name, done, total, counters)))
     summary = funnel.to_dict()
     write_json(study.funnel, summary)
     return BuildResult(summary, [study.turn_pairs, study.terminal_pairs, study.funnel])

@@ -136,7 +136,7 @@ def classify_log(study: Workspace) -> judge.JudgmentLog:
 
 def classify_judges(study: Workspace, names: Collection[str] | None = None) -> list[judge.JudgeConfig]:
     """Who runs the judge pass: the named judges of the study's panel (`names`, else `[corpus]
-    judges`), or, when none is named, the embedded local judge."""
+    classify_judges`), or, when none is named, the embedded local judge."""
     config = study.config()
     names = list(names) if names else list(config.corpus.classify_judges)
     if not names:
@@ -302,14 +302,21 @@ def read_audit(path: Path) -> pd.DataFrame:
     return pd.read_json(path, lines=True, dtype={"pair_id": str, "conversation_id": str})
 
 
-def filter_decisions(audit: pd.DataFrame) -> pd.DataFrame:
-    """Which pairs the old keyword filter and the cheap pass keep, decided afresh from the texts."""
+def filter_decisions(audit: pd.DataFrame, classifier: bool = False, progress: Progress = quiet) -> pd.DataFrame:
+    """Which pairs the old keyword filter and the cheap pass keep, decided afresh from the texts; with
+    `classifier`, also the default path of `empathy corpus build` (the cheap pass, then the packaged
+    offline classifier on its candidates: `default_kept`)."""
     texts = audit[["prompt", "response", "reply", "prev_prompt", "prev_response"]].fillna("")
     keyword = [corpus.transactional_reason(p, r, y) is None for p, r, y in
                zip(texts["prompt"], texts["response"], texts["reply"])]
     cheap = [corpus.prefilter_reason(p, r, y or None, pp or None, pr or None) is None for p, r, y, pp, pr in
              zip(texts["prompt"], texts["response"], texts["reply"], texts["prev_prompt"], texts["prev_response"])]
-    return pd.DataFrame({"pair_id": audit["pair_id"], "keyword_kept": keyword, "prefilter_kept": cheap})
+    decisions = pd.DataFrame({"pair_id": audit["pair_id"], "keyword_kept": keyword, "prefilter_kept": cheap})
+    if classifier:
+        decisions["default_kept"] = corpus.classify_pairs(
+            audit.reset_index(drop=True), np.array(cheap, dtype=bool),
+            on_progress=lambda name, done, total, counters: progress(Step(name, done, total, counters)))[0]
+    return decisions
 
 
 def log_judges(records: list[judge.JudgmentRecord]) -> list[judge.JudgeConfig]:
@@ -318,10 +325,13 @@ def log_judges(records: list[judge.JudgmentRecord]) -> list[judge.JudgeConfig]:
     return [judge.JudgeConfig(name=n, model=m, temperature=t) for n, m, t in seen]
 
 
-def measure_filters(audit: pd.DataFrame, judgments: Path | None = None) -> dict:
+def measure_filters(audit: pd.DataFrame, judgments: Path | None = None, classifier: bool = False,
+                    progress: Progress = quiet) -> dict:
     """Design-weighted precision, recall, kept share and prevalence (95 % Korn–Graubard CIs) of the
-    old keyword filter, the cheap pass, and — given the judge pass's log over (some of) the cheap
-    pass's candidates — the judge pass among those candidates and the whole two-pass filter.
+    old keyword filter, the cheap pass, with `classifier` the default path (cheap pass + the packaged
+    classifier) and the share of each filter's kept pairs whose prompt, response or reply holds a
+    code fence, and — given the judge pass's log over (some of) the cheap pass's candidates — the
+    judge pass among those candidates and the whole two-pass filter.
 
     The judge pass may have judged only a subsample of the candidates: a second phase, a simple
     random sample within each label (every positive candidate and a random part of the negative
@@ -329,17 +339,23 @@ def measure_filters(audit: pd.DataFrame, judgments: Path | None = None) -> dict:
     variance is the first phase's, over those expanded values. A judged candidate whose judgment
     failed counts as dropped (the pass did not keep it).
     """
-    decisions = filter_decisions(audit)
+    decisions = filter_decisions(audit, classifier, progress)
     truth = audit["socio_emotional"].astype(bool).to_numpy()
     strata = audit["stratum"].to_numpy()
     sizes = audit.groupby("stratum")["stratum_size"].first().astype(int).to_dict()
+    fence = corpus.has_fence(audit)
 
     def rates(kept, among=None) -> dict:
-        return {k: v.as_dict() for k, v in corpus.filter_rates(truth, kept, strata, sizes, among).items()}
+        figures = {k: v.as_dict() for k, v in corpus.filter_rates(truth, kept, strata, sizes, among).items()}
+        if among is None:
+            figures["fence_share"] = corpus.design_ratio(kept & fence, kept, strata, sizes).as_dict()
+        return figures
 
     cheap = decisions["prefilter_kept"].to_numpy()
     figures = {"pairs": len(audit), "positives": int(truth.sum()),
                "filters": {"keyword (old)": rates(decisions["keyword_kept"].to_numpy()), "cheap pass": rates(cheap)}}
+    if classifier:
+        figures["filters"]["cheap pass + classifier (default)"] = rates(decisions["default_kept"].to_numpy())
     if judgments is None:
         return figures
     records = judge.JudgmentLog(judgments).read().records

@@ -57,8 +57,8 @@ def build(
     with progress_display() as progress:
         result = study.build_corpus(workspace(out, must_exist=False), source, list(input or []), progress, workers)
     console.print(funnel_table(result.funnel))
-    build_note = result.funnel.get("build")
-    if build_note:
+    build_note = result.funnel.get("build", {})
+    if "shards" in build_note:
         shards = build_note["shards"]
         console.print(f"{len(shards)} shard{'s' if len(shards) != 1 else ''} on {build_note['workers']} "
                       f"{build_note['backend']} worker{'s' if build_note['workers'] != 1 else ''}, peak RSS per worker "

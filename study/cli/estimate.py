@@ -115,8 +115,9 @@ def estimate(
     treat_low: Annotated[float | None, typer.Option(help="Control if empathy ≤ this (default 3); scores between are excluded.")] = None,
     distance: Annotated[str | None, typer.Option(help="Matching distance: cosine (prompt embedding), propensity, or combined.")] = None,
     caliper: Annotated[float | None, typer.Option(help="Largest cosine distance between matched prompts (default 0.5).")] = None,
-    embedding: Annotated[str | None, typer.Option(help="Prompt embedding: minilm (all-MiniLM-L6-v2) or fast (a static "
-                                                      "model distilled from it; for the whole corpus).")] = None,
+    embedding: Annotated[str | None, typer.Option(help="Prompt embedding: minilm (all-MiniLM-L6-v2 as int8 ONNX), "
+                                                      "minilm-torch (the fp32 PyTorch model) or fast (a static model "
+                                                      "distilled from it; for the whole corpus).")] = None,
     dims: Annotated[int | None, typer.Option(help="Principal components kept of the prompt embedding (default 128).")] = None,
     nuisance: Annotated[str | None, typer.Option(help="Propensity and outcome model class: auto (chosen per nuisance "
                                                      "by out-of-fold loss), linear, spline, kernel or boosting.")] = None,

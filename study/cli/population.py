@@ -110,15 +110,20 @@ def audit_measure(
                                            exists=True, dir_okay=False)],
     judgments: Annotated[Path | None, typer.Option(help="The judge pass's log over the set's candidates.",
                                                    exists=True, dir_okay=False)] = None,
+    classifier: Annotated[bool, typer.Option("--classifier", help="Also the default path: the cheap pass, then "
+                                             "the packaged offline classifier (embeds the candidates).")] = False,
 ) -> None:
     """Design-weighted precision, recall and kept share (95 % Korn–Graubard CIs) of the old keyword
-    filter, the cheap pass, the judge pass and the whole filter."""
-    figures = population.measure_filters(population.read_audit(labels), judgments)
+    filter, the cheap pass, the judge pass and the whole filter, and the share of kept pairs with a
+    code fence (prompt, response or reply)."""
+    with progress_display() as progress:
+        figures = population.measure_filters(population.read_audit(labels), judgments, classifier, progress)
     table = Table(title=f"Population filter measured on {labels.name}", title_justify="left")
-    for column in ("filter", "precision", "recall", "kept share", "labelled kept / positives"):
+    for column in ("filter", "precision", "recall", "kept share", "code fences in kept", "labelled kept / positives"):
         table.add_column(column)
     for name, rates in figures["filters"].items():
-        table.add_row(name, *(_rate(rates[k]) for k in ("precision", "recall", "kept_share")),
+        fence = _rate(rates["fence_share"]) if "fence_share" in rates else ""
+        table.add_row(name, *(_rate(rates[k]) for k in ("precision", "recall", "kept_share")), fence,
                       f"{rates['precision']['n']} / {rates['recall']['n']}")
     console.print(table)
 

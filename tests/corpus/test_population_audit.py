@@ -222,3 +222,24 @@ def test_draws_are_nested_and_exact():
             assert stratum["inclusion_prob"] == stratum["sample"] / stratum["size"]
     with pytest.raises(corpus.CorpusError):
         corpus.draw_audit(pairs, {"nosuch": 3}, seed=5)
+
+
+def test_a_draw_split_by_the_cheap_pass_samples_its_candidates_apart():
+    """by_prefilter: every cue stratum in two cells by the cheap pass's own decision, each with its own
+    exact probability; a cell's members are exactly the pairs the cheap pass keeps (or rejects)."""
+    prompts = ["I feel so lonely and sad tonight", "fix my code please", "my wife and I fought, I feel awful",
+               "translate this into French"]
+    pairs = pd.DataFrame({"pair_id": [f"p{i:03d}" for i in range(80)], "conversation_id": [f"c{i}" for i in range(80)],
+                          "turn_index": 1, "prompt": [prompts[i % 4] for i in range(80)], "response": "ok",
+                          "reply": "thanks"})
+    sample, design = corpus.draw_audit(pairs, {"own3+/candidate": 10, "own2/rejected": 0, "own1-context0-1/rejected": 5},
+                                       seed=3, by_prefilter=True)
+    kept = dict(zip(pairs["pair_id"], corpus.prefilter_candidates(pairs)))
+    assert all(kept[p] == s.endswith("/candidate") for p, s in zip(sample["pair_id"], sample["stratum"]))
+    sizes = {s["stratum"]: s["size"] for s in design["strata"]}
+    assert sum(sizes.values()) == len(pairs) and "cheap pass" in design["stratification"]
+    assert sizes["own2/candidate"] + sizes["own3+/candidate"] == sum(kept.values())
+    assert sizes["own3+/candidate"] == 40 and len(sample) == 10 + 5
+    assert (sample.loc[sample["stratum"] == "own3+/candidate", "inclusion_prob"] == 10 / 40).all()
+    with pytest.raises(corpus.CorpusError):
+        corpus.draw_audit(pairs, {"own2": 3}, seed=3, by_prefilter=True)

@@ -102,12 +102,12 @@ def test_exact_funnel_and_only_clean_personal_conversations_kept(tmp_path):
     assert stages == {
         "records_read": 15, "conversations": 15, "english": 14, "non_toxic": 12, "not_redacted": 11,
         "well_formed": 10, "multi_turn": 9, "turn_pairs": 12, "non_empty": 11, "prefilter": 9,
-        "length_bounds": 8, "deduplicated": 6,
+        "length_bounds": 8, "deduplicated": 6, "classifier": 6,
     }
     assert funnel["rejected"] == {
         "not_english": 1, "toxic": 2, "redacted": 1, "consecutive_user_messages": 1, "single_turn": 1,
         "empty_message": 1, "prefilter_code": 1, "prefilter_task": 1, "prompt_too_long": 1,
-        "duplicate_pair": 2,
+        "duplicate_pair": 2, "classifier_code_response": 0, "classifier_not_socioemotional": 0,
     }
     assert funnel["repairs"] == {"user_id_from_conversation": 1, "unanswered_last_prompt": 1}
 

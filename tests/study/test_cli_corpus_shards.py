@@ -32,7 +32,8 @@ def test_workers_option_builds_in_parallel_and_records_it(tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 shards on 2 local workers" in result.output
     funnel = json.loads((study / "funnel.json").read_text())
-    assert funnel["stages"][-1] == {"name": "deduplicated", "rows": 6, "unit": "turn_pairs"}  # as in one shard
+    assert funnel["stages"][-2:] == [{"name": "deduplicated", "rows": 6, "unit": "turn_pairs"},  # as in one shard
+                                     {"name": "classifier", "rows": 6, "unit": "turn_pairs"}]
     assert funnel["build"]["workers"] == 2 and [s["file"] for s in funnel["build"]["shards"]] == [str(f) for f in files]
     assert "workers" not in funnel["config"]  # how it ran is under "build"; "config" is what decides the rows
 
