@@ -51,9 +51,11 @@ class CausalConfig(BaseModel):
                                               "dose (effect per point) linear_dml and causal_forest_dml")
     heterogeneity: bool = Field(True, description="fit the CATE forest, calibration test and subgroup tables")
     refuters: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUTERS),
-                                description="refuters of the dr ATE to run (each refits the nuisances): placebo, "
-                                            "random_common_cause, subsample, leave_one_model_out")
-    sensitivity: bool = Field(True, description="E-values, Rosenbaum Γ bounds of matching, omitted-variable bounds of dr")
+                                description="refuters of the primary and the dr ATE to run (each refits): placebo "
+                                            "(a software check), leave_one_model_out; negative_control_outcome runs "
+                                            "by itself where the pairs carry prompt_attachment")
+    sensitivity: bool = Field(True, description="E-values, Rosenbaum Γ bounds of matching, omitted-variable bounds of the "
+                                                  "primary and dr")
     seed: int = Field(0, description="seed of every random step")
     backend: Literal["local", "ray"] = Field(
         "local", description="where cross-fitting folds and forests run: this process, or Ray tasks "

@@ -107,6 +107,7 @@ def _gold_block(fit: Fit) -> dict:
         "audited": int(audit.audited.sum()),
         "audited_in_arm": int(audit.in_arm.sum()),
         "expected_audited": audit.expected,
+        "asked": audit.asked,  # pairs drawn where gold_drawn records them, else expected_audited
         "response_rate": audit.response_rate,
         "audit_incomplete": audit.incomplete,
         "missing_labels": audit.missing,
@@ -389,6 +390,13 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
     clip = config.propensity_clip
     primary_method = PRIMARY if gold_ready else "dr"
     primary_weighted = data.design_weight is not None
+    missing = None if gold_ready else (fit.gold_problem() if PRIMARY in config.estimators
+                                       else f"{PRIMARY} is not among the configured estimators")
+    warnings = once_each(_warnings(fit, rows))
+    if missing:  # first and loud: a judge-only estimate must never pass for the corrected one
+        warnings.insert(0, f"NO PRIMARY ESTIMATE: {PRIMARY}, the estimate checked against human labels, could not "
+                           f"be made ({missing}); dr on the judges' labels alone stands in its place, and no "
+                           "person has checked those labels")
     return EstimateResult(
         rows=rows,
         counts={**data.counts, "clusters": fit.shape.clusters, "cluster_column": data.cluster_column,
@@ -402,8 +410,9 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
         matching=matching_summary,
         hte=hte,
         gold={**_gold_block(fit), "summary": correction_summary(rows)},
-        warnings=once_each(_warnings(fit, rows)),
+        warnings=warnings,
         primary=f"{primary_method} · ATE{' · weighted' if primary_weighted else ''}",
+        primary_missing=missing,
         matched_pairs=matched_pairs,
         arrays={"propensity": e, "treated": t, "cate": cate, **fit.arrays},
         sensitivity=sensitivity,

@@ -11,6 +11,7 @@ import io
 
 import numpy as np
 
+from ._config import PRIMARY
 from ._estimate import EstimateResult
 from ._selection import CONDITIONAL_ON_REPLY
 
@@ -199,6 +200,10 @@ def render_report(result: EstimateResult, *, title: str = "Effect of empathetic 
         parts.append("<div class='banner'><b>Semi-synthetic study.</b> The texts are real conversations; the "
                      "empathy and attachment scores were simulated with a planted effect. These numbers test the "
                      "estimators — they are not findings.</div>")
+    if result.primary_missing:
+        parts.append(f"<div class='banner'><b>No primary estimate.</b> {PRIMARY}, the estimate checked against "
+                     f"human labels, could not be made: {html.escape(result.primary_missing)}. The row marked ★ "
+                     "is dr on the judges' labels alone, which no person has checked.</div>")
     if result.warnings:
         parts.append("<div class='banner'><b>Warnings</b><ul>" + "".join(f"<li>{html.escape(w)}</li>"
                                                                           for w in result.warnings) + "</ul></div>")

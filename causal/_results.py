@@ -80,7 +80,7 @@ class EstimateResult:
     hte: dict
     gold: dict
     warnings: list[str]
-    primary: str  # label of the pre-specified primary estimate
+    primary: str  # label of the pre-specified primary estimate (of `dr` when the primary could not be estimated)
     matched_pairs: pd.DataFrame  # method, treated_pair_id, control_pair_id, distance
     arrays: dict[str, np.ndarray]  # per-unit values for the report's plots (not written to JSON)
     provenance: dict = field(default_factory=dict)
@@ -89,6 +89,7 @@ class EstimateResult:
     selection: dict = field(default_factory=dict)  # selection on replying: reply effect, Lee bounds (_selection.py)
     nuisance_models: dict = field(default_factory=dict)  # the class of each nuisance and how it was chosen
     check: dict = field(default_factory=dict)  # the estimators on simulated studies shaped like this one (_check.py)
+    primary_missing: str | None = None  # why the pre-specified primary (dr_gold_corrected) is not among the rows
 
     def row(self, method: str, estimand: str = "ATE", weighted: bool = False) -> EffectRow:
         for r in self.rows:
@@ -111,6 +112,7 @@ class EstimateResult:
             "n_control": self.counts["control"],
             "treatment_rule": self.rule,
             "primary": self.primary,
+            "primary_missing": self.primary_missing,
             "warnings": self.warnings,
             "counts": self.counts,
             "estimates": [r.to_json() for r in self.rows],

@@ -62,8 +62,9 @@ def check_table(result: causal.EstimateResult) -> Table:
 
 
 def print_warnings(result: causal.EstimateResult) -> None:
-    for line in result.warnings:
-        console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for i, line in enumerate(result.warnings):
+        style = "bold red" if i == 0 and result.primary_missing else "bold yellow"  # the missing primary is first
+        console.print(f"[{style}]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def print_robustness(result: causal.EstimateResult) -> None:

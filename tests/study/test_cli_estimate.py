@@ -66,7 +66,7 @@ def test_estimate_writes_contract_outputs(scored_file, tmp_path):
         assert estimate["ci_low"] <= estimate["estimate"] <= estimate["ci_high"]
     corrected = next(e for e in payload["estimates"] if e["method"] == "dr_gold_corrected" and not e["weighted"])
     assert corrected["gold_n"] == payload["gold"]["audited"] > 0 and corrected["effective_gold_n"] > 0
-    assert payload["primary"] == "dr_gold_corrected · ATE · weighted"
+    assert payload["primary"] == "dr_gold_corrected · ATE · weighted" and payload["primary_missing"] is None
     assert payload["counts"]["audited"] == payload["gold"]["audited"]
     assert isinstance(payload["warnings"], list)
     provenance = payload["provenance"]
@@ -111,9 +111,12 @@ def test_bad_inputs_exit_1_with_one_line(tmp_path):
 
 
 def test_warnings_reach_the_terminal_and_the_report(scored_file, tmp_path):
-    """A caliper no pair meets: the matching rows stay (not estimated) and say why, on screen and in the report."""
+    """A caliper no pair meets: the matching rows stay (not estimated) and say why, on screen and in the report.
+    Without audit labels the primary estimate is missing: the first warning, a field of its own and a
+    banner say so (dr silently took its place)."""
     # recycled real text repeats some prompts ("continue"), and identical prompts are at distance 0
     distinct = pd.read_parquet(scored_file).drop_duplicates("prompt")
+    distinct = distinct.drop(columns=[c for c in distinct.columns if c.endswith("_gold") or c.startswith("gold_")])
     distinct.to_parquet(tmp_path / "distinct.parquet")
     out = tmp_path / "out"
     result = runner.invoke(app, ["estimate", str(tmp_path / "distinct.parquet"), "--out", str(out), "--caliper", "0.0001",
@@ -126,6 +129,9 @@ def test_warnings_reach_the_terminal_and_the_report(scored_file, tmp_path):
     assert "warning: matching_greedy · ATT_matched: not estimated — no pairs" in screen
     report = (out / "report.html").read_text()
     assert "matching_greedy · ATT_matched: not estimated" in report
+    assert payload["primary"] == "dr · ATE · weighted" and "no audit labels" in payload["primary_missing"]
+    assert payload["warnings"][0].startswith("NO PRIMARY ESTIMATE: dr_gold_corrected")
+    assert "warning: NO PRIMARY ESTIMATE" in screen and "No primary estimate." in report
 
 
 def test_annotate_plan_reads_the_estimate_and_the_annotation_rate(estimated_study):
