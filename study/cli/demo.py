@@ -53,6 +53,8 @@ class ConsoleView:
     def _(self, judged: study.JudgeRunResult) -> None:
         if judged.summary is not None:
             console.print(judge_cli.run_table(judged.summary, judged.plan.plans))
+        if judged.advice:
+            console.print(judged.advice, markup=False, highlight=False)
 
     @show.register
     def _(self, diagnostics: wiring.JudgeDiagnostics) -> None:
