@@ -50,14 +50,20 @@ def push(
     study_dir: StudyDir,
     review: Annotated[bool, typer.Option("--review", help="Also sync review projects on the main server: the judges' "
                                          "scores and rationales as predictions, for checking the judge (never gold).")] = False,
+    small_audit: Annotated[bool, typer.Option("--small-audit", help="Push an audit too small to reach [causal] min_arm "
+                                              "in an arm: its labels serve agreement and calibration only.")] = False,
 ) -> None:
     """Send each annotator their share of the blind audit sample (and calibration pairs); re-pushing adds only what is new.
 
     Blind projects carry no judge score anywhere and live on each annotator's own server. Which
-    annotators rate a pair follows [annotation] overlap and overlap_share.
+    annotators rate a pair follows [annotation] overlap and overlap_share. Says how many pairs the
+    audit drew ([annotation] audit_rate) and how many fall in each arm by the judges' current scores;
+    refuses an audit that cannot reach [causal] min_arm in an arm — the judge-error-corrected estimate
+    needs that many — and says what audit_rate would (unless --small-audit).
     """
     ws = workspace(study_dir)
-    results = study.push(ws, review)
+    pushed = study.push(ws, review, small_audit)
+    results = pushed.projects
     table = Table(title="Label Studio push", title_justify="left")
     review_pushed = any(r.annotator is None for r in results)
     for column in ("project", "annotator", "server", "id", "new tasks", "had") + (("predictions",) if review_pushed else ()):
@@ -71,6 +77,11 @@ def push(
     for r in results:
         if r.note:
             console.print(f"note: {r.project} on {r.server}: {r.note}", highlight=False)
+    if pushed.audit is not None:
+        console.print(f"audit: {pushed.audit.describe()}", highlight=False)
+        if pushed.audit.short:
+            console.print(f"warning: pushed with --small-audit: {pushed.audit.remedy(str(study_dir))} for a "
+                          "judge-error-corrected estimate", highlight=False)
 
 
 @app.command()

@@ -78,6 +78,9 @@ class ConsoleView:
         for r in pushed.results:
             console.print(f"{r.project}: {r.new_tasks} new tasks ({r.existing_tasks} already there) — project "
                           f"{r.project_id}")
+        if pushed.audit is not None:
+            console.print(pushed.audit.describe() + (" (too few for it: the demo's labels serve agreement and "
+                                                     "calibration)" if pushed.audit.short else ""), highlight=False)
         console.print(f"annotate in the browser, then `empathy annotate pull {root}` and `empathy agree {root}`")
 
     @show.register
