@@ -155,7 +155,7 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
             f"`empathy annotate add-annotator {study.root} EMAIL --url URL`")
     reach = audit_reach(study, config) if state.annotators else None
     if reach is not None and reach.short and not small_audit:
-        raise StudyError(f"{reach.describe()}; this audit cannot reach it: {reach.remedy(str(study.root))} — or push "
+        raise StudyError(f"{reach.describe()}, which this audit cannot reach: {reach.remedy(str(study.root))} — or push "
                          "with --small-audit to label it anyway, for agreement and calibration only (the estimate "
                          "then has no judge-error-corrected row)")
     sample = load_sample(study)

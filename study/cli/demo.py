@@ -80,7 +80,8 @@ class ConsoleView:
                           f"{r.project_id}")
         if pushed.audit is not None:
             console.print(pushed.audit.describe() + (" (too few for it: the demo's labels serve agreement and "
-                                                     "calibration)" if pushed.audit.short else ""), highlight=False)
+                                                     "calibration)" if pushed.audit.short else ""), markup=False,
+                          highlight=False)
         console.print(f"annotate in the browser, then `empathy annotate pull {root}` and `empathy agree {root}`")
 
     @show.register
