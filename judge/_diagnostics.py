@@ -180,19 +180,23 @@ api_base = "http://127.0.0.1:8000/v1" # llama.cpp: llama-server -m FILE.gguf --p
 
 
 def study_judge_note(judges: list[JudgeConfig], warnings: list[dict], study_dir: str) -> str | None:
-    """What to change when the panel cannot make a study: the embedded judge flagged by `judge_warnings`
-    (a smoke test), or any judge whose scores (nearly) never vary. None when neither is seen."""
+    """What to change when the panel cannot make a study: a panel of embedded judges only, or an embedded
+    judge flagged by `judge_warnings` (a smoke test either way), or any judge whose scores (nearly) never
+    vary. None when none of these is seen."""
     models = {j.name: j.model for j in judges}
-    local = sorted({w["judge"] for w in warnings if models.get(w["judge"], "").startswith(LOCAL_PREFIX)})
+    embedded = {n for n, m in models.items() if m.startswith(LOCAL_PREFIX)}
+    warned = {w["judge"] for w in warnings}
+    local = sorted(embedded if embedded and embedded == set(models) else embedded & warned)
     flat = sorted({w["judge"] for w in warnings if w["kind"] in DEGENERATE and w["judge"] not in local})
     if not local and not flat:
         return None
     lines = []
     if local:
         names = ", ".join(f"{n} ({models[n]})" for n in local)
-        lines.append(f"The embedded judge {names} is a smoke test: a small model that runs offline, to show that the "
-                     "flow runs end to end — not a measurement. Its scores here are the warnings above; no estimate "
-                     "made from them means anything.")
+        seen = (" Its scores here are the warnings above; no estimate made from them means anything."
+                if warned & set(local) else " No estimate made from its scores means anything.")
+        lines.append(f"The embedded judge {names} is a smoke test, not a study: a small model that runs offline, to "
+                     f"show that the flow runs end to end — not a measurement.{seen}")
     if flat:
         lines.append(f"{', '.join(flat)}: scores that (nearly) never vary put (nearly) every pair in one arm; no "
                      "estimate can rest on them.")

@@ -21,9 +21,10 @@ import pandas as pd
 from empathy_study import annotation, judge
 from empathy_study.annotation import labelstudio
 from empathy_study.shared import write_json, write_parquet
+from empathy_study.study.audit_plan import AuditReach, audit_reach
 from empathy_study.study.judging import load_sample, read_judgments
 from empathy_study.study.labels import read_labels, under
-from empathy_study.study.workspace import StudyConfig, Workspace
+from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 
 def _same(a: str, b: str) -> bool:
@@ -133,9 +134,18 @@ def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
     return AddedAnnotator(name, url.rstrip("/"), invite, signed_up)
 
 
-def push(study: Workspace, review: bool) -> list[labelstudio.PushResult]:
+@dataclass
+class Pushed:
+    projects: list[labelstudio.PushResult]
+    audit: AuditReach | None  # what the blind audit drew and buys (None: review projects only)
+
+
+def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
     """Blind tasks to each annotator's own server (who rates which pair: `annotation.assign_annotators`);
-    with `review`, the judges' scores as predictions to review projects on the main server."""
+    with `review`, the judges' scores as predictions to review projects on the main server.
+
+    An audit that cannot reach `[causal] min_arm` in an arm (`AuditReach.short`) is refused before any
+    server is touched, unless `small_audit` (its labels then serve agreement and calibration only)."""
     config = study.config()
     state = AnnotationState.load(study)
     if not state.annotators and not review:
@@ -143,6 +153,11 @@ def push(study: Workspace, review: bool) -> list[labelstudio.PushResult]:
             f"no annotator yet: each annotator rates on a Label Studio server of their own; start one with "
             f"`make labelstudio-annotator NAME=…` and add it with "
             f"`empathy annotate add-annotator {study.root} EMAIL --url URL`")
+    reach = audit_reach(study, config) if state.annotators else None
+    if reach is not None and reach.short and not small_audit:
+        raise StudyError(f"{reach.describe()}, which this audit cannot reach: {reach.remedy(str(study.root))} — or push "
+                         "with --small-audit to label it anyway, for agreement and calibration only (the estimate "
+                         "then has no judge-error-corrected row)")
     sample = load_sample(study)
     rubrics = config.rubrics()
     kinds = audit_kinds(sample, config.annotation)
@@ -186,7 +201,7 @@ def push(study: Workspace, review: bool) -> list[labelstudio.PushResult]:
             state.pushed = state.review = True
     finally:
         state.save(main_url(study), config.annotation)
-    return results
+    return Pushed(results, reach)
 
 
 def _judge_output(study: Workspace, config: StudyConfig) -> tuple[pd.DataFrame, dict]:

@@ -37,6 +37,7 @@ class Pushed:
     study: Workspace
     results: list | None  # `study.push`'s projects, or None when Label Studio is not set up
     reason: str | None = None
+    audit: object | None = None  # `study.push`'s AuditReach: what the demo's (small) audit drew
 
 
 @dataclass
@@ -113,7 +114,9 @@ def run_demo(out: Path, view: DemoView) -> None:
 
 def push_to_label_studio(demo: Workspace) -> Pushed:
     try:
-        return Pushed(demo, study.push(demo, review=False))
+        # The demo's sample is small: its audit serves agreement and calibration, never a corrected estimate.
+        pushed = study.push(demo, review=False, small_audit=True)
+        return Pushed(demo, pushed.projects, audit=pushed.audit)
     except annotation.AnnotationError as exc:
         return Pushed(demo, None, str(exc))
 

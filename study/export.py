@@ -75,6 +75,7 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
     if gold is not None:
         table = table.merge(gold, on="pair_id", how="left")
     current = judge.current_judgments(judgments, config.judges, versions)
+    warnings = judge.judge_warnings(current)
     made_from = {
         "prompt_versions": versions,  # of the scores in the file (`rubric` says why, where not the current ones)
         "rubric": under_version,
@@ -89,12 +90,14 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
                      "instead holds the locked aggregate of the locked judges' calibrated scores (the raw mean in "
                      "<construct>_raw)",
         "validated": validated,
-        "judge_warnings": judge.judge_warnings(current),
+        "judge_warnings": warnings,
+        # The panel cannot make a study (embedded judges only, flat scores): said on screen and kept here.
+        "panel_note": judge.study_judge_note(config.judges, warnings, str(study.root)),
     }
     return table, made_from
 
 
-def export_notes(study: Workspace, config: StudyConfig, made_from: dict) -> list[str]:
+def export_notes(study: Workspace, made_from: dict) -> list[str]:
     """What the researcher must read before estimating from the file just written, one paragraph each:
     a construct kept on an older rubric (and how to move it), gold missing, a panel that cannot make a study."""
     notes = []
@@ -116,8 +119,7 @@ def export_notes(study: Workspace, config: StudyConfig, made_from: dict) -> list
                          f"of {' or '.join(empty)} for the sampled pairs; the estimate has no human labels to correct "
                          "the judges with there")
     notes += [w["message"] for w in made_from["judge_warnings"]]
-    advice = judge.study_judge_note(config.judges, made_from["judge_warnings"], str(study.root))
-    return notes + ([advice] if advice else [])
+    return notes + ([made_from["panel_note"]] if made_from["panel_note"] else [])
 
 
 @dataclass
@@ -138,7 +140,7 @@ def export(study: Workspace) -> ExportResult:
     record = provenance(inputs=inputs, **made_from)
     write_with_provenance(table, record, study.scored_pairs)
     terminal = export_terminal(study, judgments, {"empathy": made_from["rubric"]["empathy"]["scores"]})
-    return ExportResult(table, record, study.scored_pairs, terminal, export_notes(study, study.config(), made_from))
+    return ExportResult(table, record, study.scored_pairs, terminal, export_notes(study, made_from))
 
 
 def validation_note(recorded: dict) -> str:

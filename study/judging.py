@@ -111,6 +111,7 @@ class JudgeRunResult:
     log: Path
     warnings: list[dict] = field(default_factory=list)  # judges whose scores never vary or whose rationales are not sentences
     batches: judge.BatchReport = field(default_factory=judge.BatchReport)  # batch judges: submitted, pending, collected
+    advice: str | None = None  # the panel cannot make a study (a smoke-test judge, flat scores): what to change
 
     @property
     def left(self) -> int:
@@ -187,7 +188,9 @@ def run_judges(study: Workspace, *, max_cost: float | None = None, pairs: Collec
     # The log as it is now: what the plan read, and what this run appended.
     after = pd.concat([plan.history, judge.records_frame(made)], ignore_index=True) if made else plan.history
     current = judge.current_judgments(after, [p.judge for p in live], config.judged_versions())
-    return JudgeRunResult(plan, summary, run_id, study.judgments, judge.judge_warnings(current), batches)
+    warnings = judge.judge_warnings(current)
+    return JudgeRunResult(plan, summary, run_id, study.judgments, warnings, batches,
+                          judge.study_judge_note(config.judges, warnings, str(study.root)))
 
 
 @dataclass

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from empathy_study.annotation import AgreementError, AnnotationError
@@ -27,7 +30,51 @@ from empathy_study.shared import TableError
 from empathy_study.study.progress import Step
 from empathy_study.study.workspace import StudyError, Workspace
 
-console = Console()
+
+def fit_table(table: Table, console: Console) -> RenderableType:
+    """The table as it is where its columns fit the console's width with every word whole; else each row
+    as one line of `header: value` items. Rich shrinks columns that do not fit down to "…" — at 80
+    columns, and in any piped output, the agreement table lost most of its numbers."""
+    if not table.show_header or not table.columns:
+        return table  # a layout grid (progress bars and the like), not a table of results
+    widest = Measurement.get(console, console.options.update(max_width=1_000_000), table).minimum
+    if widest <= console.width:
+        return table
+    return Group(*_rows_as_lines(table, console))
+
+
+def _text(cell: object, console: Console) -> Text:
+    if isinstance(cell, Text):
+        return cell
+    return console.render_str(cell) if isinstance(cell, str) else Text(str(cell))
+
+
+def _rows_as_lines(table: Table, console: Console) -> list[RenderableType]:
+    title = [Text.assemble(_text(table.title, console), style="bold")] if table.title else []
+    headers = [_text(c.header, console).plain for c in table.columns]
+    rows = Table.grid(padding=(0, 1))  # a bullet, then the row's items: a wrapped line stays indented
+    rows.add_column(width=1)
+    rows.add_column(ratio=1)
+    for row in zip(*(list(c.cells) for c in table.columns)):
+        line = Text()
+        items = [(h, _text(cell, console)) for h, cell in zip(headers, row)]
+        for i, (header, value) in enumerate((h, v) for h, v in items if v.plain.strip()):
+            line.append(" · " if i else "")
+            line.append(f"{header}: " if header else "", style="dim")
+            line.append_text(value)
+        rows.add_row("•", line)
+    caption = [_text(table.caption, console)] if table.caption else []
+    return [*title, rows, *caption]
+
+
+class StudyConsole(Console):
+    """The CLI's output console: tables go through `fit_table`, so none loses a number."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(fit_table(o, self) if isinstance(o, Table) else o for o in objects), **kwargs)
+
+
+console = StudyConsole()
 err_console = Console(stderr=True)
 
 # Errors a user can fix from the message alone: one line, exit code 1, no traceback.

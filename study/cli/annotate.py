@@ -50,14 +50,20 @@ def push(
     study_dir: StudyDir,
     review: Annotated[bool, typer.Option("--review", help="Also sync review projects on the main server: the judges' "
                                          "scores and rationales as predictions, for checking the judge (never gold).")] = False,
+    small_audit: Annotated[bool, typer.Option("--small-audit", help="Push an audit too small to reach [causal] min_arm "
+                                              "in an arm: its labels serve agreement and calibration only.")] = False,
 ) -> None:
     """Send each annotator their share of the blind audit sample (and calibration pairs); re-pushing adds only what is new.
 
     Blind projects carry no judge score anywhere and live on each annotator's own server. Which
-    annotators rate a pair follows [annotation] overlap and overlap_share.
+    annotators rate a pair follows [annotation] overlap and overlap_share. Says how many pairs the
+    audit drew ([annotation] audit_rate) and how many fall in each arm by the judges' current scores;
+    refuses an audit that cannot reach [causal] min_arm in an arm — the judge-error-corrected estimate
+    needs that many — and says what audit_rate would (unless --small-audit).
     """
     ws = workspace(study_dir)
-    results = study.push(ws, review)
+    pushed = study.push(ws, review, small_audit)
+    results = pushed.projects
     table = Table(title="Label Studio push", title_justify="left")
     review_pushed = any(r.annotator is None for r in results)
     for column in ("project", "annotator", "server", "id", "new tasks", "had") + (("predictions",) if review_pushed else ()):
@@ -71,6 +77,11 @@ def push(
     for r in results:
         if r.note:
             console.print(f"note: {r.project} on {r.server}: {r.note}", highlight=False)
+    if pushed.audit is not None:
+        console.print(f"audit: {pushed.audit.describe()}", markup=False, highlight=False)
+        if pushed.audit.short:
+            console.print(f"warning: pushed with --small-audit: {pushed.audit.remedy(str(study_dir))} for a "
+                          "judge-error-corrected estimate", markup=False, highlight=False)
 
 
 @app.command()
@@ -186,11 +197,17 @@ def plan(
     """How many more audited pairs bring the judge-error-corrected interval to --ci-width.
 
     Reads the variance the last `empathy estimate DIR` measured (DIR/estimates/estimates.json) and
-    the annotation rate in DIR/labels.parquet.
+    the annotation rate in DIR/labels.parquet. Before a corrected estimate exists (no estimate yet, or
+    an audited arm below [causal] min_arm), plans from the design: the outcome SD of the attachment
+    labels (else assumed on the 1-7 scale) and the arm shares of the empathy labels (else the judges'),
+    each with the range it leaves open.
     """
     from empathy_study.study.audit_plan import plan_audit
 
     result = plan_audit(workspace(study_dir), ci_width, cost_per_label)
+    if result.design is not None:
+        _print_design(result.design, result.why_design)
+        return
     p = result.plan
     console.print(f"corrected estimate {result.estimate:+.3f}: interval width {p.current_width:.3f} from "
                   f"{p.audited:,} audited of {p.pairs:,} pairs")
@@ -208,8 +225,49 @@ def plan(
         if result.cost_usd is not None:
             line += f", ~{result.cost_usd:,.2f} USD"
         console.print(line)
+        if result.more_range is not None:
+            console.print(f"how sure: {_range(*result.more_range)} more, at the ends of the 95 % interval of the audit's "
+                          f"part of the variance (χ² on {p.audited - 1:,} degrees of freedom; the rest taken as known)",
+                          highlight=False)
         console.print("raise [annotation] audit_rate in study.toml, `empathy annotate push`, label, pull, export and "
-                      "estimate again")
+                      "estimate again", markup=False)
     if result.stale:
         console.print(f"note: scored_pairs.parquet changed after the last estimate: run `empathy estimate "
                       f"{study_dir}` for an up-to-date plan")
+
+
+def _count(n: float) -> str:
+    return "no number (an arm is empty)" if n == float("inf") else f"{n:,.0f}"
+
+
+def _range(low: float, high: float) -> str:
+    return f"{_count(low)}–{_count(high)}" if high != float("inf") else f"from {_count(low)}, without an upper end"
+
+
+def _print_design(d, why: str | None) -> None:
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    say(f"no corrected estimate to plan from ({why}): planning from the design — a gold-only difference in mean "
+        f"attachment between the arms, 95 % interval of width {d.target_width:g}, at least {d.min_arm} audited "
+        "pairs in each arm ([causal] min_arm)")
+    say(f"outcome SD {d.sd:.2f} (range {d.sd_range[0]:.2f}–{d.sd_range[1]:.2f}), {d.sd_from}")
+    say(f"equal arms: about {d.per_arm:,} audited pairs in each (range {_range(*d.per_arm_range)})")
+    if d.shares is None:
+        say("arm shares unknown (no judge scores or labels yet): the audited pairs in all are those per arm divided "
+            "by the rarer arm's share; `empathy judge run` and `empathy export` let this plan name them")
+    else:
+        shares = f"{d.shares[0]:.0%} treated, {d.shares[1]:.0%} control"
+        if d.shares_range:
+            shares += (f" ([{d.shares_range[0][0]:.0%}, {d.shares_range[0][1]:.0%}], "
+                       f"[{d.shares_range[1][0]:.0%}, {d.shares_range[1][1]:.0%}])")
+        say(f"arms: {shares}, from {d.shares_from}")
+        line = f"at those shares: about {_count(d.needed)} audited pairs (range {_range(*d.needed_range)})"
+        if d.reachable:
+            line += (f" — audit_rate {d.rate_needed:g} of the {d.pairs:,} sampled pairs (now {d.rate:g}: "
+                     f"{d.drawn:,} drawn)")
+        else:
+            line += f": more than the {d.pairs:,} sampled pairs hold; sample more (`empathy corpus sample --n`)"
+        say(line)
+    say("the corrected estimate also uses the judges' scores and is usually narrower than this; once each arm has "
+        f"{d.min_arm} audited pairs, `empathy estimate` and this command plan from its measured variance")

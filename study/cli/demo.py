@@ -53,6 +53,8 @@ class ConsoleView:
     def _(self, judged: study.JudgeRunResult) -> None:
         if judged.summary is not None:
             console.print(judge_cli.run_table(judged.summary, judged.plan.plans))
+        if judged.advice:
+            console.print(judged.advice, markup=False, highlight=False)
 
     @show.register
     def _(self, diagnostics: wiring.JudgeDiagnostics) -> None:
@@ -76,6 +78,10 @@ class ConsoleView:
         for r in pushed.results:
             console.print(f"{r.project}: {r.new_tasks} new tasks ({r.existing_tasks} already there) — project "
                           f"{r.project_id}")
+        if pushed.audit is not None:
+            console.print(pushed.audit.describe() + (" (too few for it: the demo's labels serve agreement and "
+                                                     "calibration)" if pushed.audit.short else ""), markup=False,
+                          highlight=False)
         console.print(f"annotate in the browser, then `empathy annotate pull {root}` and `empathy agree {root}`")
 
     @show.register

@@ -94,6 +94,8 @@ def run(
     console.print(run_table(summary, result.plan.plans))
     for warning in result.warnings:
         console.print(f"warning: {warning['message']}", markup=False, highlight=False)
+    if result.advice:
+        console.print(result.advice, markup=False, highlight=False)
     if summary.stopped_by_budget:
         console.print(f"stopped before exceeding --max-cost {max_cost:g} USD; run again with a higher cap to continue")
     if summary.cancelled and summary.called < result.plan.calls:

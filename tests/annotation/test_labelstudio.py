@@ -91,6 +91,7 @@ def study(tmp_path, label_studio_env, people, label_studio):
     sample_frame(prompts).to_parquet(root / "sample.parquet")
     (root / "study.toml").write_text(
         f'[study]\nname = "ls-{next(_names)}-{uuid.uuid4().hex[:8]}"\n[annotation]\naudit_rate = 1.0\noverlap = 2\n'
+        '[causal]\nmin_arm = 2\n'  # N_PAIRS pairs: the judges put 2 in the treated arm and 3 in the control arm
         '[[judges]]\nname = "judgeA"\nmodel = "openai/a"\n[[judges]]\nname = "judgeB"\nmodel = "openai/b"\n')
     versions = {c: r.version for c, r in judge.study_rubrics(["prompt", "reply"]).items()}
     records = [record(f"p{i:03d}").model_copy(update={
@@ -143,6 +144,9 @@ def test_push_gives_each_annotator_blind_tasks_on_their_own_server(study, people
     token = label_studio.token
     result = invoke("annotate", "push", study)
     assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (f"audit: the blind audit drew {N_PAIRS} of the {N_PAIRS} sampled pairs (audit_rate 1): 2 treated and 3 "
+            "control by the judges' current empathy") in said and "needs 2 in each arm ([causal] min_arm)" in said
     assert not projects_on(label_studio.url, study, token)  # nothing blind on the main server
     for person in people:
         found = projects_on(person.url, study, token)
@@ -416,7 +420,9 @@ def test_before_anything_status_and_push_say_what_to_run(tmp_path, label_studio_
     assert invoke("annotate", "add-annotator", root, people[0].email, "--url", people[0].url).exit_code == 0
     status = invoke("annotate", "status", root)
     assert "nothing pushed yet" in status.output and f"empathy annotate push {root}" in " ".join(status.output.split())
-    empty = invoke("annotate", "push", root)
+    refused = runner.invoke(app, ["annotate", "push", str(root)])  # 0 pairs drawn: no estimate can rest on them
+    assert refused.exit_code == 1 and "the blind audit drew 0 of the 3 sampled pairs" in " ".join(refused.output.split())
+    empty = invoke("annotate", "push", root, "--small-audit")
     assert empty.exit_code == 0 and "none of the 3 sampled pairs drew into the audit" in " ".join(empty.output.split())
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from empathy_study import judge
+from empathy_study import judge, study
 from empathy_study.study.cli import app
 from tests.judge.conftest import sample_frame, write_study
 from tests.judge.test_log import record
@@ -72,3 +72,54 @@ def test_the_run_summary_and_the_report_print_them(tmp_path, fake_endpoint, monk
     assert report.exit_code == 0, report.output
     assert "fake gave every one of its 5 empathy scores a 1" in report.output
     assert "fake gave every one of its 5 attachment scores a 1" in report.output
+
+
+def judged_log(root, judge_name: str, model: str, scores: list[int], rationale: str = SENTENCES[1]) -> None:
+    """A log of `judge_name` scoring pairs p000… with `scores` on both constructs, under the current rubrics."""
+    versions = {c: r.version for c, r in judge.study_rubrics(["prompt", "reply"]).items()}
+    judge.JudgmentLog(root / "judgments.jsonl").append([
+        record(f"p{i:03d}", score=s).model_copy(update={"construct": c, "judge": judge_name, "model": model,
+                                                        "prompt_version": versions[c], "rationale": rationale})
+        for i, s in enumerate(scores) for c in versions])
+
+
+def test_a_panel_of_the_embedded_judge_alone_is_a_smoke_test_whatever_its_scores():
+    """Found in a first pilot: the default panel led to an estimate with no treated pair and nothing said why.
+    The embedded judge alone is a smoke test even where its scores happen to vary; the note shows the
+    study.toml lines of a hosted judge and of an OpenAI-compatible server, and the dry run that prices them."""
+    note = judge.study_judge_note([judge.JudgeConfig(name="smollm2", model="local/smollm2")], [], "my-study")
+    assert note is not None and "smollm2 (local/smollm2) is a smoke test, not a study" in note
+    assert 'api_key_env = "OPENAI_API_KEY"' in note and 'api_base = "http://127.0.0.1:8000/v1"' in note
+    assert "llama-server -m FILE.gguf" in note and "vllm serve MODEL" in note
+    assert "`empathy judge run my-study --dry-run` prints the calls, tokens and cost" in note
+    hosted = judge.JudgeConfig(name="gpt", model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY")
+    assert judge.study_judge_note([hosted], [], "my-study") is None
+    assert judge.study_judge_note([hosted, judge.JudgeConfig(name="smollm2", model="local/smollm2")], [],
+                                  "my-study") is None  # an embedded judge beside a real one: only if it is flagged
+
+
+def test_judge_run_ends_with_what_makes_a_study_when_scores_never_vary(tmp_path, fake_endpoint, monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
+    panel = (f'[[judges]]\nname = "fake"\nmodel = "openai/fake"\napi_base = "{fake_endpoint}/v1"\n'
+             'api_key_env = "FAKE_JUDGE_KEY"\n')
+    root = write_study(tmp_path / "study", sample_frame([f"plain pair {i}" for i in range(6)]), panel)
+    judged_log(root, "fake", "openai/fake", [1] * 5)  # five pairs judged 1 already; the run judges the sixth
+    run = runner.invoke(app, ["judge", "run", str(root)], env={"COLUMNS": "300"})
+    assert run.exit_code == 0, run.output
+    said = " ".join(run.output.split())
+    assert "fake: scores that (nearly) never vary put (nearly) every pair in one arm" in said
+    assert f"To make a study, replace that [[judges]] table in {root}/study.toml" in said
+    assert 'api_key_env = "OPENAI_API_KEY"' in run.output and "api_base =" in run.output
+    assert f"`empathy judge run {root} --dry-run` prints the calls, tokens and cost" in said
+
+
+def test_export_says_and_records_that_the_embedded_judge_is_a_smoke_test(tmp_path):
+    root = write_study(tmp_path / "study", sample_frame([f"plain pair {i}" for i in range(6)]),
+                       '[[judges]]\nname = "smollm2"\nmodel = "local/smollm2"\n')
+    judged_log(root, "smollm2", "local/smollm2", [1, 2, 5, 6, 3, 7])  # scores that vary, rationales that read well
+    exported = runner.invoke(app, ["export", str(root)], env={"COLUMNS": "300"})
+    assert exported.exit_code == 0, exported.output
+    assert "smollm2 (local/smollm2) is a smoke test, not a study" in " ".join(exported.output.split())
+    _, recorded = study.read_scored_pairs(root / "scored_pairs.parquet")
+    assert recorded["judge_warnings"] == []
+    assert "is a smoke test, not a study" in recorded["panel_note"] and "api_key_env" in recorded["panel_note"]

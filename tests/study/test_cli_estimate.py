@@ -154,7 +154,8 @@ def test_annotate_plan_reads_the_estimate_and_the_annotation_rate(estimated_stud
     assert bad.exit_code == 1 and bad.output.strip().startswith("error:")
 
 
-def test_annotate_plan_before_any_estimate_names_the_command(tmp_path):
+def test_annotate_plan_before_any_sample_names_the_command(tmp_path):
+    """Before an estimate it plans from the design (tests/study/test_audit_size.py), which needs the sample."""
     assert runner.invoke(app, ["init", str(tmp_path / "s")]).exit_code == 0
     result = runner.invoke(app, ["annotate", "plan", str(tmp_path / "s"), "--ci-width", "0.3"])
-    assert result.exit_code == 1 and "empathy estimate" in result.output
+    assert result.exit_code == 1 and "empathy corpus sample" in result.output
