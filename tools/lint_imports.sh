@@ -6,7 +6,7 @@
 # sources into a scratch folder laid out as installed and checks that copy.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin=${BIN:-$repo/.venv/bin}
+bin=$(cd "${BIN:-$repo/.venv/bin}" && pwd)  # absolute: the check runs from a scratch folder
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/empathy_study"
