@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from empathy_study import annotation, judge
 from empathy_study.annotation import labelstudio
 from empathy_study.study.cli import app
+from empathy_study.study.provenance import read_scored_pairs
 from tests.judge.conftest import sample_frame
 from tests.judge.test_log import record
 from tests.support.labelstudio import Browser, Person
@@ -403,9 +404,14 @@ def test_a_changed_rubric_makes_new_projects_and_old_labels_keep_their_version(s
     report = json.loads(invoke("agree", study).stdout and (study / "agreement.json").read_text())
     assert report["attachment"]["labels_under_other_rubric_versions"] == 2 * N_PAIRS
     assert not any(p["kind"] == "human-human" for p in report["attachment"].get("pairs", []))  # old labels not mixed in
-    assert invoke("export", study).exit_code == 0
-    pairs = pd.read_parquet(study / "scored_pairs.parquet")
-    assert pairs["attachment_gold"].isna().all() and pairs["empathy_gold"].notna().all()
+    exported = invoke("export", study)
+    assert exported.exit_code == 0 and "the rubric changed" in " ".join(exported.output.split()), exported.output
+    # No blind label under the new attachment rubric yet: the construct stays on the version its audit
+    # was labelled under — that version's gold and scores together, never an empty gold.
+    pairs, recorded = read_scored_pairs(study / "scored_pairs.parquet")
+    assert pairs["attachment_gold"].notna().sum() == pairs["empathy_gold"].notna().sum() > 0
+    rubric = recorded["rubric"]["attachment"]
+    assert rubric["scores"] == rubric["gold"] == old["prompt_version"].iloc[0] != rubric["current"]
 
 
 def test_before_anything_status_and_push_say_what_to_run(tmp_path, label_studio_env, people):
