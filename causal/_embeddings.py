@@ -42,7 +42,7 @@ def model_name(embedding: str) -> str:
     return MODEL_NAME
 
 
-def default_cache_dir(embedding: str = "minilm") -> Path:
+def default_cache_dir(embedding: str = "minilm-torch") -> Path:
     return cache_dir() / "embeddings" / model_name(embedding)
 
 
@@ -86,7 +86,7 @@ class EmbeddingCache:
 class Embedder:
     """Unit-length sentence embeddings with a disk cache; the model loads only if something is new."""
 
-    def __init__(self, cache: EmbeddingCache | None = None, batch_size: int = 64, embedding: str = "minilm",
+    def __init__(self, cache: EmbeddingCache | None = None, batch_size: int = 64, embedding: str = "minilm-torch",
                  model: str | None = None):
         """`embedding` is a `[causal] embedding` choice; `model` names a model outright instead (the corpus
         stage's classifier is fitted on the int8 ONNX vectors, whatever the hardware)."""

@@ -1,4 +1,4 @@
-"""The default embedding: the packaged MiniLM exported to int8 ONNX, against the fp32 PyTorch model.
+"""The int8 ONNX embedding (`embedding = "minilm"`): the packaged MiniLM exported to int8 ONNX, against the fp32 PyTorch model.
 
 Fidelity is checked on real prompts (the bundled corpus) against sentence-transformers' own fp32
 model (`minilm-torch`); speed is measured in bench/embed_throughput.py, not here.
