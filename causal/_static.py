@@ -22,7 +22,6 @@ message, and every later run loads it in about a second):
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from empathy_study.shared import cache_dir
+from empathy_study.shared import cache_dir, file_sha256
 
 STATIC_NAME = "all-MiniLM-L6-v2-static"  # the model's name in provenance and its cache folders
 ONNX_NAME = "all-MiniLM-L6-v2-onnx-int8"
@@ -122,14 +121,6 @@ def load_static_model():
 
 # --- the int8 ONNX export ------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_onnx(target: Path | None = None) -> Path:
     """Export the packaged MiniLM to an int8 ONNX model in `target` (default: the cache folder).
 
@@ -193,7 +184,7 @@ def export_onnx(target: Path | None = None) -> Path:
         tokenizer.save_pretrained(str(staging))
         record = {
             "model": ONNX_NAME, "source": str(source),
-            "source_sha256": _sha256(source / "model.safetensors"), "onnx_sha256": _sha256(staging / ONNX_FILE),
+            "source_sha256": file_sha256(source / "model.safetensors"), "onnx_sha256": file_sha256(staging / ONNX_FILE),
             "fused": {k: v for k, v in optimized.get_fused_operator_statistics().items() if v},
             "quantisation": "dynamic int8, per output channel, weight matrices only",
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,

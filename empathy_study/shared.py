@@ -6,6 +6,7 @@ coupling to another stage.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -40,6 +41,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (model weights and corpora do not fit a read())."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: Path, text: str) -> None:

@@ -3,7 +3,6 @@ Parquet tables that carry that record in their own metadata (scored pairs, score
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -15,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from empathy_study.shared import atomic_path, read_frame
+from empathy_study.shared import atomic_path, file_sha256, read_frame
 
 TABLE_METADATA_KEY = b"empathy_study"  # the Parquet metadata key of a scored table's provenance
 _PACKAGES = ("empathy-study", "numpy", "pandas", "scipy", "scikit-learn", "econml", "sentence-transformers",
@@ -43,14 +42,6 @@ def git_state() -> dict[str, str | bool] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provenance(inputs: dict[str, Path] | None = None, seeds: dict[str, int] | None = None, **extra) -> dict:

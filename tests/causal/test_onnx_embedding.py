@@ -7,10 +7,6 @@ model (`minilm-torch`); speed is measured in bench/embed_throughput.py, not here
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +14,9 @@ from scipy import stats
 
 from empathy_study import causal
 from empathy_study.causal import _embeddings, _static
+from empathy_study.shared import file_sha256
+
+from .conftest import model_in_run_cache
 
 # bench/embed_throughput.py: ρ = 0.988 on 1,500 distinct prompts (the issue's target is 0.98).
 MIN_SPEARMAN = 0.98
@@ -27,15 +26,9 @@ MIN_SPEARMAN = 0.98
 def onnx_model():
     """The export in this run's cache: copied from the user's cache when `make setup` built it there,
     else exported now (about a minute; the time is printed)."""
-    built = Path(os.path.expanduser("~")) / ".cache" / "empathy-study" / "models" / _static.ONNX_NAME
     target = _static.onnx_model_dir()
-    start = time.perf_counter()
-    if not (target / _static.ONNX_FILE).exists():
-        if (built / _static.EXPORT_RECORD).exists():
-            shutil.copytree(built, target)
-        else:
-            _static.export_onnx(target)
-    print(f"ONNX model ready in {time.perf_counter() - start:.1f} s")
+    model_in_run_cache(target, _static.ONNX_NAME, _static.ONNX_FILE, _static.export_onnx,
+                       built_marker=_static.EXPORT_RECORD)
     return target
 
 
@@ -87,7 +80,7 @@ def test_the_export_records_how_it_was_made(onnx_model):
     assert record["model"] == _static.ONNX_NAME
     assert record["fused"].get("Attention") == 6  # the six layers' attention fused: the speed comes from it
     assert len(record["onnx_sha256"]) == 64 and record["versions"]["onnxruntime"]
-    assert record["onnx_sha256"] == _static._sha256(onnx_model / _static.ONNX_FILE)
+    assert record["onnx_sha256"] == file_sha256(onnx_model / _static.ONNX_FILE)
 
 
 def test_a_missing_export_is_made_on_first_use(onnx_model, tmp_path, monkeypatch, capsys):

@@ -52,13 +52,18 @@ def test_rosenbaum_bound_grows_with_gamma_and_gamma_max_is_where_it_crosses_the_
     assert sensitivity.rosenbaum(np.random.default_rng(5).normal(0, 1, 150))["gamma_max"] is None  # no effect
 
 
-def test_ovb_parameters_are_econmls_with_a_clustered_covariance():
-    rng = np.random.default_rng(6)
-    n = 400
+def _confounded(n: int, seed: int):
+    """x confounds a treatment of propensity e = logistic(x) and an outcome y = x + 0.5 t + noise."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
     e = 1 / (1 + np.exp(-x))
     t = (rng.random(n) < e).astype(int)
-    y = x + 0.5 * t + rng.normal(size=n)
+    return x, e, t, x + 0.5 * t + rng.normal(size=n)
+
+
+def test_ovb_parameters_are_econmls_with_a_clustered_covariance():
+    n = 400
+    x, e, t, y = _confounded(n, seed=6)
     theta, sigma, nu, cov = sensitivity.ovb_params(y, t, x, x + 0.5, e, np.arange(n))
     p = np.column_stack([1 - e, e])
     corrected = np.column_stack([x, x + 0.5]) + np.column_stack([t == 0, t == 1]) * (y[:, None] - np.column_stack([x, x + 0.5])) / p
@@ -74,12 +79,8 @@ def test_ovb_parameters_are_econmls_with_a_clustered_covariance():
 def test_the_primarys_parameters_agree_with_econmls_when_every_pair_is_audited():
     """The audited form: σ² is the same weighted mean as econml's when every pair is audited (π = 1); ν²
     (mean of 1/e + 1/(1 − e) over every pair) estimates what econml's debiased ν² estimates."""
-    rng = np.random.default_rng(7)
     n = 20_000
-    x = rng.normal(size=n)
-    e = 1 / (1 + np.exp(-x))
-    t = (rng.random(n) < e).astype(int)
-    y = x + 0.5 * t + rng.normal(size=n)
+    x, e, t, y = _confounded(n, seed=7)
     psi = 0.5 + t * (y - x - 0.5) / e - (1 - t) * (y - x) / (1 - e)
     full = sensitivity.ovb_params(y, t, x, x + 0.5, e, np.arange(n))
     audited = sensitivity.audited_ovb_params(psi.mean(), (psi - psi.mean()) / n, y, t, x, x + 0.5, e,

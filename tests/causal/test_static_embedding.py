@@ -7,10 +7,7 @@ through MiniLM's reading of the prompts), so its MiniLM embeddings are shared wi
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +15,8 @@ from scipy import stats
 
 from empathy_study import causal, study
 from empathy_study.causal import _static
+
+from .conftest import model_in_run_cache
 
 # bench/embed_throughput.py measured ρ = 0.22 on 3,000 other distinct prompts (README): a bag of tokens
 # keeps the broad axes of meaning, not MiniLM's fine ordering of unrelated long prompts. The floor
@@ -29,15 +28,8 @@ MIN_SPEARMAN = 0.15
 def static_model():
     """The distilled model in this run's cache: copied from the user's cache when `make setup` built it
     there, else distilled now (minutes on 2 cores; the time is printed)."""
-    built = Path(os.path.expanduser("~")) / ".cache" / "empathy-study" / "models" / _static.STATIC_NAME
     target = _static.static_model_dir()
-    start = time.perf_counter()
-    if not (target / "model.safetensors").exists():
-        if (built / "model.safetensors").exists():
-            shutil.copytree(built, target)
-        else:
-            _static.distill(target)
-    print(f"static model ready in {time.perf_counter() - start:.1f} s")
+    model_in_run_cache(target, _static.STATIC_NAME, "model.safetensors", _static.distill)
     return target
 
 
