@@ -194,7 +194,9 @@ def main() -> None:
     parser.add_argument("--audit-rate", type=float, default=0.02, help="share of pairs with simulated human labels")
     parser.add_argument("--backend", choices=["local", "ray", "both"], default="both",
                         help="run the estimate in this process, on a local Ray of --workers CPUs, or both in turn")
-    parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray (one task each)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="local worker processes ([causal] workers; 1: all in this process) and CPUs of the "
+                             "local Ray (one task each)")
     parser.add_argument("--hte-max-pairs", type=int, default=causal.CausalConfig().hte_max_pairs,
                         help="the forest's subsample cap ([causal] hte_max_pairs; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -215,10 +217,11 @@ def main() -> None:
 
     tree = Tree()
     models = cache_dir() / "models"  # the user's built models, before a run points the cache elsewhere
-    config = causal.CausalConfig(embedding=args.embedding, seed=args.seed, hte_max_pairs=args.hte_max_pairs or None)
+    config = causal.CausalConfig(embedding=args.embedding, seed=args.seed, hte_max_pairs=args.hte_max_pairs or None,
+                                 workers=args.workers)
     runs = {}
     if args.backend in ("local", "both"):
-        print("\nlocal (this process):", flush=True)
+        print(f"\nlocal ({args.workers} worker process{'es' if args.workers != 1 else ''}):", flush=True)
         runs["local"] = run(scored, config, tree, models)
         show("local", runs["local"], scored, truth)
     if args.backend in ("ray", "both"):

@@ -1,16 +1,19 @@
-"""Where the estimate's independent pieces run: in this process (the default), or as Ray tasks on
-whatever cluster `ray.init(address=…)` reaches (`[causal] backend = "ray"`).
+"""Where the estimate's independent pieces run: on this machine (the default: local worker processes,
+one per core), or as Ray tasks on whatever cluster `ray.init(address=…)` reaches (`[causal] backend = "ray"`).
 
 The pieces are the cross-fitting folds (`_nuisance.crossfit`, `_gold.gold_nuisances`), the forests
 of the heterogeneity test and their predictions (`_hte.forest_cate`). Each is a module-level function of one item plus shared
-arrays; `run(function, items, **shared)` maps it over the items with the backend in effect. Both
-backends call the same function on the same item with the same seed, so the results are the
-same numbers; Ray only decides where they are computed. Large shared arrays go into Ray's object
-store once per call (`ray.put`), not once per task.
+arrays; `run(function, items, **shared)` maps it over the items with the backend in effect. Every
+backend calls the same function on the same item with the same seed, so the results are the
+same numbers whatever the backend or the number of workers; the backend only decides where they are
+computed. Large shared arrays are shipped once per call, not once per piece: joblib memory-maps them
+for the local workers, Ray puts them into its object store (`ray.put`).
 
 The backend in effect is set for a block with `using(backend)`, like joblib's `parallel_config`:
 the estimate sets it once, so the refuters' refits and every other caller of `crossfit` use it
-without being told. Ray is imported only when a Ray backend is used.
+without being told. A piece that itself calls `run` inside a worker runs its items one after
+another there (the default backend of a fresh process is one worker). Ray is imported only when a
+Ray backend is used.
 """
 
 from __future__ import annotations
@@ -21,16 +24,27 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from empathy_study.shared import usable_cores
+
 from ._errors import CausalError
 
 
+@dataclass(frozen=True)
 class LocalBackend:
-    """Every piece in this process, one after another."""
+    """Every piece on this machine: on `workers` local processes (joblib's loky pool, kept between calls),
+    or in this process one after another when there is one worker or one piece."""
 
+    workers: int = 1
     name = "local"
 
     def map(self, function: Callable, items: Sequence, shared: dict) -> list:
-        return [function(item, **shared) for item in items]
+        if self.workers <= 1 or len(items) <= 1:
+            return [function(item, **shared) for item in items]
+        from joblib import Parallel, delayed
+
+        # Results in the order of the items; each worker limits its own BLAS threads to its share of the cores.
+        return Parallel(n_jobs=min(self.workers, len(items)), backend="loky")(
+            delayed(function)(item, **shared) for item in items)
 
 
 @dataclass
@@ -77,13 +91,14 @@ class RayBackend:
         return ray.get([remote.remote(item, **refs) for item in items])
 
 
-LOCAL = LocalBackend()
+LOCAL = LocalBackend()  # one worker: this process
 _current: ContextVar[LocalBackend | RayBackend] = ContextVar("backend", default=LOCAL)
 
 
-def make(name: str, address: str | None = None) -> LocalBackend | RayBackend:
+def make(name: str, address: str | None = None, workers: int = 1) -> LocalBackend | RayBackend:
+    """The backend `[causal] backend` names; `workers` local processes (0: one per usable core)."""
     if name == "local":
-        return LOCAL
+        return LocalBackend(workers or usable_cores())
     if name == "ray":
         return RayBackend(address)
     raise CausalError(f"unknown backend {name!r}: use 'local' or 'ray'")

@@ -59,8 +59,11 @@ class CausalConfig(BaseModel):
                                                   "primary and dr")
     seed: int = Field(0, description="seed of every random step")
     backend: Literal["local", "ray"] = Field(
-        "local", description="where cross-fitting folds and forests run: this process, or Ray tasks "
-                             "(pip install 'empathy-study[ray]'); the estimates are the same numbers")
+        "local", description="where cross-fitting folds and forests run: local worker processes (`workers`), or Ray "
+                             "tasks (pip install 'empathy-study[ray]'); the estimates are the same numbers")
+    workers: int = Field(0, ge=0, description="local worker processes of backend 'local' (1: all in this process; 0: "
+                                              "one per CPU core this process may use); the estimates are the same "
+                                              "numbers")
     ray_address: str | None = Field(
         None, description="the Ray cluster for backend 'ray' (ray.init(address=…)); none: RAY_ADDRESS, else a Ray "
                           "started on this machine for the run")

@@ -217,6 +217,8 @@ def _altered_study(fit: Fit, change: Alteration):
         keep &= ~((audit.in_arm == 1) & np.isnan(y))  # an audited pair without the new outcome leaves the audit
     data = replace(a, treatment=treatment, empathy=empathy, outcome=outcome,
                    audit=replace(audit, treatment=gold_t, outcome=gold_y))
+    if keep.all():  # a permutation keeps every row: no copy of the confounders and the prompt embeddings
+        return data, fit.features_all
     return data.subset(keep), fit.features_all.subset(keep)
 
 
@@ -305,7 +307,7 @@ def estimate_effects(
     pieces on `config.backend` (`_backend`), and the selection-on-replying analysis of `terminal` (the
     scored terminal pairs, if any): the whole result, in one place. `provenance` is what the caller knows
     of how the inputs were made (files, hashes, upstream records); the embeddings used are added here."""
-    with _backend.using(_backend.make(config.backend, config.ray_address)):
+    with _backend.using(_backend.make(config.backend, config.ray_address, config.workers)):
         result = _estimate_effects(pairs, config, embedder, progress)
         report = progress or (lambda step, done, total: None)
         result.selection = selection_block(pairs, terminal, config, embedder,

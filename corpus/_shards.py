@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from empathy_study.shared import usable_cores
+
 from ._build import (
     TERMINAL_PAIRS_FILE,
     TURN_PAIRS_FILE,
@@ -68,13 +70,6 @@ class ShardResult:
     seconds: float
     cpu_seconds: float  # user + system time the worker process spent on the shard
     peak_rss_mb: float  # of the worker process (a fresh process per shard locally; Ray reuses its workers)
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _parts(work: Path, index: int) -> tuple[Path, Path]:

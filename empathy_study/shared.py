@@ -79,3 +79,11 @@ def read_frame(path: Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise TableError(f"{path} could not be read as {'CSV' if path.suffix.lower() == '.csv' else 'Parquet'}: "
                          f"{exc}") from exc
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

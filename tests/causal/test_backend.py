@@ -1,9 +1,12 @@
 """`[causal] backend = "ray"`: the same estimates as the local run, computed as Ray tasks on a two-CPU
-Ray the test starts itself; the default never imports Ray; the forest's subsample cap is honoured and
+Ray the test starts itself; local worker processes (`workers`) give the one-process estimates exactly,
+and the pieces do run in other processes; the default never imports Ray; the forest's subsample cap is honoured and
 recorded."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 
 from empathy_study import causal
+from empathy_study.causal import _backend
 
 from .test_static_embedding import static_model  # noqa: F401  (the distilled model, copied from `make setup`'s)
 
@@ -71,6 +75,33 @@ def test_ray_backend_gives_the_local_estimates_exactly(audited_study):
         assert remote.refuters[target]["placebo"]["estimate"] == pytest.approx(
             local.refuters[target]["placebo"]["estimate"], rel=1e-9)
     assert remote.matched_pairs.equals(local.matched_pairs)
+
+
+def _pid(item: int) -> int:
+    return os.getpid()
+
+
+def test_local_workers_run_the_pieces_in_other_processes():
+    with _backend.using(_backend.make("local", workers=2)):
+        pids = _backend.run(_pid, range(6))
+    assert os.getpid() not in pids and len(set(pids)) >= 1
+    with _backend.using(_backend.make("local", workers=1)):
+        assert set(_backend.run(_pid, range(3))) == {os.getpid()}
+
+
+def test_local_workers_give_the_one_process_estimates_exactly(audited_study):
+    scored, embedder = audited_study
+    start = time.perf_counter()
+    alone = causal.estimate_effects(scored, causal.CausalConfig(**SETTINGS, workers=1), embedder)
+    alone_seconds, start = time.perf_counter() - start, time.perf_counter()
+    pooled = causal.estimate_effects(scored, causal.CausalConfig(**SETTINGS, workers=2), embedder)
+    print(f"\none process {alone_seconds:.1f} s; two local workers {time.perf_counter() - start:.1f} s")
+    assert [(r.method, r.estimand) for r in pooled.rows] == [(r.method, r.estimand) for r in alone.rows]
+    for a, b in zip(alone.rows, pooled.rows):
+        assert (b.estimate, b.se) == (a.estimate, a.se), (a.method, a.estimand)
+    np.testing.assert_array_equal(pooled.arrays["cate"], alone.arrays["cate"])
+    assert json.dumps(pooled.hte, default=str) == json.dumps(alone.hte, default=str)
+    assert pooled.matched_pairs.equals(alone.matched_pairs)
 
 
 def test_the_default_backend_never_imports_ray():
