@@ -575,7 +575,7 @@ def run_check(world: World, config: CausalConfig, embedder: Embedder, reps: int,
     records = dict(done)
     step = "check: simulated studies"
     report(step, len(records), reps)
-    with _backend.using(_backend.make(config.backend, config.ray_address, config.workers)):  # one Ray for every replication
+    with _backend.using(_backend.make(config.backend, config.ray_address, config.workers)):  # one pool (or Ray) for every replication
         for rep in range(reps):
             if rep in records:
                 continue

@@ -84,7 +84,7 @@ def _pid(item: int) -> int:
 def test_local_workers_run_the_pieces_in_other_processes():
     with _backend.using(_backend.make("local", workers=2)):
         pids = _backend.run(_pid, range(6))
-    assert os.getpid() not in pids and len(set(pids)) >= 1
+    assert os.getpid() not in pids
     with _backend.using(_backend.make("local", workers=1)):
         assert set(_backend.run(_pid, range(3))) == {os.getpid()}
 
