@@ -16,7 +16,8 @@ _HOMES = {
     "_embeddings": ["Embedder", "EmbeddingCache", "default_cache_dir"],
     "_estimate": ["ESTIMATORS", "estimate_effects"],
     "_fit": ["Fit"],
-    "_gold": ["AuditPlan", "corrected_mean", "corrected_regression", "plan_audit", "pseudo_outcome"],
+    "_gold": ["AuditPlan", "corrected_mean", "corrected_regression", "plan_audit", "pseudo_outcome",
+              "tuned_lambda"],
     "_report": ["render_report"],
     "_results": ["EffectRow", "EstimateResult"],
     "_selection": ["CONDITIONAL_ON_REPLY", "LeeBounds", "Terminal", "Terminal", "lee_bounds", "selection_analysis"],
@@ -30,7 +31,7 @@ __all__ = [  # the eager four, then every lazily loaded name of _HOMES
     "fit_world", "run_check",
     "Audit", "TreatmentRule", "prepare", "Embedder", "EmbeddingCache", "default_cache_dir", "ESTIMATORS", "Fit",
     "estimate_effects", "AuditPlan", "corrected_mean", "corrected_regression", "plan_audit",
-    "pseudo_outcome", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds", "Terminal",
+    "pseudo_outcome", "tuned_lambda", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds", "Terminal",
     "lee_bounds", "selection_analysis", "JudgeNoise", "PlantedEffect", "judge_labels", "personal_score",
     "semisynthetic_study", "simulate", "target_pairs", "true_effects",
 ]

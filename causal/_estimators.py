@@ -60,8 +60,11 @@ def gold_rows(fit: Fit, method: str) -> list[EffectRow]:
         note = ("the DR estimator on the audited pairs alone, with their human labels"
                 if method == "dr_gold_only" else
                 "judge-label DR moment corrected by the audited pairs' gold-minus-prediction gap (weighted by 1/π); "
-                f"the prediction explains {gold.explained:.0%} of the gold moment's variance")
-        rows.append(effect_row(method, "ATE", estimate, se, gold.n_used, shape, weighted, note=note, gold_n=gold.gold_n))
+                f"the prediction explains {gold.explained:.0%} of the gold moment's variance and enters with weight "
+                f"λ = {gold.lam:.2f} (power tuning: the least variance between the labels alone, 0, and the full "
+                "correction, 1)")
+        rows.append(effect_row(method, "ATE", estimate, se, gold.n_used, shape, weighted, note=note, gold_n=gold.gold_n,
+                               ppi_lambda=gold.lam))
     return rows
 
 

@@ -116,7 +116,7 @@ class Fit:
         summary = nuisance_summary(self.nuisances_all, self.features_all.modifier_matrix, c.propensity_clip)
         X = self.features_all.for_sample(len(a.outcome))
         return corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome), a.audit,
-                                self.folds_all, self.models, c.propensity_clip, c.seed)
+                                self.folds_all, self.models, c.propensity_clip, c.seed, clusters=a.clusters)
 
     @cached_property
     def gold_only(self) -> GoldFit:

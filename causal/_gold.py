@@ -6,10 +6,13 @@ drawn at random with a known probability π. In the spirit of design-based super
 written as a prediction from what is observed on every pair, plus the inverse-probability-weighted
 gap between the gold moment and that prediction on the audited pairs:
 
-    m̃_i = ĝ_i + R_i / π_i · (m_i(gold) − ĝ_i)
+    m̃_i = λ·ĝ_i + R_i / π_i · (m_i(gold) − λ·ĝ_i)
 
-E[m̃] = E[m(gold)] whatever ĝ is, because π is known — the judge's errors can cost precision but
-never validity. The better ĝ predicts the gold moment, the narrower the interval.
+E[m̃] = E[m(gold)] whatever ĝ and λ are, because π is known — the judge's errors can cost precision
+but never validity. The better ĝ predicts the gold moment, the narrower the interval. λ (power
+tuning, PPI++: Angelopoulos, Duchi & Zrnic 2023) is chosen to minimise the estimate's variance:
+λ = 0 is the audited pairs alone (inverse-probability weighted), λ = 1 trusts the prediction fully,
+so a prediction that does not help costs (asymptotically) nothing.
 
 Here the moment is the doubly robust score of the gold labels, for the stated estimand: the
 average effect over pairs whose *gold* empathy is in an arm (a ratio of two corrected moments,
@@ -44,10 +47,16 @@ def pseudo_outcome(prediction: np.ndarray, gold: np.ndarray, audited: np.ndarray
 
 
 def corrected_mean(prediction: np.ndarray, gold: np.ndarray, audited: np.ndarray, probability: np.ndarray,
-                   clusters: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
-    """Mean of a quantity known on the audited units only, helped by a prediction of it on every unit."""
-    corrected = pseudo_outcome(prediction, gold, audited, probability)
-    estimate, se, _ = ratio_with_se(corrected, np.ones_like(corrected), clusters, weight)
+                   clusters: np.ndarray, weight: np.ndarray | None = None, lam: float | None = 1.0) -> tuple[float, float]:
+    """Mean of a quantity known on the audited units only, helped by a prediction of it on every unit:
+    the ratio of the corrected quantity to the corrected count (λ·1 + R/π·(1 − λ)), with the prediction
+    weighted by `lam` (None: `tuned_lambda`; λ = 1 is the plain correction)."""
+    ones = np.ones(len(prediction))
+    if lam is None:
+        lam = tuned_lambda(prediction, ones, gold, ones, audited, probability, clusters)
+    corrected = pseudo_outcome(lam * np.asarray(prediction, dtype=float), gold, audited, probability)
+    count = pseudo_outcome(lam * ones, ones, audited, probability)
+    estimate, se, _ = ratio_with_se(corrected, count, clusters, weight)
     return estimate, se
 
 
@@ -62,6 +71,42 @@ def corrected_regression(X: np.ndarray, prediction: np.ndarray, gold: np.ndarray
     sums = np.vstack([np.bincount(clusters, weights=scores[:, j]) for j in range(X.shape[1])]).T
     groups = np.count_nonzero(np.bincount(clusters))
     return beta, groups / (groups - 1) * bread @ (sums.T @ sums) @ bread
+
+
+def tuned_lambda(prediction_numerator: np.ndarray, prediction_denominator: np.ndarray, gold_numerator: np.ndarray,
+                 gold_denominator: np.ndarray, audited: np.ndarray, probability: np.ndarray,
+                 clusters: np.ndarray) -> float:
+    """The λ in [0, 1] that minimises the cluster-robust variance of the ratio of two corrected moments.
+
+    With θ the ratio, a unit's influence is A + λ·B with A = R/π·(gold_N − θ·gold_D) and
+    B = (1 − R/π)·(ĝ_N − θ·ĝ_D); summed by cluster, the variance Σ_c (A_c + λ·B_c − mean)² is least at
+    λ = −cov(A_c, B_c) / var(B_c). θ itself moves with λ, so two rounds (from λ = 1) settle it. Clipped
+    to [0, 1] as PPI++ does: above 1 would extrapolate the prediction beyond what the labels measured,
+    below 0 would bet against it, and λ between gold-only and the full correction keeps the row
+    between two estimators whose meaning is plain.
+
+    Unlike `ppi-python`'s λ = cov(Y, f) / ((1 + n/N)·var f) for disjoint labelled and unlabelled
+    samples, the audited pairs here are part of every pair (and are drawn with a known π), so the
+    prediction's own noise partly cancels: for a plain mean this is ppi's λ × (1 + n/N) (up to
+    sampling error), the minimum for this design (tests/causal/test_gold.py).
+    """
+    inverse = np.where(audited, 1 / probability, 0.0)
+    groups = np.unique(clusters, return_inverse=True)[1]
+
+    def ratio(lam: float) -> float:
+        n = pseudo_outcome(lam * prediction_numerator, gold_numerator, audited, probability)
+        d = pseudo_outcome(lam * prediction_denominator, gold_denominator, audited, probability)
+        return float(np.sum(n) / np.sum(d))
+
+    lam = 1.0
+    for _ in range(2):
+        theta = ratio(lam)
+        a = np.bincount(groups, weights=np.where(audited, inverse * (gold_numerator - theta * gold_denominator), 0.0))
+        b = np.bincount(groups, weights=(1 - inverse) * (prediction_numerator - theta * prediction_denominator))
+        a, b = a - a.mean(), b - b.mean()
+        spread = float(b @ b)
+        lam = float(np.clip(-(a @ b) / spread, 0.0, 1.0)) if spread > 0 else 1.0
+    return lam
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -194,6 +239,7 @@ class GoldFit:
     gold_n: int  # audited pairs used
     explained: float  # share of the gold moment's variance on audited pairs that ĝ predicts (out of fold)
     nuisances: Nuisances | None = None  # the gold-label propensity and outcome models (the corrected estimate's)
+    lam: float | None = None  # the weight on the prediction (power tuning); None: no prediction (gold only)
 
     def influence(self, clusters: np.ndarray) -> tuple[float, np.ndarray]:
         """(estimate, per-unit influence values) of the unweighted ratio."""
@@ -209,11 +255,13 @@ class GoldFit:
 
 
 def corrected_effect(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit: Audit, folds: np.ndarray,
-                     kind: "str | Models", clip: float, seed: int) -> GoldFit:
+                     kind: "str | Models", clip: float, seed: int, clusters: np.ndarray | None = None) -> GoldFit:
     """`dr_gold_corrected`: the gold-label ATE over pairs whose gold empathy is in an arm.
 
     The prediction ĝ of each pair's gold moment is its expectation given the judge's view: the gold
-    DR score averaged over the gold arm (and outcome) the judge's labels make likely.
+    DR score averaged over the gold arm (and outcome) the judge's labels make likely. It enters with
+    the weight λ (`tuned_lambda`, on the unweighted ratio, clustered by `clusters`: default one unit
+    each) that makes the estimate's variance least; the weighted rows keep that λ.
     """
     fitted = gold_nuisances(X, summary, judges, audit, folds, kind, seed)
     gold = fitted.nuisances
@@ -226,13 +274,15 @@ def corrected_effect(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, aud
     g_numerator = q[:, TREATED] * (tau + (m[:, 1] - gold.mu1) / e) + q[:, CONTROL] * (tau - (m[:, 0] - gold.mu0) / (1 - e))
     g_denominator = q[:, TREATED] + q[:, CONTROL]
     audited = audit.audited
-    numerator = pseudo_outcome(g_numerator, psi, audited, audit.probability)
-    denominator = pseudo_outcome(g_denominator, s_gold, audited, audit.probability)
+    clusters = np.arange(len(X)) if clusters is None else clusters
+    lam = tuned_lambda(g_numerator, g_denominator, psi, s_gold, audited, audit.probability, clusters)
+    numerator = pseudo_outcome(lam * g_numerator, psi, audited, audit.probability)
+    denominator = pseudo_outcome(lam * g_denominator, s_gold, audited, audit.probability)
     resid = psi[audited] - g_numerator[audited]
     spread = np.var(psi[audited])
-    return GoldFit(numerator, denominator, np.where(audited, numerator - g_numerator, 0.0),
-                   np.where(audited, denominator - g_denominator, 0.0), int(len(X)), int(audited.sum()),
-                   float(1 - np.var(resid) / spread) if spread > 0 else float("nan"), nuisances=gold)
+    return GoldFit(numerator, denominator, np.where(audited, numerator - lam * g_numerator, 0.0),
+                   np.where(audited, denominator - lam * g_denominator, 0.0), int(len(X)), int(audited.sum()),
+                   float(1 - np.var(resid) / spread) if spread > 0 else float("nan"), nuisances=gold, lam=lam)
 
 
 def gold_only_effect(X: np.ndarray, audit: Audit, folds: np.ndarray, kind: "str | Models", clip: float,
