@@ -1,5 +1,5 @@
 """What annotators see and what comes back, as pure functions: label configs, task and prediction
-payloads, the audit draw, who rates which pair, and the labels table with its gold scores."""
+payloads, who rates which pair, and the labels table with its gold scores."""
 
 from __future__ import annotations
 
@@ -106,16 +106,6 @@ def prediction_payload(rubric: Rubric, judge_name: str, prompt_version: str, sco
         result.append({"from_name": "rationale", "to_name": TARGET, "type": "textarea",
                        "value": {"text": [rationale]}})
     return {"model_version": f"{judge_name}@{prompt_version}", "score": float(score), "result": result}
-
-
-def audit_draw(pair_ids: pd.Series, rate: float, seed: int) -> np.ndarray:
-    """Poisson sampling: each pair enters the audit sample independently with probability `rate`.
-
-    The draw hashes the pair's id with the seed, so a pair added to the sample later gets the same
-    known probability and every earlier decision stays as it was.
-    """
-    uniform = np.array([int(hashlib.sha256(f"{seed}:{p}".encode()).hexdigest()[:15], 16) / 16**15 for p in pair_ids])
-    return uniform < rate
 
 
 def pseudonym(email: str, salt: str) -> str:

@@ -1,0 +1,130 @@
+"""The blind audit's design, as pure functions: which pairs people label, and with what known probability.
+
+Two designs. `uniform`: one rate for every pair, drawn once. `active` (after Zrnic & Candès 2024,
+"Active statistical inference"): a pair's probability grows with how wrong the judges are likely to
+be on it, scaled to a label budget, with a floor so every pair can be drawn; the audit is drawn in
+batches, each batch's probabilities set from the labels of the batches before it.
+
+Every draw is Poisson sampling on a hash of (seed, batch, pair): a pair's decision never depends on
+the other pairs, and the same study draws the same audit on any machine. Across batches a pair's
+probability of ever being drawn is 1 − Π_b (1 − p_b), and that is the `gold_prob` the correction
+weights by: exact for a design fixed in advance; for batches whose probabilities were set from
+earlier labels, the dependence of a pair's later probability on its own draw passes only through
+the fitted error model (one pair among the labelled ones), which bench/active_audit.py measures as
+coverage of a three-batch study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+DESIGNS = ("uniform", "active")
+# What the judges' error on a pair is predicted from (`audit_features`), before and after labels.
+FEATURES = ("empathy_spread", "attachment_spread", "near_threshold", "empathy", "attachment")
+MIN_LABELLED_FOR_MODEL = 20  # labelled audit pairs before their errors, not the judges' disagreement, set the need
+
+
+def audit_uniforms(pair_ids, seed: int, batch: int = 1) -> np.ndarray:
+    """A uniform in [0, 1) per pair from a hash of (seed, batch, pair id). Batch 1 hashes as the uniform
+    design always has, so a uniform audit and an active audit's first batch share their draws' order."""
+    key = f"{seed}" if batch == 1 else f"{seed}:batch{batch}"
+    return np.array([int(hashlib.sha256(f"{key}:{p}".encode()).hexdigest()[:15], 16) / 16**15 for p in pair_ids])
+
+
+def audit_draw(pair_ids: pd.Series, rate: "float | np.ndarray", seed: int, batch: int = 1) -> np.ndarray:
+    """Poisson sampling: each pair enters the audit sample independently with probability `rate` (one
+    rate, or one per pair).
+
+    The draw hashes the pair's id with the seed, so a pair added to the sample later gets the same
+    known probability and every earlier decision stays as it was.
+    """
+    return audit_uniforms(pair_ids, seed, batch) < rate
+
+
+def ever_drawn(batch_probabilities: np.ndarray) -> np.ndarray:
+    """P(a pair was drawn in at least one batch), from the batches × pairs probabilities of each batch."""
+    return 1 - np.prod(1 - np.atleast_2d(batch_probabilities), axis=0)
+
+
+def budget_probabilities(need: np.ndarray, labels: float, floor: float) -> np.ndarray:
+    """Probabilities proportional to `need`, each in [floor, 1], summing to `labels` (the expected number
+    of pairs drawn): π_i = clip(c·need_i, floor, 1), with c found by bisection (the sum grows with c).
+
+    Proportional to need because a Horvitz-Thompson term's variance is (1 − π)/π · r², least for a
+    fixed Σπ at π ∝ |r| (the expected error); the floor keeps every pair drawable, so the correction
+    stays unbiased wherever the need model is wrong.
+    """
+    need = np.asarray(need, dtype=float)
+    n = len(need)
+    if not 0 < floor <= 1:
+        raise ValueError(f"the floor must lie in (0, 1] (got {floor:g})")
+    if labels >= n:
+        return np.ones(n)
+    if labels <= floor * n:
+        raise ValueError(f"a budget of {labels:g} labels is at most the floor's {floor:g} × {n:,} pairs = "
+                         f"{floor * n:g}: lower min_audit_prob or raise audit_labels")
+    if np.any(~np.isfinite(need)) or np.any(need < 0):
+        raise ValueError("every pair's need must be finite and ≥ 0")
+    need = np.maximum(need, 1e-12 * max(need.max(), 1e-12))
+
+    def total(c: float) -> float:
+        return float(np.clip(c * need, floor, 1).sum())
+
+    low, high = 0.0, 1.0
+    while total(high) < labels:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if total(mid) < labels else (low, mid)
+    return np.clip(high * need, floor, 1)
+
+
+def audit_features(scores: pd.DataFrame, high: float, low: float) -> pd.DataFrame:
+    """Per pair, what predicts the judges' error on it, from the judges' scores: `scores` has one row per
+    (pair_id, judge) with `empathy` and `attachment` (NaN where unscored).
+
+    empathy_spread / attachment_spread: the SD across the judges (0 with one judge); near_threshold:
+    exp(−distance of the panel's empathy from the nearer treatment threshold), 1 on a threshold — a small
+    error there moves the pair between arms; empathy / attachment: the panel mean. A pair no judge
+    scored gets the largest need of any pair (`error_need`)."""
+    by_pair = scores.groupby("pair_id")[["empathy", "attachment"]]
+    mean, spread = by_pair.mean(), by_pair.std(ddof=0).fillna(0.0)
+    gap = np.minimum((mean["empathy"] - high).abs(), (mean["empathy"] - low).abs())
+    return pd.DataFrame({"empathy_spread": spread["empathy"], "attachment_spread": spread["attachment"],
+                         "near_threshold": np.exp(-gap), "empathy": mean["empathy"],
+                         "attachment": mean["attachment"]})
+
+
+def error_need(features: pd.DataFrame, squared_error: pd.Series | None = None,
+               weight: pd.Series | None = None) -> tuple[pd.Series, str]:
+    """(pair_id → need, how it was set): the expected size of the judges' error on each pair.
+
+    Before `MIN_LABELLED_FOR_MODEL` labelled pairs, √(1 + spread_e² + spread_a²)·(1 + near_threshold):
+    a baseline error of one scale point, grown by the judges' disagreement and by closeness to a
+    threshold. After, a design-weighted (`weight` = 1/π) least-squares model of the labelled pairs'
+    `squared_error` (the judges' squared errors on both scales) on the features, its prediction floored
+    at a twentieth of the mean squared error, square-rooted. Pure.
+    """
+    scored = features.dropna(subset=["empathy", "attachment"])
+    if squared_error is not None:
+        squared_error = squared_error.dropna()
+        squared_error = squared_error[squared_error.index.isin(scored.index)]
+    if squared_error is None or len(squared_error) < MIN_LABELLED_FOR_MODEL:
+        need = np.sqrt(1 + scored["empathy_spread"] ** 2 + scored["attachment_spread"] ** 2) * (1 + scored["near_threshold"])
+        how = "the judges' disagreement and closeness to a treatment threshold (no error model yet: " \
+              f"{0 if squared_error is None else len(squared_error)} labelled pairs, a model needs {MIN_LABELLED_FOR_MODEL})"
+    else:
+        from sklearn.linear_model import Ridge
+
+        X = scored.loc[squared_error.index, list(FEATURES)].to_numpy(dtype=float)
+        w = np.ones(len(X)) if weight is None else weight.reindex(squared_error.index).to_numpy(dtype=float)
+        model = Ridge(alpha=1.0).fit(X, squared_error.to_numpy(dtype=float), sample_weight=w)
+        mean = float(np.average(squared_error, weights=w))
+        need = pd.Series(np.sqrt(np.maximum(model.predict(scored[list(FEATURES)].to_numpy(dtype=float)), mean / 20)),
+                         index=scored.index)
+        how = f"a model of the judges' squared errors on {len(squared_error)} labelled pairs (weighted by 1/π)"
+    need = need.reindex(features.index)
+    return need.fillna(float(need.max()) if need.notna().any() else 1.0), how
