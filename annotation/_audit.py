@@ -49,29 +49,31 @@ def ever_drawn(batch_probabilities: np.ndarray) -> np.ndarray:
     return 1 - np.prod(1 - np.atleast_2d(batch_probabilities), axis=0)
 
 
-def budget_probabilities(need: np.ndarray, labels: float, floor: float) -> np.ndarray:
-    """Probabilities proportional to `need`, each in [floor, 1], summing to `labels` (the expected number
-    of pairs drawn): π_i = clip(c·need_i, floor, 1), with c found by bisection (the sum grows with c).
+def budget_probabilities(need: np.ndarray, labels: float, floor: float, counted: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities proportional to `need`, each in [floor, 1], whose sum over the `counted` pairs (default:
+    all) is `labels`: π_i = clip(c·need_i, floor, 1), with c found by bisection (the sum grows with c).
+    In a later batch the pairs drawn before cost no new label: they get the same rule but are not counted.
 
     Proportional to need because a Horvitz-Thompson term's variance is (1 − π)/π · r², least for a
     fixed Σπ at π ∝ |r| (the expected error); the floor keeps every pair drawable, so the correction
     stays unbiased wherever the need model is wrong.
     """
     need = np.asarray(need, dtype=float)
-    n = len(need)
+    counted = np.ones(len(need), dtype=bool) if counted is None else np.asarray(counted, dtype=bool)
+    n = int(counted.sum())
     if not 0 < floor <= 1:
         raise ValueError(f"the floor must lie in (0, 1] (got {floor:g})")
-    if labels >= n:
-        return np.ones(n)
+    if np.any(~np.isfinite(need)) or np.any(need < 0):
+        raise ValueError("every pair's need must be finite and ≥ 0")
     if labels <= floor * n:
         raise ValueError(f"a budget of {labels:g} labels is at most the floor's {floor:g} × {n:,} pairs = "
                          f"{floor * n:g}: lower min_audit_prob or raise audit_labels")
-    if np.any(~np.isfinite(need)) or np.any(need < 0):
-        raise ValueError("every pair's need must be finite and ≥ 0")
-    need = np.maximum(need, 1e-12 * max(need.max(), 1e-12))
+    need = np.maximum(need, 1e-9 * max(need.max(), 1e-9))
+    if labels >= n:  # every counted pair drawn for sure; the rest by the same rule
+        return np.clip(need / need[counted].min(), floor, 1) if n else np.ones(len(need))
 
     def total(c: float) -> float:
-        return float(np.clip(c * need, floor, 1).sum())
+        return float(np.clip(c * need[counted], floor, 1).sum())
 
     low, high = 0.0, 1.0
     while total(high) < labels:

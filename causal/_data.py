@@ -62,6 +62,7 @@ class Audit:
     asked: float  # labels asked for: the pairs drawn where gold_drawn records them, else `expected`
     incomplete: int  # audited pairs with gold empathy but no gold attachment (in an arm)
     missing: str = ""  # how missing audit labels enter `probability`
+    design_varies: bool = False  # gold_prob differs between pairs (an active or stratified audit design)
 
     def subset(self, mask: np.ndarray) -> "Audit":
         return replace(self, audited=self.audited[mask], probability=self.probability[mask],
@@ -161,6 +162,7 @@ def _audit(frame: pd.DataFrame, rule: TreatmentRule) -> Audit:
         asked=asked,
         incomplete=int((labelled & ~complete).sum()),
         missing=missing,
+        design_varies=bool(probability.max() - probability.min() > 1e-9 * probability.max()),
     )
 
 

@@ -18,13 +18,14 @@ import pandas as pd
 from . import _backend, _estimators, _learners  # noqa: F401  (importing them registers their estimators)
 from ._balance import pooled_sd, smd
 from ._config import PRIMARY, CausalConfig
-from ._data import StudyArrays, TreatmentRule, prepare
+from ._data import Audit, StudyArrays, TreatmentRule, prepare
 from ._embeddings import Embedder
 from ._errors import CausalError
 from ._features import Confounders, build_confounders
 from ._fit import Fit
+from ._gold import GoldFit
 from ._hte import forest_cate, subgroup_table
-from ._inference import interval, weighted_mean_with_se
+from ._inference import interval, uniform_equivalent, weighted_mean_with_se
 from ._negative_control import COLUMN as NEGATIVE_CONTROL
 from ._negative_control import NAME as NEGATIVE_CONTROL_REFUTER
 from ._negative_control import has_negative_control
@@ -120,8 +121,29 @@ def _gold_block(fit: Fit) -> dict:
         estimate, se, audit_variance = fit.gold_corrected.estimate(fit.all.clusters)
         block.update(explained=fit.gold_corrected.explained,
                      plan={"variance": se**2, "audit_variance": audit_variance, "audited": int(audit.audited.sum()),
-                           "pairs": int(len(audit.audited))})
+                           "pairs": int(len(audit.audited))},
+                     design=_design_saving(fit.gold_corrected, audit, estimate))
     return block
+
+
+def _design_saving(gold: GoldFit, audit: Audit, estimate: float) -> dict:
+    """What the audit's design bought: the labels it used against those a uniform audit would have needed
+    for the same audit variance (`uniform_equivalent`). Said only where the design's probabilities
+    (gold_prob) vary: a uniform design equals itself by construction."""
+    labelled = audit.audited
+    p = audit.probability[labelled]
+    residual = p * (gold.audit_numerator[labelled] - estimate * gold.audit_denominator[labelled])
+    varies = audit.design_varies
+    equivalent = uniform_equivalent(residual, p, len(labelled))
+    out = {"probabilities_vary": varies, "labels_used": int(labelled.sum()),
+           "uniform_equivalent": round(equivalent, 1) if np.isfinite(equivalent) else None, "sentence": None}
+    if varies and out["uniform_equivalent"] is not None:
+        saved = 1 - out["labels_used"] / equivalent
+        verdict = f"{saved:.0%} fewer labels" if saved >= 0 else f"{-saved:.0%} more labels than uniform"
+        out["sentence"] = (f"The audit's design used {out['labels_used']:,} human-labelled pairs; a uniform audit would "
+                           f"have needed about {equivalent:,.0f} for the same audit variance ({verdict}; estimated "
+                           "from the labelled pairs' residuals).")
+    return out
 
 
 def _sensitivity(fit: Fit, rows: list[EffectRow], primary_ready: bool) -> dict:

@@ -49,6 +49,22 @@ def ratio_with_se(numerator: np.ndarray, denominator: np.ndarray, clusters: np.n
     return ratio, clustered_se(influence, clusters), influence
 
 
+def uniform_equivalent(residual: np.ndarray, probability: np.ndarray, pairs: int) -> float:
+    """The labels a uniform audit (one rate for every pair) needs for the audit part of the variance that
+    an audit drawn with `probability` has, from the audited pairs' residuals (gold moment minus the
+    prediction that enters the correction) and their probabilities.
+
+    With each audited pair's correction r/π, the audit part of the variance is ∝ Σ_all r²/π, estimated
+    from the audited pairs as Σ r²/π²; a uniform draw of n labels gives Σ_all r²·N/n, with Σ_all r²
+    estimated as Σ r²/π. Equal at n = N·Σ(r²/π) / Σ(r²/π²): for a uniform audit that is N·π, the labels it
+    drew in expectation. Pure; units, not clusters.
+    """
+    r2 = np.asarray(residual, dtype=float) ** 2
+    p = np.asarray(probability, dtype=float)
+    spread = float(np.sum(r2 / p**2))
+    return float(pairs * np.sum(r2 / p) / spread) if spread > 0 else float("nan")
+
+
 def difference_in_means(y: np.ndarray, t: np.ndarray, clusters: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
     """Treated minus control mean, with a cluster-robust SE (linearised ratio estimator)."""
     w = np.ones_like(y) if weight is None else weight

@@ -184,6 +184,9 @@ def _gold_section(result: EstimateResult) -> str:
     sentence = gold.get("summary")
     if sentence:
         parts.append(f"<p><b>{html.escape(sentence, quote=False)}</b></p>")  # text, not an attribute: keep its apostrophes
+    design = (gold.get("design") or {}).get("sentence")
+    if design:
+        parts.append(f"<p>{html.escape(design, quote=False)}</p>")
     parts.append(f"<p class='note'>Audit: {gold['audited']} pairs labelled of {gold['expected_audited']:.0f} expected "
                  f"(response {gold['response_rate']:.0%}; missing labels {html.escape(gold.get('missing_labels', ''))}); "
                  f"{gold['audited_in_arm']} in an arm by their human labels. "

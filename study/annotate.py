@@ -21,6 +21,7 @@ import pandas as pd
 from empathy_study import annotation, judge
 from empathy_study.annotation import labelstudio
 from empathy_study.shared import write_json, write_parquet
+from empathy_study.study.audit_design import current_design, judge_features, next_batch, save_batches, with_batches
 from empathy_study.study.audit_plan import AuditReach, audit_reach
 from empathy_study.study.judging import load_sample, read_judgments
 from empathy_study.study.labels import read_labels, under
@@ -39,18 +40,23 @@ class AnnotationState:
     pushed: bool = False  # a push has run (projects may exist on the servers)
     review: bool = False  # review projects were pushed to the main server
     foreign_accounts: dict = field(default_factory=dict)  # annotator's server → foreign accounts last seen there
+    audit: dict = field(default_factory=dict)  # the audit design as last pushed (active: its batch records)
 
     @classmethod
     def load(cls, study: Workspace) -> "AnnotationState":
         path = study.annotation_state
         data = json.loads(path.read_text()) if path.exists() else {}
         return cls(path, data.get("salt") or secrets.token_hex(8), list(data.get("annotators") or []),
-                   bool(data.get("pushed")), bool(data.get("review")), dict(data.get("foreign_accounts") or {}))
+                   bool(data.get("pushed")), bool(data.get("review")), dict(data.get("foreign_accounts") or {}),
+                   dict(data.get("audit") or {}))
 
     def save(self, url: str, config: annotation.AnnotationConfig) -> None:
+        """An active audit keeps its recorded batches; a uniform one records the configured rate (raising it
+        keeps every pair drawn before: the draw is monotone in the rate)."""
+        if self.audit.get("design") != "active":
+            self.audit = {"design": "uniform", "rate": config.audit_rate, "seed": config.audit_seed}
         write_json(self.path, {"url": url, "salt": self.salt, "annotators": self.annotators, "pushed": self.pushed,
-                               "review": self.review, "audit": {"rate": config.audit_rate, "seed": config.audit_seed},
-                               "foreign_accounts": self.foreign_accounts})
+                               "review": self.review, "audit": self.audit, "foreign_accounts": self.foreign_accounts})
 
     def look(self, seat: labelstudio.Seat) -> labelstudio.Seat:
         labelstudio.record_seats(self.foreign_accounts, [seat], datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -76,9 +82,9 @@ def server(study: Workspace) -> tuple[str, object]:
     return url, annotation.connect(url, _key())
 
 
-def audit_kinds(sample: pd.DataFrame, config: annotation.AnnotationConfig) -> dict[str, str]:
-    """pair_id → "audit" (random, known probability) or "calibration"; pairs in neither are absent."""
-    audit = annotation.audit_draw(sample["pair_id"], config.audit_rate, config.audit_seed)
+def audit_kinds(sample: pd.DataFrame, drawn: pd.Series, config: annotation.AnnotationConfig) -> dict[str, str]:
+    """pair_id → "audit" (`drawn`: random, known probability) or "calibration"; pairs in neither are absent."""
+    audit = sample["pair_id"].map(drawn).fillna(False).to_numpy(dtype=bool)
     kinds = {p: "audit" for p in sample.loc[audit, "pair_id"]}
     rest = sample.loc[~audit, "pair_id"].sort_values()
     if config.calibration_pairs:
@@ -138,6 +144,7 @@ def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
 class Pushed:
     projects: list[labelstudio.PushResult]
     audit: AuditReach | None  # what the blind audit drew and buys (None: review projects only)
+    batches: list[dict] = field(default_factory=list)  # the active audit's batches this push drew (their records)
 
 
 def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
@@ -153,14 +160,28 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
             f"no annotator yet: each annotator rates on a Label Studio server of their own; start one with "
             f"`make labelstudio-annotator NAME=…` and add it with "
             f"`empathy annotate add-annotator {study.root} EMAIL --url URL`")
-    reach = audit_reach(study, config) if state.annotators else None
+    sample = load_sample(study)
+    design = current_design(study, config.annotation, sample["pair_id"])
+    batches = []
+    if config.annotation.audit == "active" and state.annotators:
+        features = judge_features(study, config, sample["pair_id"])
+        gold = (annotation.gold_scores(under(read_labels(study), config.prompt_versions()))
+                if study.labels.exists() else None)
+        batches = next_batch(design, config, features, gold, pushed_uniform=state.pushed and design.design == "uniform")
+        design = with_batches(design, batches)
+    elif design.design == "active":
+        raise StudyError(f"this audit was drawn actively ({design.describe()}); [annotation] audit = \"uniform\" "
+                         "cannot continue it: set audit = \"active\" again")
+    reach = audit_reach(study, config, design) if state.annotators else None
     if reach is not None and reach.short and not small_audit:
         raise StudyError(f"{reach.describe()}, which this audit cannot reach: {reach.remedy(str(study.root))} — or push "
                          "with --small-audit to label it anyway, for agreement and calibration only (the estimate "
                          "then has no judge-error-corrected row)")
-    sample = load_sample(study)
+    save_batches(study, batches)  # the probabilities are on record before any of their pairs is labelled
+    if design.design == "active":
+        state.audit = {"design": "active", "seed": config.annotation.audit_seed, "batches": design.batches}
     rubrics = config.rubrics()
-    kinds = audit_kinds(sample, config.annotation)
+    kinds = audit_kinds(sample, design.drawn, config.annotation)
     rows = {r["pair_id"]: r for r in sample.to_dict("records")}
     who = annotation.assign_annotators(sorted(kinds), [a["annotator"] for a in state.annotators],
                                        config.annotation.overlap, config.annotation.overlap_share,
@@ -201,7 +222,7 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
             state.pushed = state.review = True
     finally:
         state.save(main_url(study), config.annotation)
-    return Pushed(results, reach)
+    return Pushed(results, reach, [b.record for b in batches])
 
 
 def _judge_output(study: Workspace, config: StudyConfig) -> tuple[pd.DataFrame, dict]:
@@ -289,6 +310,8 @@ class AnnotationStatus:
     annotators: list[dict]  # per annotator: their server, whether they signed up, other accounts there
     overlap_reached: dict[str, int]  # construct → audit pairs labelled by as many annotators as were assigned
     next_step: str | None = None  # what to run when there is nothing to show yet
+    design: str | None = None  # the audit's design as drawn so far, in words
+    batches: list[dict] = field(default_factory=list)  # the active audit's batch records
 
 
 def status(study: Workspace) -> AnnotationStatus:
@@ -310,7 +333,11 @@ def status(study: Workspace) -> AnnotationStatus:
             if project.mode == "blind" and project.prompt_version == versions.get(project.construct):
                 labelled[project.construct].update(row["labelled_pairs"])
             rows.append({k: v for k, v in row.items() if k != "labelled_pairs"})
-    kinds = audit_kinds(load_sample(study), config.annotation) if study.sample.exists() else {}
+    kinds, design = {}, None
+    if study.sample.exists():
+        sample = load_sample(study)
+        design = current_design(study, config.annotation, sample["pair_id"])
+        kinds = audit_kinds(sample, design.drawn, config.annotation)
     who = annotation.assign_annotators(sorted(kinds), [a["annotator"] for a in state.annotators],
                                        config.annotation.overlap, config.annotation.overlap_share,
                                        config.annotation.audit_seed)
@@ -321,7 +348,8 @@ def status(study: Workspace) -> AnnotationStatus:
         next_step = f"nothing pushed yet: run `empathy annotate push {study.root}`"
         if not state.annotators:
             next_step = f"no annotator yet: add one with {add}"
-    return AnnotationStatus(rows, people, reached, next_step)
+    return AnnotationStatus(rows, people, reached, next_step, design.describe() if design else None,
+                            design.batches if design else [])
 
 
 def requeue_skipped(study: Workspace) -> int:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from empathy_study import annotation, causal, judge
+from empathy_study import causal, judge
 from empathy_study.study import labels as labels_of
+from empathy_study.study.audit_design import AuditDesign, current_design
 from empathy_study.study.judging import load_sample, read_judgments
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
@@ -35,6 +36,7 @@ class AuditReach:
     in_sample: dict[str, int] | None = None  # sampled pairs per arm by the same scores
     scores_from: str | None = None  # where those scores came from
     rate_needed: float | None = None  # an audit_rate that reaches min_arm in each arm with probability SURE
+    design: str = "uniform"  # active: `rate` is the mean probability of ever being drawn
 
     @property
     def short(self) -> bool:
@@ -44,7 +46,9 @@ class AuditReach:
         return min(self.arms.values()) < self.min_arm
 
     def describe(self) -> str:
-        drew = f"the blind audit drew {self.drawn:,} of the {self.sampled:,} sampled pairs (audit_rate {self.rate:g})"
+        how = f"audit_rate {self.rate:g}" if self.design == "uniform" else \
+            f"active design, mean probability {self.rate:.3g}"
+        drew = f"the blind audit drew {self.drawn:,} of the {self.sampled:,} sampled pairs ({how})"
         if self.arms is None:
             return (f"{drew}; no judge scores yet, so their arms are unknown: the corrected estimate needs "
                     f"{self.min_arm} audited pairs in each arm ([causal] min_arm), at least {2 * self.min_arm} in all")
@@ -56,6 +60,11 @@ class AuditReach:
     def remedy(self, study_dir: str) -> str:
         """What would reach min_arm: a higher audit_rate, or (when none does) a larger sample."""
         more = f"sample more pairs (`empathy corpus sample {study_dir} --n N`) and judge them"
+        if self.design == "active":
+            labels = f"about {int(np.ceil(self.rate_needed * self.sampled)):,}" if self.rate_needed else "more"
+            return (f"raise [annotation] audit_labels in {study_dir}/study.toml ({labels} pairs drawn in all reach "
+                    f"{self.min_arm} in each arm with {SURE:.0%} probability under a uniform draw; the next push draws "
+                    f"a batch for the rest), or {more}")
         if self.rate_needed is not None and self.rate_needed <= self.rate:
             return (f"this draw fell short by chance (audit_rate {self.rate:g} reaches {self.min_arm} in each arm "
                     f"with {SURE:.0%} probability): raise audit_rate a little — every pair drawn so far stays drawn — "
@@ -97,13 +106,16 @@ def panel_empathy(study: Workspace, config: StudyConfig) -> tuple[pd.Series, str
     return panel.set_index("pair_id")["empathy"], f"the panel's mean in {study.judgments.name}"
 
 
-def audit_reach(study: Workspace, config: StudyConfig | None = None) -> AuditReach:
+def audit_reach(study: Workspace, config: StudyConfig | None = None, design: AuditDesign | None = None) -> AuditReach:
+    """What the audit drew (`design`: as drawn so far, or with the batches a push is about to draw) buys."""
     config = config or study.config()
     sample = load_sample(study)
-    a, c = config.annotation, config.causal
-    drawn = annotation.audit_draw(sample["pair_id"], a.audit_rate, a.audit_seed)
+    c = config.causal
+    design = design or current_design(study, config.annotation, sample["pair_id"])
+    drawn = sample["pair_id"].map(design.drawn).fillna(False).to_numpy(dtype=bool)
+    rate = design.rate if design.design == "uniform" else float(design.probability.fillna(0.0).mean())
     rule = causal.TreatmentRule(c.treat_high, c.treat_low)
-    reach = AuditReach(len(sample), int(drawn.sum()), a.audit_rate, c.min_arm, rule.describe())
+    reach = AuditReach(len(sample), int(drawn.sum()), rate, c.min_arm, rule.describe(), design=design.design)
     found = panel_empathy(study, config)
     if found is None:
         reach.rate_needed = _rate_reaching([len(sample)], 2 * c.min_arm)
@@ -246,6 +258,7 @@ class AuditPlanResult:
     more_range: tuple[float, float] | None = None  # `plan.more` at the ends of the audit variance's interval
     design: DesignPlan | None = None  # the plan from the design, where no corrected estimate exists
     why_design: str | None = None  # why there is no corrected estimate to plan from
+    uniform_factor: float | None = None  # an unequal-probability audit: uniform labels one of its labels is worth
 
 
 def _more_range(gold_plan: dict, ci_width: float) -> tuple[float, float] | None:
@@ -297,5 +310,9 @@ def plan_audit(study: Workspace, ci_width: float, cost_per_label: float | None =
         days = labels_needed / per_day if per_day else None
         cost = labels_needed * cost_per_label if cost_per_label is not None else None
     stale = study.scored_pairs.exists() and study.scored_pairs.stat().st_mtime > path.stat().st_mtime
+    design = gold_block.get("design") or {}
+    factor = (design["uniform_equivalent"] / design["labels_used"]
+              if design.get("probabilities_vary") and design.get("uniform_equivalent") and design.get("labels_used")
+              else None)
     return AuditPlanResult(plan, corrected["estimate"], per_pair, per_day, days, cost, stale,
-                           _more_range(gold_block["plan"], ci_width) if plan.more else None)
+                           _more_range(gold_block["plan"], ci_width) if plan.more else None, uniform_factor=factor)

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from empathy_study import annotation
-from empathy_study.study.workspace import Workspace
+from empathy_study.study.audit_design import current_design
+from empathy_study.study.workspace import StudyError, Workspace
 
 UNKNOWN_VERSION = "unknown"
 COLUMNS = ["pair_id", "construct", "annotator", "score", "mode", "prompt_version", "updated_at"]
@@ -126,9 +127,11 @@ def gold_columns(study: Workspace, sample: pd.DataFrame, versions: dict[str, str
     labels = read_labels(study) if labels is None else labels
     gold = annotation.gold_scores(under(blind(labels), versions))
     table = sample[["pair_id"]].merge(gold, on="pair_id", how="left")
-    state = study.annotation_state
-    recorded = json.loads(state.read_text()).get("audit", {}) if state.exists() else {}
-    rate, seed = recorded.get("rate") or audit.audit_rate, recorded.get("seed", audit.audit_seed)  # the design used
-    table["gold_prob"] = np.float64(rate)
-    table["gold_drawn"] = annotation.audit_draw(table["pair_id"], rate, seed).astype(np.int8)
+    design = current_design(study, audit, table["pair_id"])  # the design used, as annotation.json records it
+    if len(design.uncovered):
+        raise StudyError(f"{len(design.uncovered):,} sampled pairs are in no batch of the active audit (they joined "
+                         "the sample after its last batch), so their probability of being audited is unknown: run "
+                         f"`empathy annotate push {study.root}` (raise [annotation] audit_labels if it draws nothing)")
+    table["gold_prob"] = design.probability.to_numpy(dtype=np.float64)
+    table["gold_drawn"] = design.drawn.to_numpy().astype(np.int8)
     return table

@@ -60,6 +60,12 @@ def push(
     audit drew ([annotation] audit_rate) and how many fall in each arm by the judges' current scores;
     refuses an audit that cannot reach [causal] min_arm in an arm — the judge-error-corrected estimate
     needs that many — and says what audit_rate would (unless --small-audit).
+
+    With [annotation] audit = "active", a push whose batches planned fewer than audit_labels pairs first
+    draws the next batch: every sampled pair's probability grows with the judges' expected error on it
+    (their disagreement and closeness to a threshold; once 20 pairs are labelled, a model of the errors
+    those labels show), at least min_audit_prob, and is written to DIR/audit_batches.parquet before
+    anyone labels. Annotators still see no judge output.
     """
     ws = workspace(study_dir)
     pushed = study.push(ws, review, small_audit)
@@ -77,6 +83,8 @@ def push(
     for r in results:
         if r.note:
             console.print(f"note: {r.project} on {r.server}: {r.note}", highlight=False)
+    for batch in pushed.batches:
+        console.print(f"audit batch {batch_line(batch)}", markup=False, highlight=False)
     if pushed.audit is not None:
         console.print(f"audit: {pushed.audit.describe()}", markup=False, highlight=False)
         if pushed.audit.short:
@@ -133,6 +141,10 @@ def status(study_dir: StudyDir) -> None:
         table.add_row(row["project"], row["server"], row["prompt_version"], str(row["tasks"]), str(row["labelled"]),
                       str(row["skipped"]), counts)
     console.print(table)
+    if found.design:
+        console.print(f"audit design: {found.design}", markup=False, highlight=False)
+    for batch in found.batches:
+        console.print(f"  batch {batch_line(batch)}", markup=False, highlight=False)
     reached = ", ".join(f"{c} {n:,}" for c, n in found.overlap_reached.items())
     console.print(f"audit pairs labelled by every annotator assigned to them: {reached}")
     for row in found.annotators:
@@ -141,6 +153,16 @@ def status(study_dir: StudyDir) -> None:
                           f"can open {row['annotator']}'s labels, so pull, agree and export refuse that server's labels "
                           "until the accounts are deleted there (or the study sets \\[annotation] "
                           "allow_foreign_accounts = true)", highlight=False)
+
+
+def batch_line(batch: dict) -> str:
+    """One active-audit batch in words, from its record in annotation.json."""
+    if batch.get("design") == "uniform":
+        return f"{batch['batch']}: the uniform audit at rate {batch['rate']:g}, {batch['drawn']:,} pairs drawn"
+    p = batch["probability"]
+    return (f"{batch['batch']} (drawn {batch['drawn_at']}): {batch['labels']:g} new pairs planned, {batch['new']:,} "
+            f"drawn ({batch['drawn']:,} with pairs drawn before); probabilities {p['min']:.3g} to {p['max']:.3g} "
+            f"(median {p['median']:.3g}, floor {batch['floor']:g}) from {batch['need_from']}")
 
 
 @app.command()
@@ -229,8 +251,12 @@ def plan(
             console.print(f"how sure: {_range(*result.more_range)} more, at the ends of the 95 % interval of the audit's "
                           f"part of the variance (χ² on {p.audited - 1:,} degrees of freedom; the rest taken as known)",
                           highlight=False)
-        console.print("raise [annotation] audit_rate in study.toml, `empathy annotate push`, label, pull, export and "
-                      "estimate again", markup=False)
+        if result.uniform_factor is not None and p.more:
+            console.print(f"under a uniform audit: about {p.more * result.uniform_factor:,.0f} more (the active design's "
+                          f"labels are worth {result.uniform_factor:.2f} uniform ones each, measured by the last "
+                          "estimate)", highlight=False)
+        console.print("raise [annotation] audit_labels (active) or audit_rate (uniform) in study.toml, `empathy "
+                      "annotate push`, label, pull, export and estimate again", markup=False)
     if result.stale:
         console.print(f"note: scored_pairs.parquet changed after the last estimate: run `empathy estimate "
                       f"{study_dir}` for an up-to-date plan")

@@ -169,6 +169,8 @@ def estimate(
     print_selection(result)
     if result.gold.get("summary"):
         console.print(result.gold["summary"], highlight=False)
+    if (result.gold.get("design") or {}).get("sentence"):
+        console.print(result.gold["design"]["sentence"], highlight=False)
     print_warnings(result)
     console.print(f"rule: {result.rule}")
     console.print(result.provenance["validation"], highlight=False, markup=False)

@@ -1,0 +1,145 @@
+"""An active blind audit through `empathy annotate push`: each push that finds the planned labels short
+of `audit_labels` draws a batch, with every sampled pair's probability on record before anyone labels
+it, and `empathy export` hands the correction each pair's probability of ever being drawn.
+
+The judges' scores and the labels are made up here by the test (simulated), not human annotations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from empathy_study import annotation, judge, study
+from empathy_study.study.audit_design import audit_batches_path, read_batches
+from empathy_study.study.cli import app
+from empathy_study.study.labels import gold_columns
+from empathy_study.study.workspace import Workspace
+from tests.judge.conftest import sample_frame
+from tests.judge.test_log import record
+
+runner = CliRunner()
+DOWN = "http://127.0.0.1:9"  # nothing listens: the push draws its batch, then fails to reach the server
+N = 200
+DISAGREE = np.arange(N) % 5 == 0  # the judges are three points apart on every fifth pair (k moves toward 4)
+
+
+def active_study(root, toml: str) -> Workspace:
+    root.mkdir(parents=True)
+    sample_frame([f"pair {i}" for i in range(N)]).to_parquet(root / "sample.parquet")
+    (root / "study.toml").write_text(
+        f'[study]\nname = "active"\n[causal]\nmin_arm = 5\n[annotation]\naudit = "active"\n{toml}\n'
+        '[[judges]]\nname = "j"\nmodel = "openai/j"\n[[judges]]\nname = "k"\nmodel = "openai/k"\n')
+    (root / "annotation.json").write_text(json.dumps({"salt": "s", "annotators": [{"annotator": "annotator-1",
+                                                                                  "url": DOWN}]}))
+    versions = {c: r.version for c, r in judge.study_rubrics(["prompt", "reply"]).items()}
+    empathy = np.where(np.arange(N) % 2 == 0, 6, 2)  # half treated, half control by the panel
+    judge.JudgmentLog(root / "judgments.jsonl").append([
+        record(f"p{i:03d}", score=int(s + (3 if s == 2 else -3) * (name == "k") * DISAGREE[i] if c == "empathy" else 3)
+               ).model_copy(update={"construct": c, "judge": name, "model": f"openai/{name}",
+                                    "prompt_version": versions[c], "rationale": "Names the feeling."})
+        for i, s in enumerate(empathy) for c in versions for name in ("j", "k")])
+    return Workspace(root)
+
+
+def push(root):
+    return runner.invoke(app, ["annotate", "push", str(root)], env={"COLUMNS": "400", "LABEL_STUDIO_API_KEY": "0" * 40})
+
+
+def set_labels(ws: Workspace, audit_labels: int) -> None:
+    text = ws.root.joinpath("study.toml").read_text()
+    ws.root.joinpath("study.toml").write_text(text.replace("audit_labels = 40", f"audit_labels = {audit_labels}"))
+
+
+def blind_labels(ws: Workspace, pairs, error) -> None:
+    """Labels for `pairs`: judge j's empathy, and the judges' attachment (3) off by `error(i)` (simulated)."""
+    versions = ws.config().prompt_versions()
+    rows = [{"pair_id": p, "construct": c, "annotator": "annotator-1", "score": float(3 + error(p) if c == "attachment"
+             else 6 if int(p[1:]) % 2 == 0 else 2), "mode": "blind", "annotation_id": n, "updated_at": pd.Timestamp("2026-01-01", tz="UTC"),
+             "prompt_version": versions[c]} for n, (p, c) in enumerate((p, c) for p in pairs for c in versions)]
+    pd.DataFrame(rows).to_parquet(ws.labels)
+
+
+def test_batches_spend_the_budget_where_the_judges_disagree_and_record_it_first(tmp_path):
+    ws = active_study(tmp_path / "s", "audit_labels = 40\nmin_audit_prob = 0.05")
+    result = push(ws.root)
+    assert result.exit_code == 1 and f"cannot reach Label Studio at {DOWN}" in result.output  # drawn, then the server
+    first = read_batches(ws)
+    assert len(first) == N and set(first["batch"]) == {1}
+    assert abs(first["probability"].sum() - 40) < 1e-6
+    assert first["probability"].min() >= 0.05 - 1e-12
+    p = first.set_index("pair_id")["probability"]
+    ids = p.index.to_numpy()
+    disagree = pd.Series(DISAGREE, index=[f"p{i:03d}" for i in range(N)]).reindex(ids).to_numpy()
+    assert p[disagree].mean() > 2 * p[~disagree].mean()  # the budget goes where the judges disagree
+    recorded = json.loads(ws.annotation_state.read_text())["audit"]
+    assert recorded["design"] == "active" and [b["batch"] for b in recorded["batches"]] == [1]
+    assert recorded["batches"][0]["labels"] == 40 and "disagreement" in recorded["batches"][0]["need_from"]
+
+    assert push(ws.root).exit_code == 1 and len(read_batches(ws)) == N  # the budget is planned: no new batch
+
+    drawn = first.loc[first["drawn"], "pair_id"].tolist()
+    # The labelled pairs show large attachment errors on the odd-numbered pairs (the panel's control
+    # arm), not where the judges disagree: the next batch's error model follows the labels.
+    blind_labels(ws, drawn, lambda pid: 2.5 if int(pid[1:]) % 2 == 1 else 0.0)
+    set_labels(ws, 80)
+    push(ws.root)
+    both = read_batches(ws)
+    assert set(both["batch"]) == {1, 2}
+    second = both[both["batch"] == 2].set_index("pair_id")["probability"]
+    recorded = json.loads(ws.annotation_state.read_text())["audit"]["batches"]
+    assert len(recorded) == 2 and "model of the judges' squared errors" in recorded[1]["need_from"]
+    undrawn = ~second.index.isin(drawn)
+    assert abs(second[undrawn].sum() - 40) < 1e-6  # the pairs drawn before cost no new label
+    odd = np.array([int(pid[1:]) % 2 == 1 for pid in second.index])
+    assert second[odd].mean() > 2 * second[~odd].mean()
+
+    sample = study.load_sample(ws)
+    gold = gold_columns(ws, sample, ws.config().prompt_versions(), ws.config().annotation)
+    expected = 1 - (1 - p.reindex(sample["pair_id"]).to_numpy()) * (1 - second.reindex(sample["pair_id"]).to_numpy())
+    assert np.allclose(gold["gold_prob"], expected)
+    ever = set(both.loc[both["drawn"], "pair_id"])
+    assert set(gold.loc[gold["gold_drawn"] == 1, "pair_id"]) == ever
+    assert np.allclose(expected, annotation.ever_drawn(np.vstack([p.reindex(sample["pair_id"]),
+                                                                  second.reindex(sample["pair_id"])])))
+
+
+def test_pairs_no_batch_covered_stop_the_export_and_a_switch_back_to_uniform_is_refused(tmp_path):
+    ws = active_study(tmp_path / "s", "audit_labels = 40")
+    push(ws.root)
+    assert audit_batches_path(ws).exists()
+    sample = study.load_sample(ws)
+    grown = pd.concat([sample, sample.head(3).assign(pair_id=["new-1", "new-2", "new-3"])], ignore_index=True)
+    grown.to_parquet(ws.sample)
+    blind_labels(ws, sample["pair_id"].head(2), lambda pid: 0.0)
+    result = runner.invoke(app, ["export", str(ws.root)])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "3 sampled pairs are in no batch of the active audit" in said
+    again = push(ws.root)
+    assert again.exit_code == 1 and "raise [annotation] audit_labels" in " ".join(again.output.split())
+    text = ws.root.joinpath("study.toml").read_text().replace('audit = "active"', 'audit = "uniform"')
+    ws.root.joinpath("study.toml").write_text(text)
+    back = push(ws.root)
+    assert back.exit_code == 1 and "cannot continue it" in " ".join(back.output.split())
+
+
+def test_a_uniform_audit_already_pushed_becomes_the_first_batch(tmp_path):
+    ws = active_study(tmp_path / "s", "audit_labels = 60")
+    text = ws.root.joinpath("study.toml").read_text().replace('audit = "active"', 'audit = "uniform"\naudit_rate = 0.15')
+    ws.root.joinpath("study.toml").write_text(text)
+    push(ws.root)  # a uniform push (the server is down, but the push is on record)
+    state = json.loads(ws.annotation_state.read_text())
+    assert state["audit"] == {"design": "uniform", "rate": 0.15, "seed": 0} and state["pushed"] is False
+    state["pushed"] = True  # as a push that reached the server records it
+    ws.annotation_state.write_text(json.dumps(state))
+    ws.root.joinpath("study.toml").write_text(text.replace('audit = "uniform"', 'audit = "active"'))
+    push(ws.root)
+    batches = read_batches(ws)
+    first = batches[batches["batch"] == 1]
+    assert np.allclose(first["probability"], 0.15)
+    assert first["drawn"].to_numpy().tolist() == annotation.audit_draw(first["pair_id"], 0.15, 0).tolist()
+    undrawn = ~batches[batches["batch"] == 2]["pair_id"].isin(first.loc[first["drawn"], "pair_id"]).to_numpy()
+    assert abs(batches[batches["batch"] == 2]["probability"].to_numpy()[undrawn].sum() - (60 - 0.15 * N)) < 1e-6
