@@ -60,6 +60,9 @@ from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS, 
 
 FRACTIONS = (0.5, 0.6, 0.7, 0.8, 1.0)  # active budgets, as shares of the uniform audit's B
 UNIFORM_FRACTIONS = (1.0, 0.7)
+IPW_FRACTIONS = (0.7, 1.0)
+AUDITS = ("uniform", "active", "oracle", "sequential", "ipw")
+DEFAULT_AUDITS = ("uniform", "active", "oracle", "sequential")
 SEQUENTIAL_FRACTION = 0.7  # the three batches' total budget, as a share of B
 BATCHES = 3
 FLOOR = 0.02  # min_audit_prob
@@ -167,7 +170,21 @@ def sequential_audit(scored: pd.DataFrame, panel_mean: pd.DataFrame, features: p
     return drawn, annotation.ever_drawn(np.vstack(history)), batches
 
 
-def replicate(chosen: pd.DataFrame, score: np.ndarray, embedder, rep: int, budget: float) -> list[dict]:
+def inverse_propensity(scored: pd.DataFrame, panel_mean: pd.DataFrame, components: np.ndarray) -> np.ndarray:
+    """The weight a pair's DR moment carries in the panel's arm, from a propensity fitted on observed data only."""
+    from sklearn.linear_model import LogisticRegression
+
+    arm = RULE.assign(panel_mean["empathy"]).to_numpy()
+    night = (pd.to_datetime(scored["timestamp"]).dt.hour < 6).to_numpy(dtype=float)
+    X = np.column_stack([components, pd.get_dummies(scored["model"], dtype=float).to_numpy(), night])
+    rows = ~np.isnan(arm)
+    e = LogisticRegression(C=1.0, max_iter=2_000).fit(X[rows], arm[rows].astype(int)).predict_proba(X)[:, 1]
+    e = np.clip(e, 0.01, 0.99)
+    return np.where(arm == 1, 1 / e, np.where(arm == 0, 1 / (1 - e), np.maximum(1 / e, 1 / (1 - e))))
+
+
+def replicate(chosen: pd.DataFrame, score: np.ndarray, components: np.ndarray, embedder, rep: int, budget: float,
+              kinds: tuple[str, ...] = DEFAULT_AUDITS) -> list[dict]:
     scored, truth = causal.simulate(chosen, score, seed=1_000 + rep, planted=causal.PlantedEffect())
     panel, hard = simulated_panel(scored, truth, 1_000 + rep)
     panel_mean = panel.groupby("pair_id")[["empathy", "attachment"]].mean().reindex(scored["pair_id"])
@@ -182,16 +199,22 @@ def replicate(chosen: pd.DataFrame, score: np.ndarray, embedder, rep: int, budge
                + (panel_mean["attachment"].to_numpy() - scored["attachment"].to_numpy()) ** 2)
     oracle = np.sqrt(np.maximum(squared, squared.mean() / 20))
     audits.append(("oracle", SEQUENTIAL_FRACTION, annotation.budget_probabilities(oracle, budget * SEQUENTIAL_FRACTION, FLOOR)))
+    if "ipw" in kinds:
+        weighted = need * inverse_propensity(scored, panel_mean, components)
+        audits += [("ipw", f, annotation.budget_probabilities(weighted, budget * f, FLOOR)) for f in IPW_FRACTIONS]
+    audits = [a for a in audits if a[0] in kinds]
     records = []
     for audit, fraction, probability in audits:
         drawn = annotation.audit_draw(ids, probability, rep, 1)
         records.append({"audit": audit, "fraction": fraction, "expected_labels": float(probability.sum()),
                         "labels": int(drawn.sum()), "hard_share_of_labels": float(hard[drawn].mean()),
                         **corrected_row(audited_frame(scored, panel_mean, drawn, probability), truth, embedder, rep)})
-    drawn, gold_prob, batches = sequential_audit(scored, panel_mean, features, budget * SEQUENTIAL_FRACTION, rep)
-    records.append({"audit": "sequential", "fraction": SEQUENTIAL_FRACTION, "expected_labels": budget * SEQUENTIAL_FRACTION,
-                    "labels": int(drawn.sum()), "hard_share_of_labels": float(hard[drawn].mean()), "batches": batches,
-                    **corrected_row(audited_frame(scored, panel_mean, drawn, gold_prob), truth, embedder, rep)})
+    if "sequential" in kinds:
+        drawn, gold_prob, batches = sequential_audit(scored, panel_mean, features, budget * SEQUENTIAL_FRACTION, rep)
+        records.append({"audit": "sequential", "fraction": SEQUENTIAL_FRACTION,
+                        "expected_labels": budget * SEQUENTIAL_FRACTION, "labels": int(drawn.sum()),
+                        "hard_share_of_labels": float(hard[drawn].mean()), "batches": batches,
+                        **corrected_row(audited_frame(scored, panel_mean, drawn, gold_prob), truth, embedder, rep)})
     for record in records:
         record.update(kind="audit", rep=rep, pairs=n, budget=budget, hard_share=float(hard.mean()), simulated=True)
     return records
@@ -216,10 +239,11 @@ def audit_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def saving(table: pd.DataFrame) -> dict:
-    """The fewest active labels (on the grid, and linearly interpolated) whose median width ≤ uniform's at B."""
+def saving(table: pd.DataFrame, family: str) -> dict:
+    """The fewest labels of an audit family (on its grid, and linearly interpolated) whose median width ≤
+    the uniform audit's at B."""
     uniform = table[(table["audit"] == "uniform") & (table["fraction"] == 1.0)].iloc[0]
-    active = table[table["audit"] == "active"].sort_values("labels")
+    active = table[table["audit"] == family].sort_values("labels")
     reaching = active[active["median_width"] <= uniform["median_width"]]
     out = {"uniform_labels": uniform["labels"], "uniform_width": uniform["median_width"],
            "uniform_coverage": uniform["coverage"]}
@@ -248,18 +272,22 @@ def summarise(frame: pd.DataFrame) -> str:
         lines.append(f"{r.audit:11} {f'{r.fraction:g}·B':>6} {r.labels:7.1f} {r.hard_share:6.0%} {r.coverage:8.3f} "
                      f"{f'[{r.coverage_ci[0]:.3f}, {r.coverage_ci[1]:.3f}]':>20} {r.bias:+7.3f} {r.median_width:12.3f} "
                      f"{r.paired_ratio:11.3f} {r.ppi_lambda:8.2f} {r.failed:6d}")
-    result = saving(table)
-    if "active_labels" in result:
-        line = (f"\nactive reached the uniform audit's median width ({result['uniform_width']:.3f} with "
-                f"{result['uniform_labels']:.0f} labels) with {result['active_labels']:.0f} labels on the grid "
-                f"(median width {result['active_width']:.3f}): {result['saved']:.0%} fewer labels")
-        if "interpolated_labels" in result:
-            line += (f"; interpolated between grid points, {result['interpolated_labels']:.0f} labels "
-                     f"({result['interpolated_saved']:.0%} fewer)")
-        lines.append(line + f"; coverage {result['uniform_coverage']:.3f} uniform, {result['active_coverage']:.3f} active")
-    else:
-        lines.append(f"\nno active budget on the grid reached the uniform audit's median width "
-                     f"({result['uniform_width']:.3f} with {result['uniform_labels']:.0f} labels)")
+    for family in ("active", "ipw"):
+        if family not in set(table["audit"]):
+            continue
+        result = saving(table, family)
+        if "active_labels" in result:
+            line = (f"\n{family} reached the uniform audit's median width ({result['uniform_width']:.3f} with "
+                    f"{result['uniform_labels']:.0f} labels) with {result['active_labels']:.0f} labels on the grid "
+                    f"(median width {result['active_width']:.3f}): {result['saved']:.0%} fewer labels")
+            if "interpolated_labels" in result:
+                line += (f"; interpolated between grid points, {result['interpolated_labels']:.0f} labels "
+                         f"({result['interpolated_saved']:.0%} fewer)")
+            lines.append(line + f"; coverage {result['uniform_coverage']:.3f} uniform, "
+                                f"{result['active_coverage']:.3f} {family}")
+        else:
+            lines.append(f"\nno {family} budget on the grid reached the uniform audit's median width "
+                         f"({result['uniform_width']:.3f} with {result['uniform_labels']:.0f} labels)")
     sequential = frame[frame["audit"] == "sequential"]
     if len(sequential) and "batches" in sequential.columns:
         batches = pd.DataFrame([b for bs in sequential["batches"] for b in bs])
@@ -276,6 +304,7 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0, help="first replication (to resume or split a run)")
     parser.add_argument("--n", type=int, default=2_000, help="pairs per study")
     parser.add_argument("--budget", type=float, default=400, help="B: the uniform audit's expected labels")
+    parser.add_argument("--audits", default=",".join(DEFAULT_AUDITS), help=f"comma-separated: {', '.join(AUDITS)}")
     parser.add_argument("--out", type=Path, default=None, help="append each replication's records here (JSON lines)")
     parser.add_argument("--summarise", type=Path, nargs="*", default=None, help="only print the tables of results files")
     args = parser.parse_args()
@@ -284,18 +313,25 @@ def main() -> None:
         return
     if not FLOOR * args.n < args.budget * min(FRACTIONS) / BATCHES:
         parser.error(f"a budget of {args.budget:g} is too small for {args.n} pairs at a floor of {FLOOR:g}")
+    kinds = tuple(args.audits.split(","))
+    if unknown := [k for k in kinds if k not in AUDITS]:
+        parser.error(f"unknown audit {unknown[0]!r}: one of {', '.join(AUDITS)}")
+    if "uniform" not in kinds:
+        parser.error("--audits needs uniform: every width is compared with the uniform audit's at B")
     warnings.filterwarnings("ignore")
     started = time.perf_counter()
     embedder = causal.Embedder()
     chosen = sample_pairs(real_turn_pairs(), args.n, seed=0)
-    score = causal.personal_score(embedder.embed(chosen["prompt"].tolist()), embedder.embed(PERSONAL_ANCHORS),
-                                  embedder.embed(TASK_ANCHORS))
+    prompts = embedder.embed(chosen["prompt"].tolist())
+    score = causal.personal_score(prompts, embedder.embed(PERSONAL_ANCHORS), embedder.embed(TASK_ANCHORS))
+    centred = prompts - prompts.mean(axis=0)
+    components = centred @ np.linalg.svd(centred, full_matrices=False)[2][:20].T
     embedder.embed(chosen["prev_response"].fillna("").astype(str).tolist())
     print(f"{args.n:,} real turn-pairs embedded in {time.perf_counter() - started:.0f} s", flush=True)
     started, cpu = time.perf_counter(), time.process_time()
     records = []
     for rep in range(args.first, args.first + args.reps):
-        rows = replicate(chosen, score, embedder, rep, args.budget)
+        rows = replicate(chosen, score, components, embedder, rep, args.budget, kinds)
         records += rows
         if args.out:
             with args.out.open("a") as handle:
