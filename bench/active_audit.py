@@ -234,6 +234,7 @@ def audit_table(frame: pd.DataFrame) -> pd.DataFrame:
                     "labels": float(done["labels"].mean()), "hard_share": float(done["hard_share_of_labels"].mean()),
                     "coverage": covered / len(done), "coverage_ci": (low, high),
                     "bias": float((done["estimate"] - done["truth"]).mean()),
+                    "rmse": float(np.sqrt(((done["estimate"] - done["truth"]) ** 2).mean())),
                     "median_width": float(done["width"].median()), "paired_ratio": float(paired.median()),
                     "ppi_lambda": float(done["ppi_lambda"].median())})
     return pd.DataFrame(out)
@@ -250,13 +251,13 @@ def saving(table: pd.DataFrame, family: str) -> dict:
     if len(reaching):
         best = reaching.iloc[0]
         out.update(active_labels=best["labels"], active_width=best["median_width"], active_coverage=best["coverage"],
-                   saved=1 - best["labels"] / uniform["labels"])
+                   saved=round(1 - best["labels"] / uniform["labels"], 2) + 0.0)  # + 0.0: no "-0 %"
         above = active[active["labels"] < best["labels"]]
         if len(above):  # between the grid point below (wider) and this one
             prev = above.iloc[-1]
             share = (prev["median_width"] - uniform["median_width"]) / (prev["median_width"] - best["median_width"])
             out["interpolated_labels"] = prev["labels"] + share * (best["labels"] - prev["labels"])
-            out["interpolated_saved"] = 1 - out["interpolated_labels"] / uniform["labels"]
+            out["interpolated_saved"] = round(1 - out["interpolated_labels"] / uniform["labels"], 2) + 0.0
     return out
 
 
@@ -267,10 +268,10 @@ def summarise(frame: pd.DataFrame) -> str:
              f"{int(frame['pairs'].iloc[0]):,} pairs, B = {frame['budget'].iloc[0]:g}, "
              f"{frame['hard_share'].mean():.0%} of pairs hard, {frame['rep'].nunique()} replications",
              f"{'audit':11} {'budget':>6} {'labels':>7} {'hard %':>6} {'coverage':>8} {'95 % CI of coverage':>20} "
-             f"{'bias':>7} {'median width':>12} {'÷ uniform B':>11} {'median λ':>8} {'failed':>6}"]
+             f"{'bias':>7} {'RMSE':>6} {'median width':>12} {'÷ uniform B':>11} {'median λ':>8} {'failed':>6}"]
     for r in table.itertuples():
         lines.append(f"{r.audit:11} {f'{r.fraction:g}·B':>6} {r.labels:7.1f} {r.hard_share:6.0%} {r.coverage:8.3f} "
-                     f"{f'[{r.coverage_ci[0]:.3f}, {r.coverage_ci[1]:.3f}]':>20} {r.bias:+7.3f} {r.median_width:12.3f} "
+                     f"{f'[{r.coverage_ci[0]:.3f}, {r.coverage_ci[1]:.3f}]':>20} {r.bias:+7.3f} {r.rmse:6.3f} {r.median_width:12.3f} "
                      f"{r.paired_ratio:11.3f} {r.ppi_lambda:8.2f} {r.failed:6d}")
     for family in ("active", "ipw"):
         if family not in set(table["audit"]):
@@ -294,7 +295,7 @@ def summarise(frame: pd.DataFrame) -> str:
         for batch, group in batches.groupby("batch"):
             lines.append(f"sequential batch {batch}: {group['new_labels'].mean():.1f} new labels on average "
                          f"({group['expected_new'].mean():.1f} expected), need p90/p10 "
-                         f"{group['need_ratio_p90_p10'].median():.2f}; need from {group['need'].iloc[-1]}")
+                         f"{group['need_ratio_p90_p10'].median():.2f}; last replication's need: {group['need'].iloc[-1]}")
     return "\n".join(lines)
 
 
