@@ -12,6 +12,10 @@ same pairs, all drawn from the same per-pair hash (`annotation.audit_draw`, seed
 - active, one batch: probabilities ∝ `error_need(audit_features(panel))` — the judges' disagreement and
   closeness to a treatment threshold — scaled by `budget_probabilities` to L = B·{0.5, 0.6, 0.7, 0.8, 1.0}
   expected labels with a floor of 0.02;
+- pilot (what `annotate push` does once an estimate exists): a uniform pilot of 0.3·L, the estimate on
+  it, then the other 0.7·L at need = error_need × the pilot estimate's inverse-propensity weight of the
+  pair's arm (`audit_need.parquet`'s weight), floor half the batch's uniform rate; gold_prob =
+  ever_drawn over both batches; L = B·{0.5, 0.6, 0.7, 0.8, 1.0} (`--audits uniform,pilot`);
 - sequential: three batches of 0.7·B / 3 expected new labels each; batch 1 as above, batches 2 and 3 from
   `error_need(features, squared_error, 1/π)` fitted on the labels drawn so far (the panel's squared
   error on both scales, weighted by the inverse of each labelled pair's probability of having been drawn
@@ -61,7 +65,9 @@ from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS, 
 FRACTIONS = (0.5, 0.6, 0.7, 0.8, 1.0)  # active budgets, as shares of the uniform audit's B
 UNIFORM_FRACTIONS = (1.0, 0.7)
 IPW_FRACTIONS = (0.7, 1.0)
-AUDITS = ("uniform", "active", "oracle", "sequential", "ipw")
+AUDITS = ("uniform", "active", "oracle", "sequential", "ipw", "pilot")
+PILOT_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 1.0)
+PILOT_SHARE = 0.3  # the residual audit's uniform first batch, as a share of its labels
 DEFAULT_AUDITS = ("uniform", "active", "oracle", "sequential")
 SEQUENTIAL_FRACTION = 0.7  # the three batches' total budget, as a share of B
 BATCHES = 3
@@ -114,8 +120,9 @@ def audited_frame(scored: pd.DataFrame, panel_mean: pd.DataFrame, drawn: np.ndar
     return frame
 
 
-def corrected_row(frame: pd.DataFrame, truth: pd.DataFrame, embedder, rep: int) -> dict:
-    """The primary row on one audit, scored against the realised effect it targets."""
+def corrected_row(frame: pd.DataFrame, truth: pd.DataFrame, embedder, rep: int, need_out: list | None = None) -> dict:
+    """The primary row on one audit, scored against the realised effect it targets (`need_out` receives the
+    estimate's `audit_need`: where the correction's residual is predicted large)."""
     config = causal.CausalConfig(seed=rep, estimators=["dr_gold_corrected"], refuters=[], heterogeneity=False,
                                  sensitivity=False, workers=1)
     try:
@@ -125,6 +132,8 @@ def corrected_row(frame: pd.DataFrame, truth: pd.DataFrame, embedder, rep: int) 
     row = next((r for r in result.rows if r.label == PRIMARY), None)
     if row is None or not np.isfinite(row.estimate):
         return {"failed": "no finite dr_gold_corrected row"}
+    if need_out is not None:
+        need_out.append(result.audit_need)
     target = causal.true_effects(truth, causal.target_pairs(row, result, frame, RULE, truth))
     return {"estimate": row.estimate, "se": row.se, "low": row.ci_low, "high": row.ci_high, "truth": target,
             "covered": bool(row.ci_low <= target <= row.ci_high), "width": row.ci_high - row.ci_low,
@@ -170,6 +179,33 @@ def sequential_audit(scored: pd.DataFrame, panel_mean: pd.DataFrame, features: p
     return drawn, annotation.ever_drawn(np.vstack(history)), batches
 
 
+def pilot_audit(scored: pd.DataFrame, panel_mean: pd.DataFrame, truth: pd.DataFrame, embedder, labels: float,
+                   rep: int, error_need: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Two batches as `annotate push` draws them around an estimate: a uniform pilot of PILOT_SHARE·labels,
+    the estimate on it, then the rest at need = error_need × the pilot estimate's `audit_need` weight (the
+    inverse-propensity weight a label error carries into the correction), at the toolkit's default floor
+    (half the batch's uniform rate). (drawn, gold_prob, record); a pilot estimate that fails leaves the
+    rest at error_need alone, and says so."""
+    ids, n = scored["pair_id"], len(scored)
+    pilot = np.full(n, labels * PILOT_SHARE / n)
+    drawn = annotation.audit_draw(ids, pilot, rep, 1)
+    needs: list = []
+    pilot_row = corrected_row(audited_frame(scored, panel_mean, drawn, pilot), truth, embedder, rep, needs)
+    rest = labels - float(pilot.sum())
+    need = needs[0] if needs and needs[0] is not None else None
+    if need is None:
+        values, how = error_need, f"error_need alone (the pilot's estimate gave no weight: {pilot_row.get('failed', 'none')})"
+    else:
+        values = need.set_index("pair_id")["weight"].reindex(ids).to_numpy(dtype=float) * error_need
+        values, how = np.where(np.isnan(values), np.nanmax(values), values), "error_need × the pilot estimate's weight"
+    floor = rest / int((~drawn).sum()) / 2
+    second = annotation.budget_probabilities(values, rest, floor, counted=~drawn)
+    drawn |= annotation.audit_draw(ids, second, rep, 2)
+    record = {"need": how, "pilot_labels": int(annotation.audit_draw(ids, pilot, rep, 1).sum()),
+              "need_ratio_p90_p10": float(np.quantile(values, 0.9) / np.quantile(values, 0.1))}
+    return drawn, annotation.ever_drawn(np.vstack([pilot, second])), record
+
+
 def inverse_propensity(scored: pd.DataFrame, panel_mean: pd.DataFrame, components: np.ndarray) -> np.ndarray:
     """The weight a pair's DR moment carries in the panel's arm, from a propensity fitted on observed data only."""
     from sklearn.linear_model import LogisticRegression
@@ -209,6 +245,11 @@ def replicate(chosen: pd.DataFrame, score: np.ndarray, components: np.ndarray, e
         records.append({"audit": audit, "fraction": fraction, "expected_labels": float(probability.sum()),
                         "labels": int(drawn.sum()), "hard_share_of_labels": float(hard[drawn].mean()),
                         **corrected_row(audited_frame(scored, panel_mean, drawn, probability), truth, embedder, rep)})
+    for fraction in PILOT_FRACTIONS if "pilot" in kinds else ():
+        drawn, gold_prob, phases = pilot_audit(scored, panel_mean, truth, embedder, budget * fraction, rep, need)
+        records.append({"audit": "pilot", "fraction": fraction, "expected_labels": budget * fraction,
+                        "labels": int(drawn.sum()), "hard_share_of_labels": float(hard[drawn].mean()), "phases": phases,
+                        **corrected_row(audited_frame(scored, panel_mean, drawn, gold_prob), truth, embedder, rep)})
     if "sequential" in kinds:
         drawn, gold_prob, batches = sequential_audit(scored, panel_mean, features, budget * SEQUENTIAL_FRACTION, rep)
         records.append({"audit": "sequential", "fraction": SEQUENTIAL_FRACTION,
@@ -273,7 +314,7 @@ def summarise(frame: pd.DataFrame) -> str:
         lines.append(f"{r.audit:11} {f'{r.fraction:g}·B':>6} {r.labels:7.1f} {r.hard_share:6.0%} {r.coverage:8.3f} "
                      f"{f'[{r.coverage_ci[0]:.3f}, {r.coverage_ci[1]:.3f}]':>20} {r.bias:+7.3f} {r.rmse:6.3f} {r.median_width:12.3f} "
                      f"{r.paired_ratio:11.3f} {r.ppi_lambda:8.2f} {r.failed:6d}")
-    for family in ("active", "ipw"):
+    for family in ("active", "ipw", "pilot"):
         if family not in set(table["audit"]):
             continue
         result = saving(table, family)

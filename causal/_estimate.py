@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import _backend, _estimators, _learners  # noqa: F401  (importing them registers their estimators)
+from ._audit_need import arm_weight
 from ._balance import pooled_sd, smd
 from ._config import PRIMARY, CausalConfig
 from ._data import Audit, StudyArrays, TreatmentRule, prepare
@@ -124,6 +125,17 @@ def _gold_block(fit: Fit) -> dict:
                            "pairs": int(len(audit.audited))},
                      design=_design_saving(fit.gold_corrected, audit, estimate))
     return block
+
+
+def _audit_need(fit: Fit) -> pd.DataFrame | None:
+    """pair_id → weight: the inverse-propensity weight (gold propensity, the judges' arm) a label error on
+    the pair carries into the correction (`arm_weight`), for the next batch of an active audit."""
+    gold = fit.gold_corrected.nuisances
+    if gold is None:
+        return None
+    clip = fit.config.propensity_clip
+    weight = arm_weight(np.clip(gold.propensity, clip, 1 - clip), fit.all.treatment)
+    return pd.DataFrame({"pair_id": fit.all.frame["pair_id"].to_numpy(), "weight": weight})
 
 
 def _design_saving(gold: GoldFit, audit: Audit, estimate: float) -> dict:
@@ -438,6 +450,7 @@ def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embed
         primary=f"{primary_method} · ATE{' · weighted' if primary_weighted else ''}",
         primary_missing=missing,
         matched_pairs=matched_pairs,
+        audit_need=_audit_need(fit) if gold_ready else None,
         arrays={"propensity": e, "treated": t, "cate": cate, **fit.arrays},
         sensitivity=sensitivity,
         refuters=refuted,

@@ -84,6 +84,7 @@ class EstimateResult:
     primary: str  # label of the pre-specified primary estimate (of `dr` when the primary could not be estimated)
     matched_pairs: pd.DataFrame  # method, treated_pair_id, control_pair_id, distance
     arrays: dict[str, np.ndarray]  # per-unit values for the report's plots (not written to JSON)
+    audit_need: pd.DataFrame | None = None  # pair_id, need: where the next active audit batch should look
     provenance: dict = field(default_factory=dict)
     sensitivity: dict = field(default_factory=dict)  # E-value, Rosenbaum Γ, omitted-variable bounds
     refuters: dict = field(default_factory=dict)  # name → {verdict, ...}

@@ -21,7 +21,14 @@ import pandas as pd
 from empathy_study import annotation, judge
 from empathy_study.annotation import labelstudio
 from empathy_study.shared import write_json, write_parquet
-from empathy_study.study.audit_design import current_design, judge_features, next_batch, save_batches, with_batches
+from empathy_study.study.audit_design import (
+    AUDIT_NEED,
+    current_design,
+    judge_features,
+    next_batch,
+    save_batches,
+    with_batches,
+)
 from empathy_study.study.audit_plan import AuditReach, audit_reach
 from empathy_study.study.judging import load_sample, read_judgments
 from empathy_study.study.labels import read_labels, under
@@ -167,7 +174,10 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
         features = judge_features(study, config, sample["pair_id"])
         gold = (annotation.gold_scores(under(read_labels(study), config.prompt_versions()))
                 if study.labels.exists() else None)
-        batches = next_batch(design, config, features, gold, pushed_uniform=state.pushed and design.design == "uniform")
+        need_file = study.estimates / AUDIT_NEED
+        weight = pd.read_parquet(need_file).set_index("pair_id")["weight"] if need_file.exists() else None
+        batches = next_batch(design, config, features, gold, pushed_uniform=state.pushed and design.design == "uniform",
+                             arm_weight=weight)
         design = with_batches(design, batches)
     elif design.design == "active":
         raise StudyError(f"this audit was drawn actively ({design.describe()}); [annotation] audit = \"uniform\" "

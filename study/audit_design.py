@@ -22,6 +22,7 @@ from empathy_study.study.judging import read_judgments
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 BATCH_COLUMNS = ("batch", "pair_id", "probability", "drawn")
+AUDIT_NEED = "audit_need.parquet"  # in the estimates folder: pair_id, weight (what a label error costs the correction)
 
 
 @dataclass
@@ -111,12 +112,14 @@ class Batch:
 
 
 def next_batch(design: AuditDesign, config: StudyConfig, features: pd.DataFrame,
-               gold: pd.DataFrame | None, pushed_uniform: bool) -> list[Batch]:
+               gold: pd.DataFrame | None, pushed_uniform: bool, arm_weight: pd.Series | None = None) -> list[Batch]:
     """The batches the next push draws for an active design (empty: the audit holds audit_labels pairs
     and covers every sampled pair). A uniform audit pushed before the design became active enters as
     batch 1, at its rate. `gold` (pair_id, empathy_gold, attachment_gold) are the labels so far: their
-    squared errors against the panel's scores fit the need of the new batch. A batch is drawn while the
-    batches' planned labels fall short of audit_labels, for the rest. Pure."""
+    squared errors against the panel's scores fit the need of the new batch; `arm_weight` (pair_id → the
+    inverse-propensity weight the last estimate's correction gives a label error on the pair) multiplies
+    it: the batch's variance is made of error × weight. A batch is drawn while the batches' planned labels fall short of
+    audit_labels, for the rest. Pure."""
     a = config.annotation
     ids = design.probability.index
     batches = []
@@ -151,6 +154,13 @@ def next_batch(design: AuditDesign, config: StudyConfig, features: pd.DataFrame,
         g = gold.set_index("pair_id").reindex(ids)
         squared = (g["empathy_gold"] - features["empathy"]) ** 2 + (g["attachment_gold"] - features["attachment"]) ** 2
     need, how = annotation.error_need(features, squared, weight)
+    if arm_weight is not None:
+        cost = arm_weight.reindex(ids)
+        uncovered = int(cost.isna().sum())
+        need = need * cost.fillna(float(cost.max()) if cost.notna().any() else 1.0)
+        how += (", times the inverse-propensity weight a label error carries into the correction (the last "
+                f"estimate's estimates/{AUDIT_NEED}" + (f"; {uncovered:,} pairs it did not cover take its largest)"
+                                                        if uncovered else ")"))
     floor = a.min_audit_prob or min(1.0, budget / max(int((~drawn_now).sum()), 1) / 2)
     try:
         probability = annotation.budget_probabilities(need.to_numpy(), budget, floor, counted=~drawn_now)

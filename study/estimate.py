@@ -13,8 +13,9 @@ import pandas as pd
 from pydantic import ValidationError
 
 from empathy_study import causal
-from empathy_study.shared import write_json, write_text
+from empathy_study.shared import write_json, write_parquet, write_text
 from empathy_study.study import selection
+from empathy_study.study.audit_design import AUDIT_NEED
 from empathy_study.study.export import validation_note
 from empathy_study.study.progress import Progress, Step, quiet
 from empathy_study.study.provenance import file_sha256, git_state, provenance, read_scored_pairs, versions
@@ -106,6 +107,11 @@ def _write_outputs(result: causal.EstimateResult, out: Path, semisynthetic: bool
     write_json(out / "estimates.json", result.to_json())
     write_text(out / "estimates.csv", result.summary_frame().to_csv(index=False))
     write_text(out / "matched_pairs.csv", result.matched_pairs.to_csv(index=False))
+    need = out / AUDIT_NEED
+    if result.audit_need is not None:  # where an active audit's next batch looks (study/audit_design.py)
+        write_parquet(need, result.audit_need)
+    else:
+        need.unlink(missing_ok=True)  # an older estimate's need must not stand for this one
     write_text(out / "report.html", causal.render_report(result, semisynthetic=semisynthetic, title=title))
 
 

@@ -143,3 +143,20 @@ def test_a_uniform_audit_already_pushed_becomes_the_first_batch(tmp_path):
     assert first["drawn"].to_numpy().tolist() == annotation.audit_draw(first["pair_id"], 0.15, 0).tolist()
     undrawn = ~batches[batches["batch"] == 2]["pair_id"].isin(first.loc[first["drawn"], "pair_id"]).to_numpy()
     assert abs(batches[batches["batch"] == 2]["probability"].to_numpy()[undrawn].sum() - (60 - 0.15 * N)) < 1e-6
+
+
+def test_the_last_estimates_weights_send_the_next_batch_where_an_error_costs_most(tmp_path):
+    """estimates/audit_need.parquet (written by `empathy estimate`): a pair whose arm has a propensity
+    near 0 carries a large inverse-propensity weight into the correction, so its label is worth more."""
+    ws = active_study(tmp_path / "s", "audit_labels = 40\nmin_audit_prob = 0.02")
+    ids = study.load_sample(ws)["pair_id"]
+    heavy = np.arange(N) % 7 == 0
+    (ws.root / "estimates").mkdir()
+    pd.DataFrame({"pair_id": ids, "weight": np.where(heavy, 12.0, 1.5)}).to_parquet(ws.root / "estimates" /
+                                                                                    "audit_need.parquet")
+    push(ws.root)
+    p = read_batches(ws).set_index("pair_id")["probability"].reindex(ids).to_numpy()
+    agree = ~DISAGREE
+    assert p[heavy & agree].mean() > 4 * p[~heavy & agree].mean()
+    recorded = json.loads(ws.annotation_state.read_text())["audit"]["batches"][0]
+    assert "inverse-propensity weight" in recorded["need_from"]
