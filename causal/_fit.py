@@ -115,7 +115,7 @@ class Fit:
         judged = ~(np.isnan(a.empathy) | np.isnan(a.outcome))
         summary = nuisance_summary(self.nuisances_all, self.features_all.modifier_matrix, c.propensity_clip)
         X = self.features_all.for_sample(len(a.outcome))
-        return corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome), a.audit,
+        return corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome, a.panel), a.audit,
                                 self.folds_all, self.models, c.propensity_clip, c.seed, clusters=a.clusters)
 
     @cached_property

@@ -33,7 +33,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from . import _backend
-from ._data import Audit
+from ._data import Audit, PanelScores
 from ._errors import CausalError
 from ._inference import clustered_se, ratio_with_se
 from ._nuisance import Models, Nuisances, crossfit, dr_scores, nuisance_models
@@ -126,12 +126,25 @@ def _fit(model, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None):
 CONTROL, BAND, TREATED = 0, 1, 2
 
 
-def judge_view(judged: np.ndarray, t: np.ndarray, empathy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """What the judges say about a pair: its arm (or the excluded band, or no score), raw empathy, attachment."""
+def judge_view(judged: np.ndarray, t: np.ndarray, empathy: np.ndarray, y: np.ndarray,
+               panel: PanelScores | None = None) -> np.ndarray:
+    """What the judges say about a pair: the panel's arm (or the excluded band, or no score), raw empathy
+    and attachment; then, where the table has each judge's own scores (`panel`), the same of every judge
+    — its arm by the rule, its empathy and attachment (0 where it did not score) and whether its
+    attachment is missing (a missing empathy is the arm indicators all 0) — so the gold models can weigh
+    a judge that predicts people well above one that does not, instead of taking their mean."""
     arm = ~np.isnan(t)
     treated = arm & (np.nan_to_num(t) == 1)
-    return np.column_stack([arm & ~treated, judged & ~arm, treated, np.where(judged, empathy, 0.0),
-                            np.where(judged, y, 0.0)]).astype(float)
+    columns = [arm & ~treated, judged & ~arm, treated, np.where(judged, empathy, 0.0), np.where(judged, y, 0.0)]
+    if panel is not None:
+        for j in range(len(panel.judges)):
+            scored, own_t = ~np.isnan(panel.empathy[:, j]), panel.treatment[:, j]
+            own_arm = ~np.isnan(own_t)
+            own_treated = own_arm & (np.nan_to_num(own_t) == 1)
+            missing = np.isnan(panel.attachment[:, j])
+            columns += [own_arm & ~own_treated, scored & ~own_arm, own_treated, np.nan_to_num(panel.empathy[:, j]),
+                        np.nan_to_num(panel.attachment[:, j]), missing]
+    return np.column_stack(columns).astype(float)
 
 
 def nuisance_summary(judge: Nuisances, modifiers: np.ndarray, clip: float) -> np.ndarray:
