@@ -21,7 +21,8 @@ bring the unlabelled rows' information in: the gold propensity and outcome model
 audited pairs over the judge-label nuisances (fitted on every pair) and the effect modifiers, never
 over the judge's labels themselves (those are measurements of treatment and outcome, not
 confounders). ĝ is a small linear model of the gold moment given the judge's labels and the gold
-nuisances, fitted on the audited pairs of the other folds.
+nuisances, fitted on the audited pairs of the other folds; where the table has each judge's own
+scores, it reads them as separate predictors beside the panel aggregate (`own_view`).
 """
 
 from __future__ import annotations
