@@ -21,8 +21,8 @@ _HOMES = {
     "_report": ["render_report"],
     "_results": ["EffectRow", "EstimateResult"],
     "_selection": ["CONDITIONAL_ON_REPLY", "LeeBounds", "Terminal", "Terminal", "lee_bounds", "selection_analysis"],
-    "_semisynthetic": ["JudgeNoise", "PlantedEffect", "judge_labels", "personal_score", "semisynthetic_study",
-                       "simulate", "target_pairs", "true_effects"],
+    "_semisynthetic": ["JudgeNoise", "PANEL_JUDGES", "PlantedEffect", "judge_labels", "panel_labels", "personal_score",
+                       "semisynthetic_study", "simulate", "target_pairs", "true_effects"],
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -32,8 +32,8 @@ __all__ = [  # the eager four, then every lazily loaded name of _HOMES
     "Audit", "TreatmentRule", "prepare", "Embedder", "EmbeddingCache", "default_cache_dir", "ESTIMATORS", "Fit",
     "estimate_effects", "AuditPlan", "corrected_mean", "corrected_regression", "plan_audit",
     "pseudo_outcome", "tuned_lambda", "render_report", "EffectRow", "EstimateResult", "CONDITIONAL_ON_REPLY", "LeeBounds", "Terminal",
-    "lee_bounds", "selection_analysis", "JudgeNoise", "PlantedEffect", "judge_labels", "personal_score",
-    "semisynthetic_study", "simulate", "target_pairs", "true_effects",
+    "lee_bounds", "selection_analysis", "JudgeNoise", "PANEL_JUDGES", "PlantedEffect", "judge_labels", "panel_labels",
+    "personal_score", "semisynthetic_study", "simulate", "target_pairs", "true_effects",
 ]
 assert set(__all__[4:]) == set(_HOME_OF)
 

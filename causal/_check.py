@@ -292,11 +292,13 @@ def _arms(rule: TreatmentRule, empathy: np.ndarray) -> np.ndarray:
     return np.where(assigned == 1, TREATED, np.where(assigned == 0, CONTROL, BAND))
 
 
-def fit_world(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, progress: Progress | None = None) -> World:
-    """Fit the surfaces, the noise and (with human labels) the judges' errors to the study's own data."""
+def fit_world(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, progress: Progress | None = None,
+              judge_columns: dict | None = None) -> World:
+    """Fit the surfaces, the noise and (with human labels) the judges' errors to the study's own data
+    (`judge_columns`: as `prepare` takes it)."""
     report = progress or (lambda step, done, total: None)
     rule = TreatmentRule(high=config.treat_high, low=config.treat_low)
-    data = prepare(pairs, rule)
+    data = prepare(pairs, rule, judge_columns)
     features = confounders(data, config, embedder, report)
     report("check: fitting the treatment and outcome surfaces", 0, 1)
     fit_rows = data.in_arm  # scored and in an arm by the judges' labels: what the estimators fit on
@@ -404,7 +406,9 @@ def fit_world(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, pro
             "real": _shape(data.treatment[fit_rows], data.outcome[fit_rows]),
         },
     }
-    return World(data.frame, data.clusters, np.clip(propensity.prediction, *PROPENSITY_BOUNDS), mu0, effect,
+    # each judge's own scores are not simulated (only the panel's, from the audit): a simulated study leaves them out
+    frame = data.frame.drop(columns=list(data.panel.columns) if data.panel is not None else [])
+    return World(frame, data.clusters, np.clip(propensity.prediction, *PROPENSITY_BOUNDS), mu0, effect,
                  float(np.sqrt(between)), pool, grid, empathy_by_arm, band_share, judge, gold_prob, audit_probability,
                  judge_scored, summary)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from empathy_study.shared import CONSTRUCTS
+from empathy_study.shared import CONSTRUCTS, JUDGE_COLUMN
 
 from ._errors import CausalError
 
@@ -70,6 +70,56 @@ class Audit:
 
 
 @dataclass
+class PanelScores:
+    """Each panel judge's own scores (optional columns `<construct>__<judge>`), beside the panel aggregate:
+    n × judges arrays, NaN where a judge did not score the pair. Only the judge-error correction reads
+    them, as separate predictors of the gold labels."""
+
+    judges: tuple[str, ...]
+    columns: tuple[str, ...]  # the table's columns they came from
+    empathy: np.ndarray
+    attachment: np.ndarray
+    treatment: np.ndarray  # the treatment rule applied to each judge's empathy: 1/0, NaN excluded or unscored
+
+    def subset(self, rows: np.ndarray) -> "PanelScores":
+        return replace(self, empathy=self.empathy[rows], attachment=self.attachment[rows],
+                       treatment=self.treatment[rows])
+
+
+def panel_columns(columns: list[str], recorded: dict | None) -> dict[str, dict[str, str]]:
+    """construct → judge → column of each judge's own score. `recorded`: the `panel_columns` record of
+    the file's provenance (what `empathy export` wrote), which names them; a file without one (a file a
+    user brings) may carry them under the documented names `<construct>__<judge>`."""
+    if recorded is not None:
+        named = {c: dict(recorded.get(c, {})) for c in CONSTRUCTS}
+        absent = [column for c in CONSTRUCTS for column in named[c].values() if column not in columns]
+        if absent:
+            raise CausalError(f"the file's provenance names per-judge score column{'s' if len(absent) > 1 else ''} "
+                              f"{', '.join(absent)} that the table lacks: export again, or drop the "
+                              "panel_columns record")
+        return named
+    prefix = {c: JUDGE_COLUMN.format(construct=c, judge="") for c in CONSTRUCTS}
+    return {c: {column[len(prefix[c]):]: column for column in columns
+                if column.startswith(prefix[c]) and len(column) > len(prefix[c])} for c in CONSTRUCTS}
+
+
+def _panel(frame: pd.DataFrame, named: dict[str, dict[str, str]], rule: TreatmentRule) -> PanelScores | None:
+    judges = tuple(dict.fromkeys(j for c in CONSTRUCTS for j in named[c]))
+    if not judges:
+        return None
+    n = len(frame)
+
+    def scores(construct: str) -> np.ndarray:
+        return np.column_stack([_check_scale(frame, named[construct][j]).to_numpy(dtype=float)
+                                if j in named[construct] else np.full(n, np.nan) for j in judges])
+
+    empathy = scores("empathy")
+    treatment = np.column_stack([rule.assign(pd.Series(empathy[:, i])).to_numpy() for i in range(len(judges))])
+    return PanelScores(judges, tuple(col for c in CONSTRUCTS for col in named[c].values()), empathy,
+                       scores("attachment"), treatment)
+
+
+@dataclass
 class StudyArrays:
     frame: pd.DataFrame  # the rows in the analysis, in order
     treatment: np.ndarray  # judge rule: 1/0, NaN where excluded or unscored
@@ -80,6 +130,7 @@ class StudyArrays:
     design_weight: np.ndarray | None  # 1 / inclusion_prob where the sample recorded it
     counts: dict[str, int]  # how many rows went where
     audit: Audit | None = None
+    panel: PanelScores | None = None  # each judge's own scores, where the table has them
 
     @property
     def in_arm(self) -> np.ndarray:
@@ -91,7 +142,8 @@ class StudyArrays:
                        outcome=self.outcome[mask], empathy=self.empathy[mask],
                        clusters=np.unique(self.clusters[mask], return_inverse=True)[1],
                        design_weight=None if self.design_weight is None else self.design_weight[mask],
-                       audit=None if self.audit is None else self.audit.subset(mask))
+                       audit=None if self.audit is None else self.audit.subset(mask),
+                       panel=None if self.panel is None else self.panel.subset(mask))
 
     def weightings(self, units: np.ndarray | None = None) -> list[tuple[bool, np.ndarray | None]]:
         """(weighted, weights) to report: unweighted always; by design weight (of `units`) where recorded."""
@@ -200,8 +252,10 @@ def response_probability(frame: pd.DataFrame, drawn: np.ndarray, labelled: np.nd
     return np.clip(complete, RESPONSE_FLOOR, 1.0)
 
 
-def prepare(pairs: pd.DataFrame, rule: TreatmentRule) -> StudyArrays:
+def prepare(pairs: pd.DataFrame, rule: TreatmentRule, judge_columns: dict | None = None) -> StudyArrays:
     """Validate the table, apply the treatment rule, and count every row that is left out.
+
+    `judge_columns`: the `panel_columns` record of the file's provenance (`panel_columns`), if it has one.
 
     Without human labels the rows are those the judge put in an arm. With an audit sample every row
     stays: the judge-error correction averages over all pairs (a pair the judge left unscored or in
@@ -262,6 +316,7 @@ def prepare(pairs: pd.DataFrame, rule: TreatmentRule) -> StudyArrays:
         design_weight=weight,
         counts=counts,
         audit=_audit(frame, rule) if gold else None,
+        panel=_panel(frame, panel_columns(list(frame.columns), judge_columns), rule),
     )
     if arrays.audit is not None:
         counts["audited"] = int(arrays.audit.audited.sum())

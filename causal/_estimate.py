@@ -116,7 +116,14 @@ def _gold_block(fit: Fit) -> dict:
         "gold_rule": "treatment rule applied to the gold empathy (mean over the audit's annotators); pairs whose gold "
                      "empathy falls in the excluded band are audited but outside the estimand's population",
         "judge_missing": "pairs without a complete panel score stay in dr_gold_corrected (their prediction uses the "
-                         "covariates only) and leave the judge-label rows",
+                         "scores of the judges that did score them, where the table has each judge's own, and the "
+                         "covariates) and leave the judge-label rows",
+        "prediction_judges": list(fit.all.panel.judges) if fit.all.panel is not None else [],
+        "prediction": ("the panel aggregate and each judge's own scores (<construct>__<judge>), as separate "
+                       "predictors of the gold labels in the models of dr_gold_corrected's prediction: a judge that "
+                       "predicts the human labels badly gets little weight (a missing score: 0 and an indicator)"
+                       if fit.all.panel is not None else
+                       "the panel aggregate only: the table has no per-judge score columns (<construct>__<judge>)"),
     }
     if block["available"] and "dr_gold_corrected" in fit.config.estimators:
         estimate, se, audit_variance = fit.gold_corrected.estimate(fit.all.clusters)
@@ -240,16 +247,21 @@ def _altered_study(fit: Fit, change: Alteration):
     a, audit = fit.all, fit.all.audit
     treatment, empathy, outcome = a.treatment.copy(), a.empathy.copy(), a.outcome.copy()
     gold_t, gold_y = audit.treatment.copy(), audit.outcome.copy()
+    panel = a.panel
     keep = np.ones(len(treatment), bool) if change.keep is None else change.keep.copy()
     if change.permutation is not None:
         p = change.permutation
         treatment, empathy, gold_t = treatment[p], empathy[p], gold_t[p]
+        if panel is not None:  # each judge's empathy moves with the panel's
+            panel = replace(panel, empathy=panel.empathy[p], treatment=panel.treatment[p])
     if change.outcome is not None:
         y = change.outcome
         outcome = np.where(np.isnan(outcome), np.nan, y)
         gold_y = np.where(audit.in_arm == 1, y, np.nan)
+        if panel is not None:  # the new outcome has no per-judge scores: each judge reads it as the panel does
+            panel = replace(panel, attachment=np.where(np.isnan(panel.attachment), np.nan, y[:, None]))
         keep &= ~((audit.in_arm == 1) & np.isnan(y))  # an audited pair without the new outcome leaves the audit
-    data = replace(a, treatment=treatment, empathy=empathy, outcome=outcome,
+    data = replace(a, treatment=treatment, empathy=empathy, outcome=outcome, panel=panel,
                    audit=replace(audit, treatment=gold_t, outcome=gold_y))
     if keep.all():  # a permutation keeps every row: no copy of the confounders and the prompt embeddings
         return data, fit.features_all
@@ -335,14 +347,16 @@ def _warnings(fit: Fit, rows: list[EffectRow]) -> list[str]:
 
 def estimate_effects(
     pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder, progress: Progress | None = None, *,
-    terminal: Terminal | None = None, provenance: dict | None = None,
+    terminal: Terminal | None = None, provenance: dict | None = None, judge_columns: dict | None = None,
 ) -> EstimateResult:
     """Every configured estimator, diagnostic and refuter on one scored-pairs table, with the parallel
     pieces on `config.backend` (`_backend`), and the selection-on-replying analysis of `terminal` (the
     scored terminal pairs, if any): the whole result, in one place. `provenance` is what the caller knows
-    of how the inputs were made (files, hashes, upstream records); the embeddings used are added here."""
+    of how the inputs were made (files, hashes, upstream records); the embeddings used are added here.
+    `judge_columns`: the file's `panel_columns` record (construct → judge → column of that judge's own
+    score), where it has one; without it such columns are found by their documented names (`prepare`)."""
     with _backend.using(_backend.make(config.backend, config.ray_address, config.workers)):
-        result = _estimate_effects(pairs, config, embedder, progress)
+        result = _estimate_effects(pairs, config, embedder, progress, judge_columns)
         report = progress or (lambda step, done, total: None)
         result.selection = selection_block(pairs, terminal, config, embedder,
                                            progress=lambda step: report(step, 0, 1))
@@ -371,13 +385,13 @@ def confounders(data: StudyArrays, config: CausalConfig, embedder: Embedder,
 
 
 def _estimate_effects(pairs: pd.DataFrame, config: CausalConfig, embedder: Embedder,
-                      progress: Progress | None) -> EstimateResult:
+                      progress: Progress | None, judge_columns: dict | None) -> EstimateResult:
     report = progress or (lambda step, done, total: None)
 
     def say(step: str) -> None:
         report(step, 0, 1)
     rule = TreatmentRule(high=config.treat_high, low=config.treat_low)
-    data = prepare(pairs, rule)
+    data = prepare(pairs, rule, judge_columns)
     fold_ids(data.clusters[data.in_arm], config.folds, config.seed)
     fit = Fit(data, confounders(data, config, embedder, report), config, say)
 

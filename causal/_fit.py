@@ -15,7 +15,7 @@ import numpy as np
 from ._config import CausalConfig
 from ._data import StudyArrays
 from ._features import Confounders
-from ._gold import GoldFit, corrected_effect, gold_only_effect, judge_view, nuisance_summary
+from ._gold import GoldFit, corrected_effect, gold_only_effect, judge_view, nuisance_summary, own_view
 from ._inference import ClusterShape, cluster_shape
 from ._matching import Edges, Matching, cosine_edges, match, scalar_edges
 from ._nuisance import Choice, Models, Nuisances, choose_models, crossfit, dr_scores, fold_ids
@@ -116,7 +116,8 @@ class Fit:
         summary = nuisance_summary(self.nuisances_all, self.features_all.modifier_matrix, c.propensity_clip)
         X = self.features_all.for_sample(len(a.outcome))
         return corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome), a.audit,
-                                self.folds_all, self.models, c.propensity_clip, c.seed, clusters=a.clusters)
+                                self.folds_all, self.models, c.propensity_clip, c.seed, clusters=a.clusters,
+                                own=own_view(a.panel))
 
     @cached_property
     def gold_only(self) -> GoldFit:

@@ -21,7 +21,8 @@ bring the unlabelled rows' information in: the gold propensity and outcome model
 audited pairs over the judge-label nuisances (fitted on every pair) and the effect modifiers, never
 over the judge's labels themselves (those are measurements of treatment and outcome, not
 confounders). ĝ is a small linear model of the gold moment given the judge's labels and the gold
-nuisances, fitted on the audited pairs of the other folds.
+nuisances, fitted on the audited pairs of the other folds; where the table has each judge's own
+scores, it reads them as separate predictors beside the panel aggregate (`own_view`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from . import _backend
-from ._data import Audit
+from ._data import Audit, PanelScores
 from ._errors import CausalError
 from ._inference import clustered_se, ratio_with_se
 from ._nuisance import Models, Nuisances, crossfit, dr_scores, nuisance_models
@@ -134,6 +135,23 @@ def judge_view(judged: np.ndarray, t: np.ndarray, empathy: np.ndarray, y: np.nda
                             np.where(judged, y, 0.0)]).astype(float)
 
 
+def own_view(panel: PanelScores | None) -> np.ndarray | None:
+    """What each judge of the panel says on its own, where the table has it: per judge its arm by the
+    rule (or the band; all 0 where it gave no empathy score), its empathy and attachment (0 where
+    missing) and whether its attachment is missing. Predictors of the gold moment beside the panel's
+    view, so a judge that predicts people well can weigh more than one that does not."""
+    if panel is None:
+        return None
+    columns = []
+    for j in range(len(panel.judges)):
+        t = panel.treatment[:, j]
+        arm = ~np.isnan(t)
+        treated = arm & (np.nan_to_num(t) == 1)
+        columns += [arm & ~treated, ~np.isnan(panel.empathy[:, j]) & ~arm, treated, np.nan_to_num(panel.empathy[:, j]),
+                    np.nan_to_num(panel.attachment[:, j]), np.isnan(panel.attachment[:, j])]
+    return np.column_stack(columns).astype(float)
+
+
 def nuisance_summary(judge: Nuisances, modifiers: np.ndarray, clip: float) -> np.ndarray:
     """Covariates for the gold nuisances: the judge-label nuisances (fitted on every pair over the full
     confounders, so they carry how confounders move treatment and outcome) and the effect modifiers
@@ -151,7 +169,7 @@ class GoldNuisances:
 
 
 def gold_nuisances(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit: Audit, folds: np.ndarray,
-                   kind: "str | Models", seed: int) -> GoldNuisances:
+                   kind: "str | Models", seed: int, own: np.ndarray | None = None) -> GoldNuisances:
     """Cross-fitted gold nuisances that use every pair, not only the audited ones.
 
     On the audited pairs of the other folds, small models learn the gold arm and the gold outcome
@@ -165,6 +183,12 @@ def gold_nuisances(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit
     bias of +0.1 on planted effects (bench/coverage.py's planted design, seeds 1000-1005); this
     left −0.01. The judges' labels never enter a model of X alone: they measure treatment and
     outcome, they do not confound them.
+
+    `own` (each judge's own scores, `own_view`) enters only the arm and outcome models whose
+    predictions make ĝ (`arm_probability`, `outcome`), not the soft labels the gold propensity and
+    outcome models are fitted on: sharper soft labels made the gold propensities more extreme and a
+    few audited pairs' DR scores huge (bench/panel_audit.py, planted design: widths up to 2.7 × the
+    panel mean's), so the gold DR score stays the panel-mean correction's and only its prediction improves.
     """
     view = np.column_stack([judges, summary])
     n = len(X)
@@ -182,7 +206,7 @@ def gold_nuisances(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit
     e, mu0, mu1 = np.empty(n), np.empty(n), np.empty(n)
     q, m = np.zeros((n, 3)), np.zeros((n, 2))
     ks = np.unique(folds)
-    pieces = _backend.run(_gold_fold, ks, X=X, view=view, arm=arm, gold_y=audit.outcome, audited=audited, folds=folds,
+    pieces = _backend.run(_gold_fold, ks, X=X, view=view, own=own, arm=arm, gold_y=audit.outcome, audited=audited, folds=folds,
                           kind=kind, seed=seed)
     for k, (e_k, mu0_k, mu1_k, q_k, m_k) in zip(ks, pieces):
         test = folds == k
@@ -190,8 +214,8 @@ def gold_nuisances(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit
     return GoldNuisances(Nuisances(e, mu0, mu1, folds), q, m)
 
 
-def _gold_fold(k: int, X: np.ndarray, view: np.ndarray, arm: np.ndarray, gold_y: np.ndarray, audited: np.ndarray,
-               folds: np.ndarray, kind: "str | Models", seed: int) -> tuple[np.ndarray, ...]:
+def _gold_fold(k: int, X: np.ndarray, view: np.ndarray, own: np.ndarray | None, arm: np.ndarray, gold_y: np.ndarray,
+               audited: np.ndarray, folds: np.ndarray, kind: "str | Models", seed: int) -> tuple[np.ndarray, ...]:
     """One fold of `gold_nuisances`: (e, μ₀, μ₁, arm probabilities, gold outcomes) for the units of fold k."""
     models = Models.of(kind)
     propensity_model = nuisance_models(models.propensity, seed)[0]
@@ -200,17 +224,23 @@ def _gold_fold(k: int, X: np.ndarray, view: np.ndarray, arm: np.ndarray, gold_y:
     test, rest = folds == k, folds != k
     train = audited & rest
     classes = np.unique(arm[train])
-    arm_model = _fit(small_classifier, view[train], arm[train])
-    outcome_models = [_fit(small_regressor, view[train & (arm == label)], gold_y[train & (arm == label)])
-                      for label in (CONTROL, TREATED)]
 
-    def soft(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probability = np.zeros((rows.sum(), 3))
-        probability[:, classes] = arm_model.predict_proba(view[rows])
-        outcome = np.column_stack([model.predict(view[rows]) for model in outcome_models])
-        return probability, outcome
+    def learned(features: np.ndarray):
+        """The gold arm and the gold outcome of each arm given `features`, learned on the audited pairs
+        of the other folds: rows → (n × 3 arm probabilities, n × 2 outcomes)."""
+        arm_model = _fit(small_classifier, features[train], arm[train])
+        outcome_models = [_fit(small_regressor, features[train & (arm == label)], gold_y[train & (arm == label)])
+                          for label in (CONTROL, TREATED)]
 
-    q_test, m_test = soft(test)
+        def soft(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            probability = np.zeros((rows.sum(), 3))
+            probability[:, classes] = arm_model.predict_proba(features[rows])
+            return probability, np.column_stack([model.predict(features[rows]) for model in outcome_models])
+        return soft
+
+    soft = learned(view)
+    predicted = soft if own is None else learned(np.column_stack([view, own]))
+    q_test, m_test = predicted(test)
     q_rest, m_rest = soft(rest)
     known = audited[rest]  # audited pairs of the other folds: their gold labels, not a prediction
     q_rest[known] = np.eye(3)[arm[rest][known]]
@@ -255,15 +285,17 @@ class GoldFit:
 
 
 def corrected_effect(X: np.ndarray, summary: np.ndarray, judges: np.ndarray, audit: Audit, folds: np.ndarray,
-                     kind: "str | Models", clip: float, seed: int, clusters: np.ndarray | None = None) -> GoldFit:
+                     kind: "str | Models", clip: float, seed: int, clusters: np.ndarray | None = None,
+                     own: np.ndarray | None = None) -> GoldFit:
     """`dr_gold_corrected`: the gold-label ATE over pairs whose gold empathy is in an arm.
 
-    The prediction ĝ of each pair's gold moment is its expectation given the judge's view: the gold
-    DR score averaged over the gold arm (and outcome) the judge's labels make likely. It enters with
+    The prediction ĝ of each pair's gold moment is its expectation given the judges' view (the panel's
+    and, where given, each judge's own: `own`): the gold DR score averaged over the gold arm (and
+    outcome) the judges' labels make likely. It enters with
     the weight λ (`tuned_lambda`, on the unweighted ratio, clustered by `clusters`: default one unit
     each) that makes the estimate's variance least; the weighted rows keep that λ.
     """
-    fitted = gold_nuisances(X, summary, judges, audit, folds, kind, seed)
+    fitted = gold_nuisances(X, summary, judges, audit, folds, kind, seed, own)
     gold = fitted.nuisances
     s_gold = audit.in_arm
     psi = np.where(s_gold == 1, dr_scores(gold, np.nan_to_num(audit.treatment), np.nan_to_num(audit.outcome), clip),

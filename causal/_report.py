@@ -190,7 +190,8 @@ def _gold_section(result: EstimateResult) -> str:
     parts.append(f"<p class='note'>Audit: {gold['audited']} pairs labelled of {gold['expected_audited']:.0f} expected "
                  f"(response {gold['response_rate']:.0%}; missing labels {html.escape(gold.get('missing_labels', ''))}); "
                  f"{gold['audited_in_arm']} in an arm by their human labels. "
-                 f"{html.escape(gold['gold_rule'])}. {html.escape(gold['judge_missing'])}.</p>")
+                 f"{html.escape(gold['gold_rule'])}. {html.escape(gold['judge_missing'])}. "
+                 f"The prediction reads {html.escape(gold.get('prediction', 'the panel aggregate'))}.</p>")
     return "\n".join(parts)
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from empathy_study.shared import judge_column
+
 PERSONAL_ANCHORS = [
     "I feel so lonely and sad lately, I don't know who to talk to.",
     "My girlfriend left me and I can't stop crying.",
@@ -143,17 +145,23 @@ class JudgeNoise:
     over_read: float = 0.5
     noise: float = 0.7
     band: float = 0.05  # share of in-arm pairs the judge scores 4 (excluded)
+    empathy_shift: float = 0.0  # read every empathy score this many points high (clipped to 1..7)
 
 
 GOOD_JUDGE = JudgeNoise()
 POOR_JUDGE = JudgeNoise(misread=0.25, over_read=0.9, noise=1.0, band=0.08)
+# A panel of three judges of different quality (bench/panel_audit.py): one good, one noisy (errors
+# unrelated to the prompt), one biased (reads empathy 1.5 points high, over-reads attachment, more on
+# personal prompts).
+PANEL_JUDGES = {"sim-good": JudgeNoise(misread=0.03, over_read=0.1, noise=0.4, band=0.02),
+                "sim-noisy": JudgeNoise(misread=0.3, personal_tilt=0.0, over_read=0.0, noise=2.0, band=0.1),
+                "sim-biased": JudgeNoise(misread=0.05, personal_tilt=2.0, over_read=1.5, noise=0.5, band=0.03,
+                                         empathy_shift=1.5)}
 
 
-def judge_labels(scored: pd.DataFrame, truth: pd.DataFrame, noise: JudgeNoise, audit_rate: float,
-                 seed: int) -> pd.DataFrame:
-    """The judge's scores in `empathy`/`attachment`; the simulated true scores become the human labels
-    `empathy_gold`/`attachment_gold` on a random audit sample (probability `audit_rate`, in `gold_prob`)."""
-    rng = np.random.default_rng(seed)
+def _read(scored: pd.DataFrame, truth: pd.DataFrame, noise: JudgeNoise, rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """One simulated judge's (empathy, attachment) of every pair, from the simulated true scores."""
     n = len(scored)
     z = truth["personal_score"].to_numpy()
     gold_empathy = scored["empathy"].to_numpy(dtype=float)
@@ -169,15 +177,45 @@ def judge_labels(scored: pd.DataFrame, truth: pd.DataFrame, noise: JudgeNoise, a
     empathy[middle] = np.where(rng.random(n) < 0.5, 4.0, np.where(rng.random(n) < 0.5, 3.0, 5.0))[middle]
     over = noise.over_read * (7 - gold_attachment) / 6 * (1 + 0.5 * np.tanh(z))
     attachment = np.clip(np.round(gold_attachment + over + rng.normal(0, noise.noise, n)), 1, 7)
-    audited = np.random.default_rng([seed, 1]).random(n) < audit_rate  # the same audit whatever the judge
+    return np.clip(empathy + noise.empathy_shift, 1, 7), attachment
+
+
+def _audited(scored: pd.DataFrame, audited: np.ndarray, audit_rate: float) -> pd.DataFrame:
+    """The simulated true scores as human labels on the audited pairs (the judges' columns still to fill)."""
     judged = scored.copy()
-    judged["empathy"] = empathy
-    judged["attachment"] = attachment
-    judged["empathy_gold"] = np.where(audited, gold_empathy, np.nan)
-    judged["attachment_gold"] = np.where(audited, gold_attachment, np.nan)
+    judged["empathy_gold"] = np.where(audited, scored["empathy"].to_numpy(dtype=float), np.nan)
+    judged["attachment_gold"] = np.where(audited, scored["attachment"].to_numpy(dtype=float), np.nan)
     judged["gold_prob"] = audit_rate
     judged["gold_drawn"] = audited.astype(int)
     judged["simulated_judge"] = True
+    return judged
+
+
+def judge_labels(scored: pd.DataFrame, truth: pd.DataFrame, noise: JudgeNoise, audit_rate: float,
+                 seed: int) -> pd.DataFrame:
+    """The judge's scores in `empathy`/`attachment`; the simulated true scores become the human labels
+    `empathy_gold`/`attachment_gold` on a random audit sample (probability `audit_rate`, in `gold_prob`)."""
+    empathy, attachment = _read(scored, truth, noise, np.random.default_rng(seed))
+    audited = np.random.default_rng([seed, 1]).random(len(scored)) < audit_rate  # the same audit whatever the judge
+    judged = _audited(scored, audited, audit_rate)
+    judged["empathy"] = empathy
+    judged["attachment"] = attachment
+    return judged
+
+
+def panel_labels(scored: pd.DataFrame, truth: pd.DataFrame, judges: dict[str, JudgeNoise], audit_rate: float,
+                 seed: int) -> pd.DataFrame:
+    """`judge_labels` for a panel: each simulated judge's own scores in `<construct>__<judge>` (each judge
+    errs independently), their mean in `empathy`/`attachment` (the panel score, every judge scoring
+    every pair), and the simulated true scores as human labels on the audit sample `judge_labels` draws."""
+    audited = np.random.default_rng([seed, 1]).random(len(scored)) < audit_rate
+    judged = _audited(scored, audited, audit_rate)
+    reads = {name: _read(scored, truth, noise, np.random.default_rng([seed, 2, j]))
+             for j, (name, noise) in enumerate(judges.items())}
+    for name, (empathy, attachment) in reads.items():
+        judged[judge_column("empathy", name)], judged[judge_column("attachment", name)] = empathy, attachment
+    judged["empathy"] = np.mean([e for e, _ in reads.values()], axis=0)
+    judged["attachment"] = np.mean([a for _, a in reads.values()], axis=0)
     return judged
 
 

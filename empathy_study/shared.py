@@ -18,6 +18,12 @@ import pandas as pd
 
 Construct = Literal["empathy", "attachment"]
 CONSTRUCTS: tuple[Construct, ...] = ("empathy", "attachment")
+JUDGE_COLUMN = "{construct}__{judge}"  # scored_pairs.parquet: one panel judge's own score of a construct
+
+
+def judge_column(construct: str, judge: str) -> str:
+    """The scored-pairs column holding one judge's own score of a construct (docs/contracts.md)."""
+    return JUDGE_COLUMN.format(construct=construct, judge=judge)
 
 CACHE_VARIABLE = "EMPATHY_CACHE"
 

@@ -89,12 +89,14 @@ def estimate(pairs_path: Path, out: Path, config: causal.CausalConfig, progress:
         validation=validation_note(recorded),  # one line: validated by which calibration lock, or never
     )
     result = causal.estimate_effects(pairs, config, embedder, progress=steps,
-                                     terminal=selection.read_terminal(terminal_path), provenance=made_from)
+                                     terminal=selection.read_terminal(terminal_path), provenance=made_from,
+                                     judge_columns=recorded.get("panel_columns"))
     title = title or ("Semi-synthetic check: planted effect" if semisynthetic
                       else "Effect of empathetic responses on attachment")
     _write_outputs(result, out, semisynthetic, title)
     if check is not None:
-        result.check = run_check(pairs, pairs_path, out / CHECK_LOG, config, embedder, check, result.primary, steps)
+        result.check = run_check(pairs, pairs_path, out / CHECK_LOG, config, embedder, check, result.primary, steps,
+                                 recorded.get("panel_columns"))
         if result.check["warning"]:
             result.warnings.append(result.check["warning"])
         result.provenance["seeds"]["check"] = config.seed
@@ -116,7 +118,7 @@ def _write_outputs(result: causal.EstimateResult, out: Path, semisynthetic: bool
 
 
 def run_check(pairs: pd.DataFrame, pairs_path: Path, log: Path, config: causal.CausalConfig,
-              embedder: causal.Embedder, reps: int, primary: str, report) -> dict:
+              embedder: causal.Embedder, reps: int, primary: str, report, judge_columns: dict | None = None) -> dict:
     """The check's simulated studies, each written to `log` as it finishes; a run cut short resumes
     from the replications of an earlier run on the same scored pairs, configuration and toolkit."""
     started, cpu_started, load_before = time.perf_counter(), time.process_time(), os.getloadavg()
@@ -133,7 +135,7 @@ def run_check(pairs: pd.DataFrame, pairs_path: Path, log: Path, config: causal.C
         with log.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
 
-    world = causal.fit_world(pairs, config, embedder, report)
+    world = causal.fit_world(pairs, config, embedder, report, judge_columns)
     block = causal.run_check(world, config, embedder, reps, primary, report, done, write)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     block["runtime"] = {"wall_seconds": wall, "cpu_seconds": cpu, "replications_run": reps - block["resumed"],

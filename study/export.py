@@ -13,7 +13,7 @@ import pandas as pd
 
 from empathy_study import judge
 from empathy_study.annotation import labelstudio
-from empathy_study.shared import CONSTRUCTS
+from empathy_study.shared import CONSTRUCTS, judge_column
 from empathy_study.study.annotate import AnnotationState
 from empathy_study.study.judging import load_sample, read_judgments, scored_counts
 from empathy_study.study.labels import blind, claim_versions, gold_columns, read_labels, short_version
@@ -38,6 +38,21 @@ def claim(config: StudyConfig, sample: pd.DataFrame, labels: pd.DataFrame) -> di
     return found
 
 
+def judge_columns(scores: pd.DataFrame, panel: list[str]) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    """Each panel judge's own score of each construct — its mean over its samples, under the same rubric
+    version as the panel column, never calibrated — one column per judge and construct (`judge_column`),
+    and construct → judge → column, the record that tells `estimate` which columns these are.
+    NaN where the judge has no successful sample of the pair."""
+    names = {c: {name: judge_column(c, name) for name in panel} for c in CONSTRUCTS}
+    own = scores[scores["construct"].isin(CONSTRUCTS) & scores["judge"].isin(panel)]
+    if own.empty:
+        return pd.DataFrame(columns=["pair_id", *(col for c in CONSTRUCTS for col in names[c].values())]), names
+    wide = own.set_index(["pair_id", "construct", "judge"])["score"].unstack(["construct", "judge"])
+    table = pd.DataFrame({column: wide[(c, name)] if (c, name) in wide.columns else pd.Series(float("nan"), wide.index)
+                          for c in CONSTRUCTS for name, column in names[c].items()}, index=wide.index)
+    return table.astype(float).rename_axis("pair_id").reset_index(), names
+
+
 def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """The joined table and what it was made from (`judgments`: the log's frame, if already read).
 
@@ -55,6 +70,8 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
     panel = [j.name for j in config.judges]
     controls = [c for c in judge.CONTROLS if c in versions]  # e.g. prompt_attachment: a column of its own
     table = sample.merge(judge.panel_scores(scores, panel, [*CONSTRUCTS, *controls]), on="pair_id", how="left")
+    own, own_columns = judge_columns(scores, panel)
+    table = table.merge(own, on="pair_id", how="left")  # kept raw below, whatever a lock does to the panel column
     lock = read_lock(study)
     validated: dict[str, dict | None] = {c: None for c in CONSTRUCTS}
     if lock and lock.get("constructs"):
@@ -88,7 +105,10 @@ def scored_pairs(study: Workspace, judgments: pd.DataFrame | None = None) -> tup
         "aggregate": "empathy / attachment = mean over the panel's judges of each judge's mean over its samples, "
                      "only where every judge of the panel scored the pair; a construct locked in calibration.json "
                      "instead holds the locked aggregate of the locked judges' calibrated scores (the raw mean in "
-                     "<construct>_raw)",
+                     "<construct>_raw); <construct>__<judge> (the columns `panel_columns` names) = that judge's own "
+                     "mean over its samples under the same rubric version, raw even where a lock replaced the panel "
+                     "column, NaN where it has no successful sample",
+        "panel_columns": own_columns,  # construct → judge → its column: what `estimate` reads, not guessed from names
         "validated": validated,
         "judge_warnings": warnings,
         # The panel cannot make a study (embedded judges only, flat scores): said on screen and kept here.
