@@ -154,6 +154,19 @@ def test_annotate_plan_reads_the_estimate_and_the_annotation_rate(estimated_stud
     assert bad.exit_code == 1 and bad.output.strip().startswith("error:")
 
 
+def test_a_corrected_estimate_leaves_the_weights_an_active_audit_reads(estimated_study):
+    """estimates/audit_need.parquet: every pair the correction used, with the inverse-propensity weight a
+    label error on it carries (≥ 1: the inverse of a probability); a uniform audit's estimate says no
+    design saving."""
+    study, _ = estimated_study
+    need = pd.read_parquet(study / "estimates" / "audit_need.parquet")
+    scored = pd.read_parquet(study / "scored_pairs.parquet")
+    payload = json.loads((study / "estimates" / "estimates.json").read_text())
+    assert set(need["pair_id"]) <= set(scored["pair_id"]) and len(need) == payload["gold"]["pairs"]
+    assert (need["weight"] >= 1).all() and need["weight"].nunique() > 10
+    assert payload["gold"]["design"]["probabilities_vary"] is False and payload["gold"]["design"]["sentence"] is None
+
+
 def test_annotate_plan_before_any_sample_names_the_command(tmp_path):
     """Before an estimate it plans from the design (tests/study/test_audit_size.py), which needs the sample."""
     assert runner.invoke(app, ["init", str(tmp_path / "s")]).exit_code == 0
