@@ -8,10 +8,11 @@ batches, each batch's probabilities set from the labels of the batches before it
 Every draw is Poisson sampling on a hash of (seed, batch, pair): a pair's decision never depends on
 the other pairs, and the same study draws the same audit on any machine. Across batches a pair's
 probability of ever being drawn is 1 − Π_b (1 − p_b), and that is the `gold_prob` the correction
-weights by: exact for a design fixed in advance; for batches whose probabilities were set from
-earlier labels, the dependence of a pair's later probability on its own draw passes only through
-the fitted error model (one pair among the labelled ones), which bench/active_audit.py measures as
-coverage of a three-batch study.
+weights by: exact for a design fixed in advance. For batches whose probabilities were set from
+earlier labels it is not exact: a pair's later probability depends on its own earlier draw, through
+the error model fitted on the labelled pairs (its own label among them, not cross-fitted) and through
+the budget's scale and floor (set over the pairs not yet drawn). bench/active_audit.py measures what
+that costs as the coverage of sequential studies.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ def budget_probabilities(need: np.ndarray, labels: float, floor: float, counted:
         raise ValueError(f"a budget of {labels:g} labels is at most the floor's {floor:g} × {n:,} pairs = "
                          f"{floor * n:g}: lower min_audit_prob or raise audit_labels")
     need = np.maximum(need, 1e-9 * max(need.max(), 1e-9))
-    if labels >= n:  # every counted pair drawn for sure; the rest by the same rule
-        return np.clip(need / need[counted].min(), floor, 1) if n else np.ones(len(need))
+    if labels >= n:  # every counted pair drawn for sure — and so would any other pair have been, undrawn
+        return np.ones(len(need))
 
     def total(c: float) -> float:
         return float(np.clip(c * need[counted], floor, 1).sum())

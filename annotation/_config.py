@@ -16,12 +16,13 @@ class AnnotationConfig(BaseModel):
     audit_rate: float = Field(0.25, gt=0, le=1, description="uniform audit: P(a sampled pair enters the blind audit "
                                                              "sample) = gold_prob")
     audit_labels: int | None = Field(None, ge=1, description=(
-        "active audit: the pairs to have drawn in all; each `annotate push` that finds fewer drawn draws a "
+        "active audit: the pairs to draw in all; each `annotate push` whose batches planned fewer draws a "
         "batch for the rest"))
     min_audit_prob: float | None = Field(None, gt=0, le=1, description=(
         "active audit: every pair's least probability per batch, so every pair can be drawn; default half the "
-        "batch's uniform rate (planned labels ÷ pairs not yet drawn), so no pair weighs more than twice what a "
-        "uniform audit gives it where the need model is wrong"))
+        "batch's uniform rate (planned labels ÷ pairs not yet drawn): within a batch, no pair weighs more than "
+        "twice what a uniform batch of that size gives it where the need model is wrong (a small batch that tops "
+        "up pairs added to the sample gives them its own, small rate)"))
     audit_seed: int = Field(0, description="seed of the audit draw")
     calibration_pairs: int = Field(0, ge=0, description="extra blind pairs outside the audit (never gold)")
     overlap: int = Field(2, ge=1, description="annotators per pair (human–human agreement needs ≥ 2)")

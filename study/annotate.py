@@ -48,6 +48,7 @@ class AnnotationState:
     review: bool = False  # review projects were pushed to the main server
     foreign_accounts: dict = field(default_factory=dict)  # annotator's server → foreign accounts last seen there
     audit: dict = field(default_factory=dict)  # the audit design as last pushed (active: its batch records)
+    blind: bool = False  # a blind audit reached an annotator's server (review projects alone do not count)
 
     @classmethod
     def load(cls, study: Workspace) -> "AnnotationState":
@@ -55,7 +56,8 @@ class AnnotationState:
         data = json.loads(path.read_text()) if path.exists() else {}
         return cls(path, data.get("salt") or secrets.token_hex(8), list(data.get("annotators") or []),
                    bool(data.get("pushed")), bool(data.get("review")), dict(data.get("foreign_accounts") or {}),
-                   dict(data.get("audit") or {}))
+                   dict(data.get("audit") or {}),
+                   bool(data.get("blind", data.get("pushed") and data.get("annotators"))))
 
     def save(self, url: str, config: annotation.AnnotationConfig) -> None:
         """An active audit keeps its recorded batches; a uniform one records the configured rate (raising it
@@ -63,7 +65,8 @@ class AnnotationState:
         if self.audit.get("design") != "active":
             self.audit = {"design": "uniform", "rate": config.audit_rate, "seed": config.audit_seed}
         write_json(self.path, {"url": url, "salt": self.salt, "annotators": self.annotators, "pushed": self.pushed,
-                               "review": self.review, "audit": self.audit, "foreign_accounts": self.foreign_accounts})
+                               "review": self.review, "blind": self.blind, "audit": self.audit,
+                               "foreign_accounts": self.foreign_accounts})
 
     def look(self, seat: labelstudio.Seat) -> labelstudio.Seat:
         labelstudio.record_seats(self.foreign_accounts, [seat], datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -176,7 +179,7 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
                 if study.labels.exists() else None)
         need_file = study.estimates / AUDIT_NEED
         weight = pd.read_parquet(need_file).set_index("pair_id")["weight"] if need_file.exists() else None
-        batches = next_batch(design, config, features, gold, pushed_uniform=state.pushed and design.design == "uniform",
+        batches = next_batch(design, config, features, gold, pushed_uniform=state.blind and design.design == "uniform",
                              arm_weight=weight)
         design = with_batches(design, batches)
     elif design.design == "active":
@@ -190,6 +193,7 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
     save_batches(study, batches)  # the probabilities are on record before any of their pairs is labelled
     if design.design == "active":
         state.audit = {"design": "active", "seed": config.annotation.audit_seed, "batches": design.batches}
+        state.save(main_url(study), config.annotation)  # the records beside the rows they describe, at once
     rubrics = config.rubrics()
     kinds = audit_kinds(sample, design.drawn, config.annotation)
     rows = {r["pair_id"]: r for r in sample.to_dict("records")}
@@ -217,6 +221,7 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
                                    f"{config.annotation.overlap_share} %)")
                 results.append(result)
             state.pushed = True
+            state.blind = state.blind or bool(mine)
         if review:
             url, client = server(study)
             projects = annotation.LabelStudioProjects(client, url, config.study.name)

@@ -77,6 +77,14 @@ def current_design(study: Workspace, config: annotation.AnnotationConfig, pair_i
     recorded = _recorded(study)
     batches = read_batches(study)
     ids = pd.Index(pair_ids, name="pair_id")
+    numbers = sorted(int(b) for b in batches["batch"].unique())
+    records = [int(b["batch"]) for b in recorded.get("batches", [])] if recorded.get("design") == "active" else []
+    if numbers != records:  # the probabilities and their records must be one design, or the weights are wrong
+        raise StudyError(f"{audit_batches_path(study).name} holds audit batches {numbers or 'none'} but annotation.json "
+                         f"records {records or 'none'}: the two were written apart (an interrupted push, an older "
+                         "toolkit, a restored file); restore both from the same moment before pushing or exporting")
+    if batches.duplicated(["batch", "pair_id"]).any():
+        raise StudyError(f"{audit_batches_path(study).name} holds a pair twice in one batch: it was appended to twice")
     if batches.empty:
         rate = recorded.get("rate") or config.audit_rate
         seed = recorded.get("seed", config.audit_seed)

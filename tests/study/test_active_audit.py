@@ -132,8 +132,8 @@ def test_a_uniform_audit_already_pushed_becomes_the_first_batch(tmp_path):
     ws.root.joinpath("study.toml").write_text(text)
     push(ws.root)  # a uniform push (the server is down, but the push is on record)
     state = json.loads(ws.annotation_state.read_text())
-    assert state["audit"] == {"design": "uniform", "rate": 0.15, "seed": 0} and state["pushed"] is False
-    state["pushed"] = True  # as a push that reached the server records it
+    assert state["audit"] == {"design": "uniform", "rate": 0.15, "seed": 0} and state["blind"] is False
+    state["pushed"] = state["blind"] = True  # as a push that reached the server records it
     ws.annotation_state.write_text(json.dumps(state))
     ws.root.joinpath("study.toml").write_text(text.replace('audit = "uniform"', 'audit = "active"'))
     push(ws.root)
@@ -160,3 +160,17 @@ def test_the_last_estimates_weights_send_the_next_batch_where_an_error_costs_mos
     assert p[heavy & agree].mean() > 4 * p[~heavy & agree].mean()
     recorded = json.loads(ws.annotation_state.read_text())["audit"]["batches"][0]
     assert "inverse-propensity weight" in recorded["need_from"]
+
+
+def test_batches_and_their_records_written_apart_are_refused_not_mixed(tmp_path):
+    """A restored or older annotation.json beside a newer audit_batches.parquet: the weights would be
+    wrong, so push and export stop and say why."""
+    ws = active_study(tmp_path / "s", "audit_labels = 40")
+    before = ws.annotation_state.read_text()
+    push(ws.root)
+    assert read_batches(ws)["batch"].unique().tolist() == [1]
+    ws.annotation_state.write_text(before)  # the state as it was before the batch
+    again = push(ws.root)
+    said = " ".join(again.output.split())
+    assert again.exit_code == 1 and "holds audit batches [1] but annotation.json records none" in said
+    assert read_batches(ws)["batch"].unique().tolist() == [1]  # nothing appended
