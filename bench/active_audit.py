@@ -42,7 +42,6 @@ Usage: nice -n 10 python bench/active_audit.py --reps 200 --out bench/results/ac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import warnings
@@ -53,11 +52,11 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")  # before numpy loads BLAS: one thread, the cores are shared
 
 from real_text import real_turn_pairs  # noqa: E402  (bench/ is this script's folder, first on the path)
+from replications import run_replications, wilson  # noqa: E402
 
 # isort: split
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from empathy_study import annotation, causal  # noqa: E402
 from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS, sample_pairs  # noqa: E402
@@ -78,14 +77,6 @@ PRIMARY = "dr_gold_corrected · ATE"
 PANEL = (("good", 0.0, 0.0, 1.0), ("noisy", 0.0, 0.0, 1.6), ("biased", 0.4, 0.6, 1.0))
 EASY_NOISE, HARD_NOISE = (0.35, 0.3), (1.6, 1.3)  # (empathy SD, attachment SD) before the multiplier
 HARD_CENTRE, HARD_SLOPE = 0.6, 2.5
-
-
-def wilson(successes: int, trials: int) -> tuple[float, float]:
-    z = stats.norm.ppf(0.975)
-    p = successes / trials
-    centre = (p + z**2 / (2 * trials)) / (1 + z**2 / trials)
-    half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def simulated_panel(scored: pd.DataFrame, truth: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -370,18 +361,8 @@ def main() -> None:
     components = centred @ np.linalg.svd(centred, full_matrices=False)[2][:20].T
     embedder.embed(chosen["prev_response"].fillna("").astype(str).tolist())
     print(f"{args.n:,} real turn-pairs embedded in {time.perf_counter() - started:.0f} s", flush=True)
-    started, cpu = time.perf_counter(), time.process_time()
-    records = []
-    for rep in range(args.first, args.first + args.reps):
-        rows = replicate(chosen, score, components, embedder, rep, args.budget, kinds)
-        records += rows
-        if args.out:
-            with args.out.open("a") as handle:
-                handle.writelines(json.dumps(r) + "\n" for r in rows)
-        done = rep - args.first + 1
-        if done % 10 == 0 or done == args.reps:
-            print(f"{done} replications, {(time.process_time() - cpu) / done:.1f} CPU-s each "
-                  f"({(time.perf_counter() - started) / done:.1f} s wall)", flush=True)
+    records = run_replications(lambda rep: replicate(chosen, score, components, embedder, rep, args.budget, kinds),
+                               args.first, args.reps, args.out)
     print(summarise(pd.DataFrame(records)))
 
 

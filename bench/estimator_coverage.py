@@ -37,7 +37,6 @@ import datetime
 import json
 import os
 import platform
-import time
 import warnings
 from pathlib import Path
 
@@ -46,11 +45,11 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")  # before numpy loads BLAS: one thread, the cores are shared
 
 from real_text import real_turn_pairs  # noqa: E402  (bench/ is this script's folder, first on the path)
+from replications import run_replications, wilson  # noqa: E402
 
 # isort: split
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from empathy_study import causal  # noqa: E402
 from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS, sample_pairs  # noqa: E402
@@ -72,14 +71,6 @@ def planted_for(design: str) -> causal.PlantedEffect:
     if design == "hidden":
         return causal.PlantedEffect(hidden=1.0, **base)
     return causal.PlantedEffect(design={"weighted": "planted"}.get(design, design), **base)
-
-
-def wilson(successes: int, trials: int) -> tuple[float, float]:
-    z = stats.norm.ppf(0.975)
-    p = successes / trials
-    centre = (p + z**2 / (2 * trials)) / (1 + z**2 / trials)
-    half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def stratified(scored: pd.DataFrame, truth: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -267,18 +258,8 @@ def main() -> None:
         score = causal.personal_score(embedder.embed(chosen["prompt"].tolist()), embedder.embed(PERSONAL_ANCHORS),
                                       embedder.embed(TASK_ANCHORS))
         embedder.embed(chosen["prev_response"].fillna("").astype(str).tolist())
-        started, cpu = time.perf_counter(), time.process_time()
-        records = []
-        for rep in range(args.first, args.first + args.reps):
-            rows = replicate(design, chosen, score, embedder, rep)
-            records += rows
-            if args.out:
-                with args.out.open("a") as handle:
-                    handle.writelines(json.dumps(r) + "\n" for r in rows)
-            done = rep - args.first + 1
-            if done % 10 == 0 or done == args.reps:
-                print(f"{design}: {done} replications, {(time.process_time() - cpu) / done:.1f} CPU-s each "
-                      f"({(time.perf_counter() - started) / done:.1f} s wall)", flush=True)
+        records = run_replications(lambda rep: replicate(design, chosen, score, embedder, rep),
+                                   args.first, args.reps, args.out, f"{design}: ")
         print(summarise(pd.DataFrame(records)))
 
 

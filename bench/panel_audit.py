@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import time
 import warnings
 from pathlib import Path
 
@@ -33,8 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")  # before numpy loads BLAS: one thread, the cores are shared
 
-from estimator_coverage import wilson  # noqa: E402  (bench/ is this script's folder, first on the path)
 from real_text import real_turn_pairs  # noqa: E402
+from replications import run_replications, wilson  # noqa: E402  (bench/ is this script's folder, first on the path)
 
 # isort: split
 import numpy as np  # noqa: E402
@@ -138,18 +137,8 @@ def main() -> None:
                                      "command": "python bench/panel_audit.py " + " ".join(
                                          f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                          if v is not None and k != "summarise")}) + "\n")
-    started, cpu = time.perf_counter(), time.process_time()
-    records = []
-    for rep in range(args.first, args.first + args.reps):
-        record = replicate(chosen, score, embedder, rep, args.audit_rate)
-        records.append(record)
-        if args.out:
-            with args.out.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        done = rep - args.first + 1
-        if done % 10 == 0 or done == args.reps:
-            print(f"{done} replications, {(time.process_time() - cpu) / done:.1f} CPU-s each "
-                  f"({(time.perf_counter() - started) / done:.1f} s wall)", flush=True)
+    records = run_replications(lambda rep: [replicate(chosen, score, embedder, rep, args.audit_rate)],
+                               args.first, args.reps, args.out)
     print(table(summarise(records)))
 
 
