@@ -60,6 +60,7 @@ DESIGNS = ROWS_DESIGNS + POWER_DESIGNS
 TRUE_LABEL_ESTIMATORS = ["naive", "dr", "tmle", "matching"]
 GOLD_ESTIMATORS = ["dr_gold_only", "dr_gold_corrected"]
 AUDIT_RATE = 0.25
+RUNS = ("true labels", "simulated judge")  # the two estimates of a replication (--runs)
 STRATUM_RATES = (0.9, 0.35)  # weighted design: prompts above the personal score's 70th percentile, the rest
 VALIDATION = Path(__file__).resolve().parent.parent / "causal" / "validation.json"
 
@@ -114,13 +115,16 @@ def refuter_records(result, design: str, rep: int) -> list[dict]:
             for target, checks in result.refuters.items() for name, entry in checks.items()]
 
 
-def replicate(design: str, chosen: pd.DataFrame, score: np.ndarray, embedder, rep: int) -> list[dict]:
+def replicate(design: str, chosen: pd.DataFrame, score: np.ndarray, embedder, rep: int,
+              runs: tuple[str, ...] = RUNS) -> list[dict]:
     scored, truth = causal.simulate(chosen, score, seed=1_000 + rep, planted=planted_for(design))
     population_truth = truth
     if design == "weighted":
         scored, truth = stratified(scored, truth, 1_000 + rep)
     records = []
     power_only = design in POWER_DESIGNS
+    if "true labels" not in runs:
+        return records + _gold_records(scored, truth, population_truth, design, embedder, rep)
     estimators = ["dr"] if power_only else TRUE_LABEL_ESTIMATORS
     refuters = ["leave_one_model_out"] if design == "gpt4only" else [] if design == "hidden" else \
         ["placebo", "leave_one_model_out"]
@@ -129,13 +133,18 @@ def replicate(design: str, chosen: pd.DataFrame, score: np.ndarray, embedder, re
     result = causal.estimate_effects(scored, config, embedder)
     records += records_of(result, scored, truth, population_truth, design, "true labels", rep)
     records += refuter_records(result, design, rep)
-    if not power_only:
-        judged = causal.judge_labels(scored, truth, causal.JudgeNoise(), AUDIT_RATE, seed=1_000 + rep)
-        config = causal.CausalConfig(seed=rep, estimators=GOLD_ESTIMATORS, refuters=[], heterogeneity=False,
-                                     sensitivity=False)
-        result = causal.estimate_effects(judged.drop(columns=["prompt_attachment"]), config, embedder)
-        records += records_of(result, judged, truth, population_truth, design, "simulated judge", rep)
+    if not power_only and "simulated judge" in runs:
+        records += _gold_records(scored, truth, population_truth, design, embedder, rep)
     return records
+
+
+def _gold_records(scored, truth, population_truth, design: str, embedder, rep: int) -> list[dict]:
+    """The gold rows under a simulated judge and a simulated audit (the same draw whatever ran before)."""
+    judged = causal.judge_labels(scored, truth, causal.JudgeNoise(), AUDIT_RATE, seed=1_000 + rep)
+    config = causal.CausalConfig(seed=rep, estimators=GOLD_ESTIMATORS, refuters=[], heterogeneity=False,
+                                 sensitivity=False)
+    result = causal.estimate_effects(judged.drop(columns=["prompt_attachment"]), config, embedder)
+    return records_of(result, judged, truth, population_truth, design, "simulated judge", rep)
 
 
 def row_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -235,13 +244,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2_000, help="pairs per study (the weighted design's population)")
     parser.add_argument("--design", default=",".join(DESIGNS), help=f"comma-separated: {', '.join(DESIGNS)}")
     parser.add_argument("--out", type=Path, default=None, help="append each replication's records here (JSON lines)")
-    parser.add_argument("--summarise", type=Path, nargs="*", default=None, help="only print the tables of results files")
+    parser.add_argument("--runs", default="all", choices=["all", "gold"],
+                        help="gold: only the simulated-judge estimate (the gold rows), to re-measure a changed "
+                             "gold estimator without re-running the rest")
+    parser.add_argument("--summarise", type=Path, nargs="*", default=None,
+                        help="only print the tables of results files; a later file's record of the same design, "
+                             "row and replication replaces an earlier file's")
     parser.add_argument("--write-validation", action="store_true", help=f"with --summarise: write {VALIDATION.name}")
     parser.add_argument("--hte", type=Path, nargs="*", default=[],
                         help="with --write-validation: bench/hte_level.py results to record the heterogeneity test's level")
     args = parser.parse_args()
     if args.summarise:
         frame = pd.concat([pd.read_json(path, lines=True) for path in args.summarise], ignore_index=True)
+        rows = frame["kind"] == "row"
+        frame = pd.concat([frame[rows].drop_duplicates(["design", "row", "rep"], keep="last"), frame[~rows]],
+                          ignore_index=True)
         print(summarise(frame))
         if args.write_validation:
             record = validation_record(frame, " ".join(str(p) for p in args.summarise), args.hte)
@@ -258,7 +275,8 @@ def main() -> None:
         score = causal.personal_score(embedder.embed(chosen["prompt"].tolist()), embedder.embed(PERSONAL_ANCHORS),
                                       embedder.embed(TASK_ANCHORS))
         embedder.embed(chosen["prev_response"].fillna("").astype(str).tolist())
-        records = run_replications(lambda rep: replicate(design, chosen, score, embedder, rep),
+        runs = RUNS if args.runs == "all" else ("simulated judge",)
+        records = run_replications(lambda rep: replicate(design, chosen, score, embedder, rep, runs),
                                    args.first, args.reps, args.out, f"{design}: ")
         print(summarise(pd.DataFrame(records)))
 

@@ -64,7 +64,8 @@ def replicate(chosen: pd.DataFrame, score: np.ndarray, embedder, rep: int, audit
               "pairs": len(judged)}
     for name, r in rows.items():
         record[name] = {"estimate": r.estimate, "low": r.ci_low, "high": r.ci_high, "width": r.ci_high - r.ci_low,
-                        "covered": bool(r.ci_low <= target <= r.ci_high), "lambda": getattr(r, "ppi_lambda", None)}
+                        "covered": bool(r.ci_low <= target <= r.ci_high), "lambda": r.ppi_lambda,
+                        "gold_only_weight": r.gold_only_weight}
     record["explained"] = {"panel-aware": aware.gold.get("explained"), "panel-mean": mean.gold.get("explained")}
     return record
 

@@ -62,10 +62,17 @@ def gold_rows(fit: Fit, method: str) -> list[EffectRow]:
                 "judge-label DR moment corrected by the audited pairs' gold-minus-prediction gap (weighted by 1/π); "
                 f"the prediction explains {gold.explained:.0%} of the gold moment's variance and enters with weight "
                 f"λ = {gold.lam:.2f} (power tuning: the least variance between the labels alone, 0, and the full "
-                "correction, 1)")
+                f"correction, 1); {_gold_only_share(gold)}")
         rows.append(effect_row(method, "ATE", estimate, se, gold.n_used, shape, weighted, note=note, gold_n=gold.gold_n,
-                               ppi_lambda=gold.lam))
+                               ppi_lambda=gold.lam, gold_only_weight=gold.gold_only_weight))
     return rows
+
+
+def _gold_only_share(gold: GoldFit) -> str:
+    if gold.gold_only_problem is not None:
+        return f"dr_gold_only not mixed in ({gold.gold_only_problem})"
+    return (f"mixed with dr_gold_only at the share {gold.gold_only_weight:.2f} that makes the variance least "
+            "(so the interval is not wider than gold-only's)")
 
 
 @estimator("dr_gold_only")

@@ -14,8 +14,17 @@ import numpy as np
 
 from ._config import CausalConfig
 from ._data import StudyArrays
+from ._errors import CausalError
 from ._features import Confounders
-from ._gold import GoldFit, corrected_effect, gold_only_effect, judge_view, nuisance_summary, own_view
+from ._gold import (
+    GoldFit,
+    corrected_effect,
+    gold_only_effect,
+    judge_view,
+    mixed_with_gold_only,
+    nuisance_summary,
+    own_view,
+)
 from ._inference import ClusterShape, cluster_shape
 from ._matching import Edges, Matching, cosine_edges, match, scalar_edges
 from ._nuisance import Choice, Models, Nuisances, choose_models, crossfit, dr_scores, fold_ids
@@ -115,9 +124,14 @@ class Fit:
         judged = ~(np.isnan(a.empathy) | np.isnan(a.outcome))
         summary = nuisance_summary(self.nuisances_all, self.features_all.modifier_matrix, c.propensity_clip)
         X = self.features_all.for_sample(len(a.outcome))
-        return corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome), a.audit,
-                                self.folds_all, self.models, c.propensity_clip, c.seed, clusters=a.clusters,
-                                own=own_view(a.panel))
+        corrected = corrected_effect(X, summary, judge_view(judged, a.treatment, a.empathy, a.outcome), a.audit,
+                                     self.folds_all, self.models, c.propensity_clip, c.seed, clusters=a.clusters,
+                                     own=own_view(a.panel))
+        try:
+            gold_only: GoldFit | str = self.gold_only
+        except CausalError as exc:  # too few audited pairs for nuisances of their own: the correction alone
+            gold_only = str(exc)
+        return mixed_with_gold_only(corrected, gold_only, a.clusters)
 
     @cached_property
     def gold_only(self) -> GoldFit:

@@ -34,6 +34,7 @@ class EffectRow:
     gold_n: int | None = None  # audited pairs with human labels used (gold rows)
     effective_gold_n: float | None = None  # human labels alone that would give the same SE
     ppi_lambda: float | None = None  # dr_gold_corrected: the weight on the judges' prediction (power tuning)
+    gold_only_weight: float | None = None  # dr_gold_corrected: the share of dr_gold_only mixed in (least variance)
     validation: str = "exploratory"  # "validated": covered on every bench design that applies (_validation.py)
     validation_note: str = ""  # why it is validated or exploratory
 

@@ -219,3 +219,50 @@ def test_tuned_correction_still_covers_over_repeated_audits():
         estimate, se = causal.corrected_mean(prediction, gold, audited, np.full(len(x), 0.15), clusters, lam=None)
         covered.append(abs(estimate - truth) <= 1.96 * se)
     assert 0.92 <= np.mean(covered) <= 0.98
+
+
+def test_least_variance_mix_is_inverse_variance_weighting_for_two_independent_means():
+    """Two unbiased estimates of one mean with independent errors (equal denominators): the known
+    answer is inverse-variance weighting, w = v₁ / (v₁ + v₂) in the sample's own (co)variances."""
+    from empathy_study.causal._gold import least_variance_mix
+
+    rng = np.random.default_rng(11)
+    N = 4_000
+    y = rng.normal(3, 1, N)
+    first, second = y + rng.normal(0, 2.0, N), y + rng.normal(0, 1.0, N)
+    clusters = np.repeat(np.arange(N // 4), 4)
+    ones = np.ones(N)
+    a = np.bincount(clusters, weights=first - first.mean())
+    b = np.bincount(clusters, weights=(second - second.mean()) - (first - first.mean()))
+    textbook = -(a @ b) / (b @ b)  # the sample version of v₁ / (v₁ + v₂) (cov(y) cancels)
+    w = least_variance_mix(first, ones, second, ones, clusters)
+    print(f"\nw {w:.4f}; inverse-variance weighting {textbook:.4f} (population value 0.8)")
+    assert abs(w - textbook) < 2e-3
+    assert 0.7 < w < 0.9
+
+
+def test_least_variance_mix_never_reports_the_wider_of_its_two_ends():
+    """Ratios whose totals differ by a few per cent — where a closed form at a fixed total misses — and
+    one end that is plainly worse: the chosen w is the grid's least SE, never above either end's."""
+    from empathy_study.causal._gold import least_variance_mix
+    from empathy_study.causal._inference import ratio_with_se
+
+    rng = np.random.default_rng(12)
+    N = 3_000
+    clusters = np.repeat(np.arange(N // 3), 3)
+    for trial in range(20):
+        y = rng.normal(0.6, 1, N)
+        in_arm = (rng.random(N) < 0.9).astype(float)
+        audited = rng.random(N) < 0.3
+        first_d = np.where(audited, in_arm / 0.3, 0.0)  # a Horvitz–Thompson count: its total varies
+        first_n = first_d * (y + rng.normal(0, rng.uniform(0.5, 3), N))
+        second_d = in_arm
+        second_n = in_arm * (y + rng.normal(0, rng.uniform(0.5, 3), N))
+
+        def se(w):
+            return ratio_with_se((1 - w) * first_n + w * second_n, (1 - w) * first_d + w * second_d, clusters)[1]
+
+        w = least_variance_mix(first_n, first_d, second_n, second_d, clusters)
+        grid = min(se(g) for g in np.linspace(0, 1, 201))
+        assert se(w) <= min(se(0.0), se(1.0)) + 1e-12, trial
+        assert se(w) <= grid * (1 + 1e-4), trial
