@@ -26,7 +26,7 @@ from ._features import Confounders, build_confounders
 from ._fit import Fit
 from ._gold import GoldFit
 from ._hte import forest_cate, subgroup_table
-from ._inference import interval, uniform_equivalent, weighted_mean_with_se
+from ._inference import interval, uniform_equivalent, uniform_equivalent_interval, weighted_mean_with_se
 from ._negative_control import COLUMN as NEGATIVE_CONTROL
 from ._negative_control import NAME as NEGATIVE_CONTROL_REFUTER
 from ._negative_control import has_negative_control
@@ -130,7 +130,7 @@ def _gold_block(fit: Fit) -> dict:
         block.update(explained=fit.gold_corrected.explained,
                      plan={"variance": se**2, "audit_variance": audit_variance, "audited": int(audit.audited.sum()),
                            "pairs": int(len(audit.audited))},
-                     design=_design_saving(fit.gold_corrected, audit, estimate))
+                     design=_design_saving(fit.gold_corrected, audit, estimate, fit.all.clusters, fit.config.seed))
     return block
 
 
@@ -145,23 +145,30 @@ def _audit_need(fit: Fit) -> pd.DataFrame | None:
     return pd.DataFrame({"pair_id": fit.all.frame["pair_id"].to_numpy(), "weight": weight})
 
 
-def _design_saving(gold: GoldFit, audit: Audit, estimate: float) -> dict:
+def _design_saving(gold: GoldFit, audit: Audit, estimate: float, clusters: np.ndarray, seed: int) -> dict:
     """What the audit's design bought: the labels it used against those a uniform audit would have needed
-    for the same audit variance (`uniform_equivalent`). Said only where the design's probabilities
-    (gold_prob) vary: a uniform design equals itself by construction."""
+    for the same audit variance (`uniform_equivalent`, with a bootstrap interval over the labelled pairs'
+    users). Said only where the design's probabilities (gold_prob) vary: a uniform design equals itself
+    by construction."""
     labelled = audit.audited
     p = audit.probability[labelled]
     residual = p * (gold.audit_numerator[labelled] - estimate * gold.audit_denominator[labelled])
     varies = audit.design_varies
     equivalent = uniform_equivalent(residual, p, len(labelled))
+    low, high = uniform_equivalent_interval(residual, p, len(labelled), clusters[labelled], seed=seed)
+    finite = np.isfinite(equivalent)
     out = {"probabilities_vary": varies, "labels_used": int(labelled.sum()),
-           "uniform_equivalent": round(equivalent, 1) if np.isfinite(equivalent) else None, "sentence": None}
+           "uniform_equivalent": round(equivalent, 1) if finite else None,
+           "uniform_equivalent_interval": [round(low, 1), round(high, 1)] if finite and np.isfinite(low) else None,
+           "sentence": None}
     if varies and out["uniform_equivalent"] is not None:
         saved = 1 - out["labels_used"] / equivalent
         verdict = f"{saved:.0%} fewer labels" if saved >= 0 else f"{-saved:.0%} more labels than uniform"
+        spread = (f", 95 % bootstrap interval {low:,.0f}–{high:,.0f}"
+                  if out["uniform_equivalent_interval"] is not None else "")
         out["sentence"] = (f"The audit's design used {out['labels_used']:,} human-labelled pairs; a uniform audit would "
-                           f"have needed about {equivalent:,.0f} for the same audit variance ({verdict}; estimated "
-                           "from the labelled pairs' residuals).")
+                           f"have needed about {equivalent:,.0f}{spread} for the same audit variance ({verdict}; "
+                           "estimated from the labelled pairs' residuals).")
     return out
 
 

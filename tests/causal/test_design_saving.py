@@ -64,3 +64,28 @@ def test_an_estimate_on_an_unequal_audit_says_what_its_design_is_worth(sharegpt_
     plain = causal.estimate_effects(uniform, config, embedder).gold
     assert not plain["design"]["probabilities_vary"] and plain["design"]["sentence"] is None
     assert plain["design"]["uniform_equivalent"] == pytest.approx(0.2 * n, rel=0.12)
+
+
+def test_the_uniform_equivalents_interval_covers_the_labels_it_stands_for():
+    """The same design as above: over repeated audits, the cluster bootstrap interval of the uniform
+    equivalent holds the Monte Carlo value about as often as it says."""
+    from empathy_study.causal._inference import uniform_equivalent_interval
+
+    rng = np.random.default_rng(2)
+    n = 4_000
+    clusters = np.repeat(np.arange(n // 2), 2)  # two pairs a user
+    residual = rng.normal(0, np.where(rng.random(n) < 0.2, 3.0, 0.3))
+    need = np.abs(residual) * 0.7 + 0.3 * np.abs(residual).mean()
+    active = np.clip(need / need.sum() * 300, 0.01, 1)
+    ht = []
+    draws = [rng.random(n) < active for _ in range(2_000)]
+    for drawn in draws:
+        ht.append(np.sum(residual[drawn] / active[drawn]) / n)
+    q = np.sum(residual**2) / (n**2 * np.var(ht) + np.sum(residual**2))
+    truth = q * n
+    covered = []
+    for k, drawn in enumerate(draws[:300]):
+        low, high = uniform_equivalent_interval(residual[drawn], active[drawn], n, clusters[drawn], draws=400, seed=k)
+        covered.append(low <= truth <= high)
+    print(f"\nuniform equivalent {truth:.0f}; bootstrap interval coverage {np.mean(covered):.3f} over 300 audits")
+    assert 0.88 <= np.mean(covered) <= 0.99
