@@ -1,7 +1,16 @@
 """Annotation stage: human ground truth in Label Studio, and agreement between humans, judges and the panel."""
 
 from . import calibration
-from ._audit import DESIGNS, audit_draw, audit_features, budget_probabilities, error_need, ever_drawn
+from ._audit import (
+    DESIGNS,
+    active_labels_for,
+    audit_draw,
+    audit_features,
+    audit_variance,
+    budget_probabilities,
+    error_need,
+    ever_drawn,
+)
 from ._config import AnnotationConfig
 from ._tasks import (
     BLIND_TASK_KEYS,
@@ -19,7 +28,8 @@ from .labelstudio import AnnotationError, LabelStudioProjects, ProjectRef, PushR
 __all__ = [
     "AgreementError", "AnnotationConfig", "AnnotationError", "BIAS_MEANS", "BLIND_TASK_KEYS", "DESIGNS",
     "LABEL_COLUMNS", "LabelStudioProjects", "MODES", "ProjectRef", "PushResult", "VALUE_DOMAIN", "agreement", "alpha",
-    "assign_annotators", "audit_draw", "audit_features", "budget_probabilities", "calibration", "connect",
+    "active_labels_for", "assign_annotators", "audit_draw", "audit_features", "audit_variance", "budget_probabilities",
+    "calibration", "connect",
     "error_need", "ever_drawn", "gold_scores", "label_config", "pair_agreement", "pseudonym", "review_predictions",
     "task_payload", "verdict",
 ]

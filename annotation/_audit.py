@@ -131,3 +131,46 @@ def error_need(features: pd.DataFrame, squared_error: pd.Series | None = None,
         how = f"a model of the judges' squared errors on {len(squared_error)} labelled pairs (weighted by 1/π)"
     need = need.reindex(features.index)
     return need.fillna(float(need.max()) if need.notna().any() else 1.0), how
+
+
+def audit_variance(residual: np.ndarray, current: np.ndarray, labelled: np.ndarray, probability: np.ndarray) -> float:
+    """The audit part of the correction's variance, Σ_all r²·(1 − π)/π (Poisson sampling), were each pair
+    drawn with `probability` π, estimated from the pairs labelled so far (drawn with `current`) by
+    weighting each by 1/current. `residual`: the correction's residual r of each pair (read where labelled)."""
+    r2 = np.where(labelled, np.nan_to_num(np.asarray(residual, dtype=float)) ** 2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(labelled, r2 / current * (1 - probability) / probability, 0.0)
+    return float(np.sum(terms))
+
+
+def active_labels_for(residual: np.ndarray, current: np.ndarray, drawn: np.ndarray, need: np.ndarray,
+                      uniform_more: float, floor: float | None = None) -> float | None:
+    """New labels an active batch (π ∝ `need`, `budget_probabilities`) needs for the audit variance that
+    `uniform_more` new labels drawn uniformly over the undrawn pairs would give, both added to the audit
+    drawn so far (`current` probabilities, `drawn` pairs; a pair's probability then is that of ever being
+    drawn). Predicted from the labelled pairs' residuals: a forecast of the next batch, not a measurement.
+    `floor`: the batch's min_audit_prob (None: half the batch's uniform rate, the toolkit's default).
+    None: the uniform labels cover every undrawn pair, or no labelled pair has a residual. Pure."""
+    current, drawn = np.asarray(current, dtype=float), np.asarray(drawn, dtype=bool)
+    labelled = drawn & np.isfinite(np.asarray(residual, dtype=float))
+    undrawn = int((~drawn).sum())
+    if not labelled.any() or uniform_more <= 0 or uniform_more >= undrawn:
+        return None
+
+    def variance(batch: np.ndarray) -> float:
+        return audit_variance(residual, current, labelled, ever_drawn(np.vstack([current, batch])))
+
+    target = variance(np.full(len(current), uniform_more / undrawn))
+
+    def active(labels: float) -> float:
+        lowest = floor if floor is not None else min(1.0, labels / undrawn / 2)
+        return variance(budget_probabilities(need, labels, lowest, counted=~drawn))
+
+    low = (floor * undrawn if floor is not None else 0.0) + 1e-6 * undrawn
+    high = undrawn * (1 - 1e-9)
+    if active(high) > target:  # even labelling every pair the active way does not reach it
+        return None
+    for _ in range(60):  # the active variance falls as its budget grows
+        middle = (low + high) / 2
+        low, high = (middle, high) if active(middle) > target else (low, middle)
+    return high

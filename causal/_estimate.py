@@ -134,15 +134,25 @@ def _gold_block(fit: Fit) -> dict:
     return block
 
 
+def _audit_residual(gold: GoldFit, audit: Audit, estimate: float) -> np.ndarray:
+    """Each audited pair's residual r in the correction (its gold moment minus the prediction that enters,
+    at the estimate: the audit's share of the variance is Σ (1 − π)/π · r²); NaN on the pairs not audited."""
+    r = audit.probability * (gold.audit_numerator - estimate * gold.audit_denominator)
+    return np.where(audit.audited, r, np.nan)
+
+
 def _audit_need(fit: Fit) -> pd.DataFrame | None:
     """pair_id → weight: the inverse-propensity weight (gold propensity, the judges' arm) a label error on
-    the pair carries into the correction (`arm_weight`), for the next batch of an active audit."""
+    the pair carries into the correction (`arm_weight`), for the next batch of an active audit; and the
+    audited pairs' residuals, from which `annotate plan` forecasts what such a batch would buy."""
     gold = fit.gold_corrected.nuisances
     if gold is None:
         return None
     clip = fit.config.propensity_clip
     weight = arm_weight(np.clip(gold.propensity, clip, 1 - clip), fit.all.treatment)
-    return pd.DataFrame({"pair_id": fit.all.frame["pair_id"].to_numpy(), "weight": weight})
+    estimate = fit.gold_corrected.estimate(fit.all.clusters)[0]
+    return pd.DataFrame({"pair_id": fit.all.frame["pair_id"].to_numpy(), "weight": weight,
+                         "residual": _audit_residual(fit.gold_corrected, fit.all.audit, estimate)})
 
 
 def _design_saving(gold: GoldFit, audit: Audit, estimate: float, clusters: np.ndarray, seed: int) -> dict:
@@ -152,7 +162,7 @@ def _design_saving(gold: GoldFit, audit: Audit, estimate: float, clusters: np.nd
     by construction."""
     labelled = audit.audited
     p = audit.probability[labelled]
-    residual = p * (gold.audit_numerator[labelled] - estimate * gold.audit_denominator[labelled])
+    residual = _audit_residual(gold, audit, estimate)[labelled]
     varies = audit.design_varies
     equivalent = uniform_equivalent(residual, p, len(labelled))
     low, high = uniform_equivalent_interval(residual, p, len(labelled), clusters[labelled], seed=seed)

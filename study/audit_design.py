@@ -119,6 +119,28 @@ class Batch:
     record: dict
 
 
+def batch_need(features: pd.DataFrame, gold: pd.DataFrame | None, label_weight: pd.Series | None,
+               arm_weight: pd.Series | None) -> tuple[pd.Series, str]:
+    """(pair_id → need, how it was set) of the next active batch over the pairs of `features`: the judges'
+    expected error (`annotation.error_need`, from the squared errors of the labels in `gold`, weighted by
+    `label_weight` = 1/π), times the inverse-propensity weight a label error carries into the correction
+    (`arm_weight`, the last estimate's; a pair it did not cover takes its largest). Pure."""
+    ids = features.index
+    squared = None
+    if gold is not None and len(gold):
+        g = gold.set_index("pair_id").reindex(ids)
+        squared = (g["empathy_gold"] - features["empathy"]) ** 2 + (g["attachment_gold"] - features["attachment"]) ** 2
+    need, how = annotation.error_need(features, squared, label_weight)
+    if arm_weight is not None:
+        cost = arm_weight.reindex(ids)
+        uncovered = int(cost.isna().sum())
+        need = need * cost.fillna(float(cost.max()) if cost.notna().any() else 1.0)
+        how += (", times the inverse-propensity weight a label error carries into the correction (the last "
+                f"estimate's estimates/{AUDIT_NEED}" + (f"; {uncovered:,} pairs it did not cover take its largest)"
+                                                        if uncovered else ")"))
+    return need, how
+
+
 def next_batch(design: AuditDesign, config: StudyConfig, features: pd.DataFrame,
                gold: pd.DataFrame | None, pushed_uniform: bool, arm_weight: pd.Series | None = None) -> list[Batch]:
     """The batches the next push draws for an active design (empty: the audit holds audit_labels pairs
@@ -157,18 +179,7 @@ def next_batch(design: AuditDesign, config: StudyConfig, features: pd.DataFrame,
                              f"{a.audit_labels:,}: raise [annotation] audit_labels so the next push draws a batch over "
                              "every pair")
         return batches
-    squared = None
-    if gold is not None and len(gold):
-        g = gold.set_index("pair_id").reindex(ids)
-        squared = (g["empathy_gold"] - features["empathy"]) ** 2 + (g["attachment_gold"] - features["attachment"]) ** 2
-    need, how = annotation.error_need(features, squared, weight)
-    if arm_weight is not None:
-        cost = arm_weight.reindex(ids)
-        uncovered = int(cost.isna().sum())
-        need = need * cost.fillna(float(cost.max()) if cost.notna().any() else 1.0)
-        how += (", times the inverse-propensity weight a label error carries into the correction (the last "
-                f"estimate's estimates/{AUDIT_NEED}" + (f"; {uncovered:,} pairs it did not cover take its largest)"
-                                                        if uncovered else ")"))
+    need, how = batch_need(features, gold, weight, arm_weight)
     floor = a.min_audit_prob or min(1.0, budget / max(int((~drawn_now).sum()), 1) / 2)
     try:
         probability = annotation.budget_probabilities(need.to_numpy(), budget, floor, counted=~drawn_now)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from empathy_study import causal, judge
+from empathy_study import annotation, causal, judge
 from empathy_study.study import labels as labels_of
-from empathy_study.study.audit_design import AuditDesign, current_design
+from empathy_study.study.audit_design import AUDIT_NEED, AuditDesign, batch_need, current_design, judge_features
 from empathy_study.study.judging import load_sample, read_judgments
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
@@ -259,6 +259,8 @@ class AuditPlanResult:
     design: DesignPlan | None = None  # the plan from the design, where no corrected estimate exists
     why_design: str | None = None  # why there is no corrected estimate to plan from
     uniform_factor: float | None = None  # an unequal-probability audit: uniform labels one of its labels is worth
+    active_more: float | None = None  # a uniform audit: the active batch's pairs forecast to buy what `plan.more` buys
+    active_how: str | None = None  # how that forecast was made, or why there is none
 
 
 def _more_range(gold_plan: dict, ci_width: float) -> tuple[float, float] | None:
@@ -314,5 +316,43 @@ def plan_audit(study: Workspace, ci_width: float, cost_per_label: float | None =
     factor = (design["uniform_equivalent"] / design["labels_used"]
               if design.get("probabilities_vary") and design.get("uniform_equivalent") and design.get("labels_used")
               else None)
+    active_more, active_how = (_active_forecast(study, config, plan.more)
+                               if plan.more and not design.get("probabilities_vary") else (None, None))
     return AuditPlanResult(plan, corrected["estimate"], per_pair, per_day, days, cost, stale,
-                           _more_range(gold_block["plan"], ci_width) if plan.more else None, uniform_factor=factor)
+                           _more_range(gold_block["plan"], ci_width) if plan.more else None, uniform_factor=factor,
+                           active_more=active_more, active_how=active_how)
+
+
+def _active_forecast(study: Workspace, config: StudyConfig, uniform_more: int) -> tuple[float | None, str]:
+    """(audited pairs an active batch needs for what `uniform_more` uniform ones buy, how it was forecast) —
+    or (None, why not). The batch is the one `annotate push` would draw once [annotation] audit = "active"
+    (`batch_need`: the labelled pairs' errors times the last estimate's weights); its audit variance is
+    forecast from the labelled pairs' residuals in the correction (`annotation.active_labels_for`)."""
+    need_file = study.estimates / AUDIT_NEED
+    if not need_file.exists():
+        return None, f"no estimates/{AUDIT_NEED} (made by a corrected estimate)"
+    table = pd.read_parquet(need_file).set_index("pair_id")
+    if "residual" not in table.columns:
+        return None, f"estimates/{AUDIT_NEED} predates the residuals a forecast needs: run `empathy estimate` again"
+    try:
+        sample = load_sample(study)
+    except StudyError as error:
+        return None, str(error)
+    ids = pd.Index(sample["pair_id"], name="pair_id")
+    design = current_design(study, config.annotation, sample["pair_id"])
+    features = judge_features(study, config, sample["pair_id"])
+    if features[["empathy", "attachment"]].isna().all().all():
+        return None, "no judge scores of the sampled pairs to set an active batch's need from"
+    gold = (annotation.gold_scores(labels_of.under(labels_of.read_labels(study), config.prompt_versions()))
+            if study.labels.exists() else None)
+    current = design.probability.reindex(ids)
+    need, how = batch_need(features, gold, 1 / current, table["weight"])
+    residual = table["residual"].reindex(ids).to_numpy(dtype=float)
+    drawn = design.drawn.reindex(ids).to_numpy(dtype=bool)
+    labelled = int((drawn & np.isfinite(residual)).sum())
+    active = annotation.active_labels_for(residual, current.to_numpy(dtype=float), drawn, need.to_numpy(dtype=float),
+                                          uniform_more, config.annotation.min_audit_prob or None)
+    if active is None:
+        return None, "an active batch would not reach it before every undrawn pair is labelled"
+    return active, (f"forecast from the {labelled:,} labelled pairs' residuals in the correction, for a batch whose "
+                    f"need is {how}; a forecast, not a measurement")

@@ -255,6 +255,11 @@ def plan(
             console.print(f"under a uniform audit: about {p.more * result.uniform_factor:,.0f} more (the active design's "
                           f"labels are worth {result.uniform_factor:.2f} uniform ones each, measured by the last "
                           "estimate)", highlight=False)
+        if result.active_more is not None:
+            console.print(f"under an active design ([annotation] audit = \"active\"): about {result.active_more:,.0f} more "
+                          f"audited pairs instead ({result.active_how})", highlight=False, markup=False)
+        elif result.active_how is not None:
+            console.print(f"under an active design: no forecast ({result.active_how})", highlight=False, markup=False)
         console.print("raise [annotation] audit_labels (active) or audit_rate (uniform) in study.toml, `empathy "
                       "annotate push`, label, pull, export and estimate again", markup=False)
     if result.stale:

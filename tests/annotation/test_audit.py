@@ -105,3 +105,35 @@ def test_the_need_model_learns_where_the_labelled_pairs_show_errors():
     after, how = annotation.error_need(features, labelled, pd.Series(10.0, index=labelled.index))
     assert "model" in how
     assert after[attachment > 5].mean() > 2 * after[attachment < 3].mean()
+
+
+def test_the_forecast_of_an_active_batch_buys_what_the_uniform_labels_would():
+    """A uniform pilot of 5 % of 4,000 pairs (simulated residuals, errors concentrated on a fifth of the
+    pairs, a need that is partly right): the active batch `active_labels_for` forecasts, drawn on top of
+    the pilot, has the audit variance (over *every* pair's residual, which the forecast never sees) of
+    300 more uniform labels — within 15 % in the median over 200 pilots — and needs far fewer labels."""
+    rng = np.random.default_rng(3)
+    N, rate, more = 4_000, 0.05, 300
+    residual = rng.normal(0, np.where(rng.random(N) < 0.2, 3.0, 0.3))
+    need = np.abs(residual) * 0.7 + 0.3 * np.abs(residual).mean()
+    current = np.full(N, rate)
+
+    def variance(drawn, batch):  # the population's audit variance of the combined design
+        return annotation.audit_variance(residual, np.ones(N), np.ones(N, bool), annotation.ever_drawn(
+            np.vstack([current, batch])))
+
+    ratios, labels = [], []
+    for _ in range(200):
+        drawn = rng.random(N) < rate
+        forecast = annotation.active_labels_for(np.where(drawn, residual, np.nan), current, drawn, need, more)
+        undrawn = int((~drawn).sum())
+        uniform = variance(drawn, np.full(N, more / undrawn))
+        active = variance(drawn, annotation.budget_probabilities(need, forecast, forecast / undrawn / 2,
+                                                                 counted=~drawn))
+        ratios.append(active / uniform)
+        labels.append(forecast)
+    print(f"\nforecast labels: median {np.median(labels):.0f} for {more} uniform; true variance ratio median "
+          f"{np.median(ratios):.3f} (10–90 %: {np.percentile(ratios, 10):.2f}–{np.percentile(ratios, 90):.2f})")
+    assert abs(np.median(ratios) - 1) < 0.15
+    assert np.median(labels) < 0.6 * more
+    assert annotation.active_labels_for(np.full(N, np.nan), current, np.zeros(N, bool), need, more) is None

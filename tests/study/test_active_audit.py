@@ -7,12 +7,13 @@ The judges' scores and the labels are made up here by the test (simulated), not 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from empathy_study import annotation, judge, study
+from empathy_study import annotation, causal, judge, study
 from empathy_study.study.audit_design import audit_batches_path, read_batches
 from empathy_study.study.cli import app
 from empathy_study.study.labels import gold_columns
@@ -174,3 +175,39 @@ def test_batches_and_their_records_written_apart_are_refused_not_mixed(tmp_path)
     said = " ".join(again.output.split())
     assert again.exit_code == 1 and "holds audit batches [1] but annotation.json records none" in said
     assert read_batches(ws)["batch"].unique().tolist() == [1]  # nothing appended
+
+
+def test_plan_forecasts_what_an_active_batch_would_buy_while_the_audit_is_uniform(tmp_path):
+    """`annotate plan` under a uniform audit: beside the uniform pairs the target width needs, the pairs an
+    active batch (the one `push` would draw) is forecast to need for the same audit variance, from the
+    labelled pairs' residuals in estimates/audit_need.parquet. The estimate's files are written by the
+    test here (SIMULATED residuals: large on the pairs whose arm weight is large)."""
+    ws = active_study(tmp_path / "s", "audit_labels = 40")
+    text = ws.root.joinpath("study.toml").read_text().replace('audit = "active"', 'audit = "uniform"\naudit_rate = 0.3')
+    ws.root.joinpath("study.toml").write_text(text)
+    push(ws.root)
+    ids = study.load_sample(ws)["pair_id"]
+    drawn = annotation.audit_draw(ids, 0.3, 0)
+    blind_labels(ws, ids[drawn], lambda p: 0)
+    heavy = np.arange(N) % 7 == 0
+    estimates = ws.root / "estimates"
+    estimates.mkdir()
+    residual = np.where(drawn, np.where(heavy, 3.0, 0.2), np.nan)
+    pd.DataFrame({"pair_id": ids, "weight": np.where(heavy, 12.0, 1.5), "residual": residual}).to_parquet(
+        estimates / "audit_need.parquet")
+    corrected = {"method": "dr_gold_corrected", "estimand": "ATE", "weighted": False, "estimate": 0.4}
+    (estimates / "estimates.json").write_text(json.dumps({"estimates": [corrected], "gold": {
+        "plan": {"variance": 0.04, "audit_variance": 0.03, "audited": int(drawn.sum()), "pairs": N},
+        "design": {"probabilities_vary": False}}}))
+    uniform = causal.plan_audit(0.04, 0.03, int(drawn.sum()), N, target_width=0.6)
+    result = runner.invoke(app, ["annotate", "plan", str(ws.root), "--ci-width", "0.6"], env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"about {uniform.more:,} more audited pairs" in said
+    forecast = re.search(r'under an active design \(\[annotation\] audit = "active"\): about (\d+) more', said)
+    assert forecast and 0 < int(forecast.group(1)) < uniform.more, said
+    assert f"forecast from the {int(drawn.sum()):,} labelled pairs' residuals" in said
+    print(f"\n{said}")
+    pd.DataFrame({"pair_id": ids, "weight": 1.5}).to_parquet(estimates / "audit_need.parquet")  # an older estimate
+    older = " ".join(runner.invoke(app, ["annotate", "plan", str(ws.root), "--ci-width", "0.6"]).output.split())
+    assert "no forecast" in older and "predates the residuals" in older

@@ -164,6 +164,7 @@ def test_a_corrected_estimate_leaves_the_weights_an_active_audit_reads(estimated
     payload = json.loads((study / "estimates" / "estimates.json").read_text())
     assert set(need["pair_id"]) <= set(scored["pair_id"]) and len(need) == payload["gold"]["pairs"]
     assert (need["weight"] >= 1).all() and need["weight"].nunique() > 10
+    assert need["residual"].notna().sum() == payload["gold"]["plan"]["audited"]  # the audited pairs' only
     assert payload["gold"]["design"]["probabilities_vary"] is False and payload["gold"]["design"]["sentence"] is None
 
 
