@@ -12,7 +12,9 @@ E[m̃] = E[m(gold)] whatever ĝ and λ are, because π is known — the judge's 
 but never validity. The better ĝ predicts the gold moment, the narrower the interval. λ (power
 tuning, PPI++: Angelopoulos, Duchi & Zrnic 2023) is chosen to minimise the estimate's variance:
 λ = 0 is the audited pairs alone (inverse-probability weighted), λ = 1 trusts the prediction fully,
-so a prediction that does not help costs (asymptotically) nothing.
+so a prediction that does not help costs (asymptotically) nothing. The reported row then mixes in
+`dr_gold_only` (the same estimand, its nuisances fitted on the audited pairs alone) at the share that
+makes its SE least (`mixed_with_gold_only`), so it is never reported wider than the labels alone.
 
 Here the moment is the doubly robust score of the gold labels, for the stated estimand: the
 average effect over pairs whose *gold* empathy is in an arm (a ratio of two corrected moments,
