@@ -59,11 +59,9 @@ class AnnotationState:
                    dict(data.get("audit") or {}),
                    bool(data.get("blind", data.get("pushed") and data.get("annotators"))))
 
-    def save(self, url: str, config: annotation.AnnotationConfig) -> None:
-        """An active audit keeps its recorded batches; a uniform one records the configured rate (raising it
-        keeps every pair drawn before: the draw is monotone in the rate)."""
-        if self.audit.get("design") != "active":
-            self.audit = {"design": "uniform", "rate": config.audit_rate, "seed": config.audit_seed}
+    def save(self, url: str) -> None:
+        """The audit design as `push` last set it (`audit`): adding an annotator or reading the servers
+        never rewrites it, so the record stays the draw the pushed tasks came from."""
         write_json(self.path, {"url": url, "salt": self.salt, "annotators": self.annotators, "pushed": self.pushed,
                                "review": self.review, "blind": self.blind, "audit": self.audit,
                                "foreign_accounts": self.foreign_accounts})
@@ -118,7 +116,7 @@ def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
     server can open every annotation on it. The admin token (LABEL_STUDIO_API_KEY) must work
     there too (`make labelstudio-annotator NAME=…` starts such a server).
     """
-    config = study.config()
+    study.config()  # a broken study.toml stops here, before any server is asked
     email = email.strip()
     if "@" not in email or len(email) < 3:
         raise annotation.AnnotationError(f"{email!r} is not an e-mail address: the annotator signs up with it")
@@ -146,7 +144,7 @@ def add_annotator(study: Workspace, email: str, url: str) -> AddedAnnotator:
     invite = labelstudio.fresh_invite(client, url)
     state.annotators = [a for a in state.annotators if a["annotator"] != name] + [{"annotator": name,
                                                                                   "url": url.rstrip("/")}]
-    state.save(main, config.annotation)
+    state.save(main)
     return AddedAnnotator(name, url.rstrip("/"), invite, signed_up)
 
 
@@ -171,7 +169,8 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
             f"`make labelstudio-annotator NAME=…` and add it with "
             f"`empathy annotate add-annotator {study.root} EMAIL --url URL`")
     sample = load_sample(study)
-    design = current_design(study, config.annotation, sample["pair_id"])
+    # A uniform audit draws at the configured rate; an active one starts from what was pushed before.
+    design = current_design(study, config.annotation, sample["pair_id"], pushing=config.annotation.audit == "uniform")
     batches = []
     if config.annotation.audit == "active" and state.annotators:
         features = judge_features(study, config, sample["pair_id"])
@@ -193,7 +192,9 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
     save_batches(study, batches)  # the probabilities are on record before any of their pairs is labelled
     if design.design == "active":
         state.audit = {"design": "active", "seed": config.annotation.audit_seed, "batches": design.batches}
-        state.save(main_url(study), config.annotation)  # the records beside the rows they describe, at once
+        state.save(main_url(study))  # the records beside the rows they describe, at once
+    elif config.annotation.audit == "uniform":
+        state.audit = {"design": "uniform", "rate": design.rate, "seed": design.seed}
     rubrics = config.rubrics()
     kinds = audit_kinds(sample, design.drawn, config.annotation)
     rows = {r["pair_id"]: r for r in sample.to_dict("records")}
@@ -236,7 +237,7 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
                 results.append(result)
             state.pushed = state.review = True
     finally:
-        state.save(main_url(study), config.annotation)
+        state.save(main_url(study))
     return Pushed(results, reach, [b.record for b in batches])
 
 

@@ -71,9 +71,12 @@ def read_batches(study: Workspace) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def current_design(study: Workspace, config: annotation.AnnotationConfig, pair_ids: pd.Series) -> AuditDesign:
+def current_design(study: Workspace, config: annotation.AnnotationConfig, pair_ids: pd.Series,
+                   pushing: bool = False) -> AuditDesign:
     """The design as drawn so far: the active batches if any were drawn, else the uniform draw at the
-    rate and seed the last push recorded (else the configured ones, `config`)."""
+    rate and seed the last push recorded (else the configured ones, `config`). `pushing`: the uniform
+    draw a push is about to make, at the configured rate and seed (raising the rate keeps every pair
+    drawn before: the draw is monotone in it)."""
     recorded = _recorded(study)
     batches = read_batches(study)
     ids = pd.Index(pair_ids, name="pair_id")
@@ -86,8 +89,8 @@ def current_design(study: Workspace, config: annotation.AnnotationConfig, pair_i
     if batches.duplicated(["batch", "pair_id"]).any():
         raise StudyError(f"{audit_batches_path(study).name} holds a pair twice in one batch: it was appended to twice")
     if batches.empty:
-        rate = recorded.get("rate") or config.audit_rate
-        seed = recorded.get("seed", config.audit_seed)
+        rate = config.audit_rate if pushing else recorded.get("rate") or config.audit_rate
+        seed = config.audit_seed if pushing else recorded.get("seed", config.audit_seed)
         drawn = annotation.audit_draw(pair_ids, rate, seed)
         return AuditDesign("uniform", seed, pd.Series(float(rate), index=ids), pd.Series(drawn, index=ids), rate=rate)
     wide = batches.pivot_table(index="pair_id", columns="batch", values="probability", aggfunc="first")

@@ -211,3 +211,36 @@ def test_plan_forecasts_what_an_active_batch_would_buy_while_the_audit_is_unifor
     pd.DataFrame({"pair_id": ids, "weight": 1.5}).to_parquet(estimates / "audit_need.parquet")  # an older estimate
     older = " ".join(runner.invoke(app, ["annotate", "plan", str(ws.root), "--ci-width", "0.6"]).output.split())
     assert "no forecast" in older and "predates the residuals" in older
+
+
+def test_a_raised_audit_rate_is_the_rate_the_next_push_draws_and_records(tmp_path):
+    """A uniform audit pushed at 0.15, then audit_rate raised to 0.3: the next push draws at 0.3 (it used
+    to draw at the recorded 0.15 and record 0.3, so the record no longer described the tasks pushed).
+    Refused here as too small for min_arm, its message shows the rate it drew at."""
+    ws = active_study(tmp_path / "s", "audit_labels = 60")
+    text = ws.root.joinpath("study.toml").read_text().replace('audit = "active"', 'audit = "uniform"\naudit_rate = 0.15')
+    ws.root.joinpath("study.toml").write_text(text)
+    push(ws.root)
+    assert json.loads(ws.annotation_state.read_text())["audit"]["rate"] == 0.15
+    ws.root.joinpath("study.toml").write_text(text.replace("audit_rate = 0.15", "audit_rate = 0.3")
+                                              .replace("min_arm = 5", "min_arm = 150"))
+    said = " ".join(push(ws.root).output.split())
+    drawn = int(annotation.audit_draw(study.load_sample(ws)["pair_id"], 0.3, 0).sum())
+    assert f"the blind audit drew {drawn} of the {N} sampled pairs (audit_rate 0.3)" in said, said
+
+
+def test_adding_an_annotator_keeps_the_rate_the_audit_was_pushed_at(tmp_path):
+    """`add-annotator` saves annotation.json (AnnotationState.save): the uniform audit's record stays the
+    rate its tasks were pushed at, whatever study.toml says now — an active design's batch 1 is read
+    from it."""
+    from empathy_study.study.annotate import AnnotationState
+
+    ws = active_study(tmp_path / "s", "audit_labels = 60")
+    text = ws.root.joinpath("study.toml").read_text().replace('audit = "active"', 'audit = "uniform"\naudit_rate = 0.15')
+    ws.root.joinpath("study.toml").write_text(text)
+    push(ws.root)
+    ws.root.joinpath("study.toml").write_text(text.replace("audit_rate = 0.15", "audit_rate = 0.4"))
+    state = AnnotationState.load(ws)
+    state.annotators.append({"annotator": "annotator-2", "url": "http://127.0.0.1:10"})
+    state.save("http://127.0.0.1:8080")
+    assert json.loads(ws.annotation_state.read_text())["audit"] == {"design": "uniform", "rate": 0.15, "seed": 0}
