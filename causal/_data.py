@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from empathy_study.shared import CONSTRUCTS, JUDGE_COLUMN
+from empathy_study.shared import CONSTRUCTS, JUDGE_COLUMN, expected_key
 
 from ._errors import CausalError
 
@@ -80,27 +80,42 @@ class PanelScores:
     empathy: np.ndarray
     attachment: np.ndarray
     treatment: np.ndarray  # the treatment rule applied to each judge's empathy: 1/0, NaN excluded or unscored
+    # Each judge's logprob-expected scores (`<construct>_expected__<judge>`), NaN where it has none; None: no
+    # judge of the table has any.
+    expected_empathy: np.ndarray | None = None
+    expected_attachment: np.ndarray | None = None
 
     def subset(self, rows: np.ndarray) -> "PanelScores":
         return replace(self, empathy=self.empathy[rows], attachment=self.attachment[rows],
-                       treatment=self.treatment[rows])
+                       treatment=self.treatment[rows], **self._expected(rows))
+
+    def permuted(self, order: np.ndarray) -> "PanelScores":
+        """Each judge's reading of the treatment (its empathy, expected empathy and arm) moved with `order`."""
+        moved = {} if self.expected_empathy is None else {"expected_empathy": self.expected_empathy[order]}
+        return replace(self, empathy=self.empathy[order], treatment=self.treatment[order], **moved)
+
+    def _expected(self, rows: np.ndarray) -> dict:
+        if self.expected_empathy is None:
+            return {}
+        return {"expected_empathy": self.expected_empathy[rows], "expected_attachment": self.expected_attachment[rows]}
 
 
 def panel_columns(columns: list[str], recorded: dict | None) -> dict[str, dict[str, str]]:
     """construct → judge → column of each judge's own score. `recorded`: the `panel_columns` record of
     the file's provenance (what `empathy export` wrote), which names them; a file without one (a file a
     user brings) may carry them under the documented names `<construct>__<judge>`."""
+    keys = (*CONSTRUCTS, *(expected_key(c) for c in CONSTRUCTS))
     if recorded is not None:
-        named = {c: dict(recorded.get(c, {})) for c in CONSTRUCTS}
-        absent = [column for c in CONSTRUCTS for column in named[c].values() if column not in columns]
+        named = {c: dict(recorded.get(c, {})) for c in keys}
+        absent = [column for c in keys for column in named[c].values() if column not in columns]
         if absent:
             raise CausalError(f"the file's provenance names per-judge score column{'s' if len(absent) > 1 else ''} "
                               f"{', '.join(absent)} that the table lacks: export again, or drop the "
                               "panel_columns record")
         return named
-    prefix = {c: JUDGE_COLUMN.format(construct=c, judge="") for c in CONSTRUCTS}
+    prefix = {c: JUDGE_COLUMN.format(construct=c, judge="") for c in keys}
     return {c: {column[len(prefix[c]):]: column for column in columns
-                if column.startswith(prefix[c]) and len(column) > len(prefix[c])} for c in CONSTRUCTS}
+                if column.startswith(prefix[c]) and len(column) > len(prefix[c])} for c in keys}
 
 
 def _panel(frame: pd.DataFrame, named: dict[str, dict[str, str]], rule: TreatmentRule) -> PanelScores | None:
@@ -115,8 +130,13 @@ def _panel(frame: pd.DataFrame, named: dict[str, dict[str, str]], rule: Treatmen
 
     empathy = scores("empathy")
     treatment = np.column_stack([rule.assign(pd.Series(empathy[:, i])).to_numpy() for i in range(len(judges))])
-    return PanelScores(judges, tuple(col for c in CONSTRUCTS for col in named[c].values()), empathy,
-                       scores("attachment"), treatment)
+    expected = {}
+    if any(named.get(expected_key(c)) for c in CONSTRUCTS):
+        expected = {f"expected_{c}": np.column_stack([
+            frame[named[expected_key(c)][j]].to_numpy(dtype=float) if j in named[expected_key(c)] else np.full(n, np.nan)
+            for j in judges]) for c in CONSTRUCTS}
+    return PanelScores(judges, tuple(col for key in named for col in named[key].values()), empathy,
+                       scores("attachment"), treatment, **expected)
 
 
 @dataclass

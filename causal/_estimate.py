@@ -270,13 +270,15 @@ def _altered_study(fit: Fit, change: Alteration):
         p = change.permutation
         treatment, empathy, gold_t = treatment[p], empathy[p], gold_t[p]
         if panel is not None:  # each judge's empathy moves with the panel's
-            panel = replace(panel, empathy=panel.empathy[p], treatment=panel.treatment[p])
+            panel = panel.permuted(p)
     if change.outcome is not None:
         y = change.outcome
         outcome = np.where(np.isnan(outcome), np.nan, y)
         gold_y = np.where(audit.in_arm == 1, y, np.nan)
         if panel is not None:  # the new outcome has no per-judge scores: each judge reads it as the panel does
-            panel = replace(panel, attachment=np.where(np.isnan(panel.attachment), np.nan, y[:, None]))
+            panel = replace(panel, attachment=np.where(np.isnan(panel.attachment), np.nan, y[:, None]),
+                            **({} if panel.expected_attachment is None else {"expected_attachment": np.where(
+                                np.isnan(panel.expected_attachment), np.nan, y[:, None])}))
         keep &= ~((audit.in_arm == 1) & np.isnan(y))  # an audited pair without the new outcome leaves the audit
     data = replace(a, treatment=treatment, empathy=empathy, outcome=outcome, panel=panel,
                    audit=replace(audit, treatment=gold_t, outcome=gold_y))

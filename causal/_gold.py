@@ -153,7 +153,9 @@ def own_view(panel: PanelScores | None) -> np.ndarray | None:
     """What each judge of the panel says on its own, where the table has it: per judge its arm by the
     rule (or the band; all 0 where it gave no empathy score), its empathy and attachment (0 where
     missing) and whether its attachment is missing. Predictors of the gold moment beside the panel's
-    view, so a judge that predicts people well can weigh more than one that does not."""
+    view, so a judge that predicts people well can weigh more than one that does not. Where the table
+    has a judge's logprob-expected scores, they enter too (0 and an indicator where missing): a
+    judge's probability-weighted score can say more than the score it wrote."""
     if panel is None:
         return None
     columns = []
@@ -163,6 +165,9 @@ def own_view(panel: PanelScores | None) -> np.ndarray | None:
         treated = arm & (np.nan_to_num(t) == 1)
         columns += [arm & ~treated, ~np.isnan(panel.empathy[:, j]) & ~arm, treated, np.nan_to_num(panel.empathy[:, j]),
                     np.nan_to_num(panel.attachment[:, j]), np.isnan(panel.attachment[:, j])]
+        for expected in (panel.expected_empathy, panel.expected_attachment):
+            if expected is not None and not np.isnan(expected[:, j]).all():
+                columns += [np.nan_to_num(expected[:, j]), np.isnan(expected[:, j])]
     return np.column_stack(columns).astype(float)
 
 

@@ -25,6 +25,12 @@ def judge_column(construct: str, judge: str) -> str:
     """The scored-pairs column holding one judge's own score of a construct (docs/contracts.md)."""
     return JUDGE_COLUMN.format(construct=construct, judge=judge)
 
+
+def expected_key(construct: str) -> str:
+    """The `panel_columns` key (and column prefix) of the judges' logprob-expected scores of a construct:
+    `judge_column(expected_key("empathy"), judge)` is `empathy_expected__<judge>`."""
+    return f"{construct}_expected"
+
 CACHE_VARIABLE = "EMPATHY_CACHE"
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from empathy_study import judge
 from empathy_study.annotation import labelstudio
-from empathy_study.shared import CONSTRUCTS, judge_column
+from empathy_study.shared import CONSTRUCTS, expected_key, judge_column
 from empathy_study.study.annotate import AnnotationState
 from empathy_study.study.judging import load_sample, read_judgments, scored_counts
 from empathy_study.study.labels import blind, claim_versions, gold_columns, read_labels, short_version
@@ -41,15 +41,23 @@ def claim(config: StudyConfig, sample: pd.DataFrame, labels: pd.DataFrame) -> di
 def judge_columns(scores: pd.DataFrame, panel: list[str]) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
     """Each panel judge's own score of each construct — its mean over its samples, under the same rubric
     version as the panel column, never calibrated — one column per judge and construct (`judge_column`),
-    and construct → judge → column, the record that tells `estimate` which columns these are.
-    NaN where the judge has no successful sample of the pair."""
+    and construct → judge → column, the record that tells `estimate` which columns these are. Where a
+    judge recorded logprob-expected scores of a construct (`logprobs = true`), their mean is a column
+    too, under `expected_key(construct)` in the record. NaN where the judge has no successful sample."""
     names = {c: {name: judge_column(c, name) for name in panel} for c in CONSTRUCTS}
     own = scores[scores["construct"].isin(CONSTRUCTS) & scores["judge"].isin(panel)]
     if own.empty:
         return pd.DataFrame(columns=["pair_id", *(col for c in CONSTRUCTS for col in names[c].values())]), names
-    wide = own.set_index(["pair_id", "construct", "judge"])["score"].unstack(["construct", "judge"])
-    table = pd.DataFrame({column: wide[(c, name)] if (c, name) in wide.columns else pd.Series(float("nan"), wide.index)
-                          for c in CONSTRUCTS for name, column in names[c].items()}, index=wide.index)
+    wide = own.set_index(["pair_id", "construct", "judge"])[["score", "expected_score"]].unstack(["construct", "judge"])
+    columns = {column: wide[("score", c, name)] if ("score", c, name) in wide.columns
+               else pd.Series(float("nan"), wide.index) for c in CONSTRUCTS for name, column in names[c].items()}
+    for c in CONSTRUCTS:
+        expected = {name: wide[("expected_score", c, name)] for name in panel
+                    if ("expected_score", c, name) in wide.columns and wide[("expected_score", c, name)].notna().any()}
+        if expected:
+            names[expected_key(c)] = {name: judge_column(expected_key(c), name) for name in expected}
+            columns.update({names[expected_key(c)][name]: values for name, values in expected.items()})
+    table = pd.DataFrame(columns, index=wide.index)
     return table.astype(float).rename_axis("pair_id").reset_index(), names
 
 

@@ -146,3 +146,29 @@ def test_the_corrected_interval_is_never_wider_than_gold_onlys():
         print(f"\nseed {seed}: corrected ± {corrected_se:.4f}, gold only ± {only_se:.4f}, share {shares[-1]:.2f}")
         assert corrected_se <= only_se * (1 + 1e-9)
     assert max(shares) > 0
+
+
+def test_a_judges_expected_scores_narrow_the_interval_its_coarse_scores_leave():
+    """A SIMULATED judge that writes coarse scores (empathy 2 or 6, attachment to the nearest even point)
+    while its logprob-expected scores keep what it read (a good judge's reading, unrounded): read beside its scores
+    (`<construct>_expected__<judge>`), they make ĝ predict the gold moment better and the interval
+    narrower. Dropped from the table, the same study gives the scores-only interval."""
+    widths = []
+    for seed in range(3):
+        frame, X, _ = three_judge_study(n=2_000, seed=seed, judges=("good",))
+        rng = np.random.default_rng([seed, 9])
+        # the judge's latent readings: a good judge's scores (SD 0.4 around the truth on every pair), unrounded
+        latent_e = frame["empathy__good"] + rng.normal(0, 0.2, len(frame))
+        latent_a = frame["attachment__good"] + rng.normal(0, 0.2, len(frame))
+        coarse = frame.assign(**{"empathy__good": np.where(latent_e >= 4, 6.0, 2.0),
+                                 "attachment__good": np.clip(2 * np.round(latent_a / 2), 2, 6)})
+        coarse["empathy"], coarse["attachment"] = coarse["empathy__good"], coarse["attachment__good"]
+        with_expected = coarse.assign(**{"empathy_expected__good": np.clip(latent_e, 1, 7),
+                                         "attachment_expected__good": np.clip(latent_a, 1, 7)})
+        fit = fitted(with_expected, X)
+        assert fit.all.panel.expected_empathy is not None
+        _, se_expected = corrected(with_expected, X)
+        _, se_scores = corrected(coarse, X)
+        widths.append(se_expected / se_scores)
+        print(f"\nseed {seed}: SE with expected scores {se_expected:.4f}, scores only {se_scores:.4f}")
+    assert np.median(widths) < 0.95

@@ -17,23 +17,29 @@ from tests.study.conftest import make_simulated
 JUDGES = ("sim-low", "sim-ones", "sim-noisy")
 
 
-def own_scores_by_hand(ws, construct: str, version: str) -> pd.DataFrame:
-    """Each judge's mean score over its samples under one rubric version, from the log itself."""
+def own_scores_by_hand(ws, construct: str, version: str, field: str = "score") -> pd.DataFrame:
+    """Each judge's mean score (or expected score) over its samples under one rubric version, from the log itself."""
     records = [json.loads(line) for line in ws.judgments.read_text().splitlines()[1:]]
     frame = pd.DataFrame(records)
     own = frame[(frame["construct"] == construct) & (frame["prompt_version"] == version) & frame["score"].notna()]
-    return own.groupby(["pair_id", "judge"])["score"].mean().unstack("judge")
+    return own.groupby(["pair_id", "judge"])[field].mean().unstack("judge")
 
 
 def test_each_judges_own_score_is_exported_raw_and_named_in_the_record(tmp_path):
     ws = make_simulated(tmp_path / "study", n=300, gold=100)
     before = study.export(ws)
     table, recorded = read_scored_pairs(ws.scored_pairs)
-    assert recorded["panel_columns"] == {c: {j: f"{c}__{j}" for j in JUDGES} for c in CONSTRUCTS}
+    # the simulated judges record logprob-expected scores too: a column each, named in the record
+    assert recorded["panel_columns"] == {**{c: {j: f"{c}__{j}" for j in JUDGES} for c in CONSTRUCTS},
+                                         **{f"{c}_expected": {j: f"{c}_expected__{j}" for j in JUDGES}
+                                            for c in CONSTRUCTS}}
     for construct in CONSTRUCTS:
-        by_hand = own_scores_by_hand(ws, construct, recorded["prompt_versions"][construct]).reindex(table["pair_id"])
+        version = recorded["prompt_versions"][construct]
+        by_hand = own_scores_by_hand(ws, construct, version).reindex(table["pair_id"])
+        expected = own_scores_by_hand(ws, construct, version, "expected_score").reindex(table["pair_id"])
         for judge in JUDGES:
             assert np.allclose(table[f"{construct}__{judge}"], by_hand[judge], equal_nan=True)
+            assert np.allclose(table[f"{construct}_expected__{judge}"], expected[judge], equal_nan=True)
         # the panel column is their mean where every judge scored the pair
         columns = table[[f"{construct}__{j}" for j in JUDGES]]
         assert np.allclose(table[construct], columns.mean(axis=1).where(columns.notna().all(axis=1)), equal_nan=True)
