@@ -24,7 +24,7 @@ import pandas as pd
 
 DESIGNS = ("uniform", "active")
 # What the judges' error on a pair is predicted from (`audit_features`), before and after labels.
-FEATURES = ("empathy_spread", "attachment_spread", "near_threshold", "empathy", "attachment")
+FEATURES = ("empathy_spread", "attachment_spread", "uncertainty", "near_threshold", "empathy", "attachment")
 MIN_LABELLED_FOR_MODEL = 20  # labelled audit pairs before their errors, not the judges' disagreement, set the need
 
 
@@ -87,17 +87,27 @@ def budget_probabilities(need: np.ndarray, labels: float, floor: float, counted:
 
 def audit_features(scores: pd.DataFrame, high: float, low: float) -> pd.DataFrame:
     """Per pair, what predicts the judges' error on it, from the judges' scores: `scores` has one row per
-    (pair_id, judge) with `empathy` and `attachment` (NaN where unscored).
+    (pair_id, judge) with `empathy` and `attachment` (NaN where unscored), and optionally the judge's
+    logprob-expected scores `empathy_expected` and `attachment_expected`.
 
-    empathy_spread / attachment_spread: the SD across the judges (0 with one judge); near_threshold:
-    exp(−distance of the panel's empathy from the nearer treatment threshold), 1 on a threshold — a small
-    error there moves the pair between arms; empathy / attachment: the panel mean. A pair no judge
-    scored gets the largest need of any pair (`error_need`)."""
+    empathy_spread / attachment_spread: the SD across the judges (0 with one judge); uncertainty: the
+    mean gap between a judge's score and its expected score (0 without expected scores) — a judge whose
+    probability is spread over several points writes a score far from its probability-weighted mean;
+    near_threshold: exp(−distance of the panel's empathy from the nearer treatment threshold), 1 on a
+    threshold — a small error there moves the pair between arms; empathy / attachment: the panel mean.
+    A pair no judge scored gets the largest need of any pair (`error_need`)."""
     by_pair = scores.groupby("pair_id")[["empathy", "attachment"]]
     mean, spread = by_pair.mean(), by_pair.std(ddof=0).fillna(0.0)
+    gaps = [(scores[c] - scores[f"{c}_expected"]).abs() for c in ("empathy", "attachment")
+            if f"{c}_expected" in scores.columns]
+    if gaps:
+        uncertainty = pd.concat(gaps, axis=1).mean(axis=1).groupby(scores["pair_id"]).mean()
+        uncertainty = uncertainty.reindex(mean.index).fillna(0.0)
+    else:
+        uncertainty = pd.Series(0.0, index=mean.index)
     gap = np.minimum((mean["empathy"] - high).abs(), (mean["empathy"] - low).abs())
     return pd.DataFrame({"empathy_spread": spread["empathy"], "attachment_spread": spread["attachment"],
-                         "near_threshold": np.exp(-gap), "empathy": mean["empathy"],
+                         "uncertainty": uncertainty, "near_threshold": np.exp(-gap), "empathy": mean["empathy"],
                          "attachment": mean["attachment"]})
 
 
@@ -105,9 +115,9 @@ def error_need(features: pd.DataFrame, squared_error: pd.Series | None = None,
                weight: pd.Series | None = None) -> tuple[pd.Series, str]:
     """(pair_id → need, how it was set): the expected size of the judges' error on each pair.
 
-    Before `MIN_LABELLED_FOR_MODEL` labelled pairs, √(1 + spread_e² + spread_a²)·(1 + near_threshold):
-    a baseline error of one scale point, grown by the judges' disagreement and by closeness to a
-    threshold. After, a design-weighted (`weight` = 1/π) least-squares model of the labelled pairs'
+    Before `MIN_LABELLED_FOR_MODEL` labelled pairs, √(1 + spread_e² + spread_a² + uncertainty²)·(1 +
+    near_threshold): a baseline error of one scale point, grown by the judges' disagreement, their own
+    uncertainty and closeness to a threshold. After, a design-weighted (`weight` = 1/π) least-squares model of the labelled pairs'
     `squared_error` (the judges' squared errors on both scales) on the features, its prediction floored
     at a twentieth of the mean squared error, square-rooted. Pure.
     """
@@ -116,8 +126,9 @@ def error_need(features: pd.DataFrame, squared_error: pd.Series | None = None,
         squared_error = squared_error.dropna()
         squared_error = squared_error[squared_error.index.isin(scored.index)]
     if squared_error is None or len(squared_error) < MIN_LABELLED_FOR_MODEL:
-        need = np.sqrt(1 + scored["empathy_spread"] ** 2 + scored["attachment_spread"] ** 2) * (1 + scored["near_threshold"])
-        how = "the judges' disagreement and closeness to a treatment threshold (no error model yet: " \
+        need = np.sqrt(1 + scored["empathy_spread"] ** 2 + scored["attachment_spread"] ** 2
+                       + scored["uncertainty"] ** 2) * (1 + scored["near_threshold"])
+        how = "the judges' disagreement, their uncertainty and closeness to a treatment threshold (no error model yet: " \
               f"{0 if squared_error is None else len(squared_error)} labelled pairs, a model needs {MIN_LABELLED_FOR_MODEL})"
     else:
         from sklearn.linear_model import Ridge

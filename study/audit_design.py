@@ -3,7 +3,8 @@
 `uniform` is one Poisson draw at `[annotation] audit_rate`. `active` is drawn in batches by
 `empathy annotate push`: each push that finds fewer pairs drawn than `audit_labels` draws a batch for
 the rest, every sampled pair's probability set from what predicts the judges' error on it
-(`annotation.error_need`: their disagreement and closeness to a threshold, then a model of the errors
+(`annotation.error_need`: their disagreement, their own uncertainty (score against logprob-expected
+score) and closeness to a threshold, then a model of the errors
 of the pairs labelled so far). Each batch's probabilities are written to `audit_batches.parquet`
 before anyone labels its pairs, and a pair's `gold_prob` is its probability of ever being drawn.
 """
@@ -109,9 +110,13 @@ def judge_features(study: Workspace, config: StudyConfig, pair_ids: pd.Series) -
         return pd.DataFrame(np.nan, index=ids, columns=list(annotation.FEATURES))
     scores = judge.judge_scores(read_judgments(study), config.judges, config.judged_versions())
     wide = scores.pivot_table(index=["pair_id", "judge"], columns="construct", values="score").reset_index()
+    expected = scores.pivot_table(index=["pair_id", "judge"], columns="construct", values="expected_score")
     for construct in ("empathy", "attachment"):
         if construct not in wide.columns:
             wide[construct] = np.nan
+        if construct in expected.columns:  # the judges that recorded logprobs: their own uncertainty
+            wide[f"{construct}_expected"] = expected[construct].reindex(
+                pd.MultiIndex.from_frame(wide[["pair_id", "judge"]])).to_numpy()
     features = annotation.audit_features(wide, config.causal.treat_high, config.causal.treat_low)
     return features.reindex(ids)
 

@@ -63,7 +63,8 @@ def push(
 
     With [annotation] audit = "active", a push whose batches planned fewer than audit_labels pairs first
     draws the next batch: every sampled pair's probability grows with the judges' expected error on it
-    (their disagreement and closeness to a threshold; once 20 pairs are labelled, a model of the errors
+    (their disagreement, their uncertainty where they recorded logprobs and closeness to a threshold; once
+    20 pairs are labelled, a model of the errors
     those labels show), at least min_audit_prob, and is written to DIR/audit_batches.parquet before
     anyone labels. Annotators still see no judge output.
     """

@@ -70,7 +70,7 @@ def test_the_inverse_probability_mean_is_unbiased_and_the_active_design_narrower
     n = 3_000
     spread = rng.choice([0.0, 2.5], size=n, p=[0.8, 0.2])  # a fifth of the pairs: judges far apart
     error = rng.normal(0, 0.3 + spread)  # the judge's error on each pair, larger where they disagree
-    features = pd.DataFrame({"empathy_spread": spread, "attachment_spread": 0.0, "near_threshold": 0.0,
+    features = pd.DataFrame({"empathy_spread": spread, "attachment_spread": 0.0, "uncertainty": 0.0, "near_threshold": 0.0,
                              "empathy": 4.0, "attachment": 3.0}, index=[f"p{i}" for i in range(n)])
     need, how = annotation.error_need(features)
     assert "disagreement" in how
@@ -95,7 +95,7 @@ def test_the_need_model_learns_where_the_labelled_pairs_show_errors():
     rng = np.random.default_rng(2)
     n = 800
     attachment = rng.uniform(1, 7, n)
-    features = pd.DataFrame({"empathy_spread": 0.0, "attachment_spread": 0.0, "near_threshold": 0.0,
+    features = pd.DataFrame({"empathy_spread": 0.0, "attachment_spread": 0.0, "uncertainty": 0.0, "near_threshold": 0.0,
                              "empathy": rng.uniform(1, 7, n), "attachment": attachment},
                             index=[f"p{i}" for i in range(n)])
     squared = pd.Series(rng.normal(0, 0.2 + (attachment > 5) * 2.0) ** 2, index=features.index)
@@ -137,3 +137,18 @@ def test_the_forecast_of_an_active_batch_buys_what_the_uniform_labels_would():
     assert abs(np.median(ratios) - 1) < 0.15
     assert np.median(labels) < 0.6 * more
     assert annotation.active_labels_for(np.full(N, np.nan), current, np.zeros(N, bool), need, more) is None
+
+
+def test_a_judges_own_uncertainty_raises_the_need_where_it_is_unsure():
+    """A judge that recorded logprob-expected scores: where its written score sits far from its expected
+    score (its probability spread over several points) the pair needs a label more; without expected
+    scores the feature is 0 and the need is what it was."""
+    scores = pd.DataFrame({"pair_id": ["a", "b"], "judge": "j", "empathy": [6.0, 6.0], "attachment": [3.0, 3.0],
+                           "empathy_expected": [5.9, 4.6], "attachment_expected": [3.1, 3.0]})
+    features = annotation.audit_features(scores, 5, 3)
+    assert features.loc["a", "uncertainty"] < features.loc["b", "uncertainty"]
+    need, how = annotation.error_need(features)
+    assert need["b"] > need["a"] and "uncertainty" in how
+    plain = annotation.audit_features(scores.drop(columns=["empathy_expected", "attachment_expected"]), 5, 3)
+    assert (plain["uncertainty"] == 0).all()
+    assert annotation.error_need(plain)[0]["a"] == annotation.error_need(plain)[0]["b"]
