@@ -14,7 +14,9 @@ the next step's; the last step includes writing the outputs. CPU seconds (this p
 descendants — Ray's workers — read from /proc) stand beside wall seconds: on a shared machine they
 say what a step costs. Peak memory is the PSS summed over that process tree, sampled every second
 (a page shared by several processes, such as Ray's object store, counts once); this process's own
-peak RSS is printed beside it. Target: < 5 min wall, < 6 GB peak.
+peak RSS is printed beside it. The set-up's frames (the real pairs, their copies, the texts) are freed
+before the estimate starts: what is measured is what `empathy estimate` itself holds, plus this
+script's pair ids, scores and truth. Target: < 5 min wall, < 6 GB peak.
 
 `--backend both` (the default) runs the estimate twice on the same pairs: in this process
 (`backend = "local"`), then with `backend = "ray"` on a Ray of `--workers` CPUs started here
