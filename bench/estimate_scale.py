@@ -14,7 +14,9 @@ the next step's; the last step includes writing the outputs. CPU seconds (this p
 descendants — Ray's workers — read from /proc) stand beside wall seconds: on a shared machine they
 say what a step costs. Peak memory is the PSS summed over that process tree, sampled every second
 (a page shared by several processes, such as Ray's object store, counts once); this process's own
-peak RSS is printed beside it. Target: < 5 min wall, < 6 GB peak.
+peak RSS is printed beside it. The set-up's frames (the real pairs, their copies, the texts) are freed
+before the estimate starts: what is measured is what `empathy estimate` itself holds, plus this
+script's pair ids, scores and truth. Target: < 5 min wall, < 6 GB peak.
 
 `--backend both` (the default) runs the estimate twice on the same pairs: in this process
 (`backend = "local"`), then with `backend = "ray"` on a Ray of `--workers` CPUs started here
@@ -144,17 +146,15 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def run(scored: pd.DataFrame, config: causal.CausalConfig, tree: Tree, models: Path) -> dict:
-    """`study.estimate` on the pairs, from an empty embedding cache (the built `models` linked in); its
-    steps, time, memory and rows."""
+def run(path: Path, config: causal.CausalConfig, tree: Tree, models: Path) -> dict:
+    """`study.estimate` on the scored pairs at `path`, from an empty embedding cache (the built `models`
+    linked in); its steps, time, memory and rows."""
     with tempfile.TemporaryDirectory() as tmp:
         # An empty embedding cache (the estimate embeds all 144k texts), the user's built models kept.
         (Path(tmp) / "cache").mkdir()
         if models.exists():
             (Path(tmp) / "cache" / "models").symlink_to(models, target_is_directory=True)
         os.environ[CACHE_VARIABLE] = str(Path(tmp) / "cache")
-        path = Path(tmp) / "scored_pairs.parquet"
-        scored.to_parquet(path)
         tree.reset()
         clock = StepClock(tree)
         began, began_cpu = time.perf_counter(), tree.cpu()
@@ -187,6 +187,26 @@ def show(name: str, out: dict, scored: pd.DataFrame, truth: pd.DataFrame) -> Non
               f"   truth {truth_value:+.3f}")
 
 
+def semisynthetic_pairs(n: int, embedding: str, audit_rate: float, seed: int,
+                        path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scored pairs written to `path`; returned without their texts (pair ids and scores), with the
+    truth. The real pairs, their copies and the planting embedder are gone when this returns, so the
+    memory measured is the estimate's, not this script's set-up."""
+    real = real_turn_pairs()
+    pairs = recycle(real, n)
+    # The planted confounding reads the real prompts' meaning (through the same embedding the estimate uses).
+    planter = causal.Embedder(embedding=embedding)
+    originals = pairs["prompt"].str.replace(r" \(copy \d+\)$", "", regex=True).tolist()
+    score = causal.personal_score(planter.embed(originals), planter.embed(PERSONAL_ANCHORS),
+                                  planter.embed(TASK_ANCHORS))
+    scored, truth = simulate(pairs, score, seed)
+    scored = causal.judge_labels(scored, truth, causal.JudgeNoise(), audit_rate=audit_rate, seed=seed)
+    scored.to_parquet(path)
+    print(f"{len(real):,} real turn-pairs recycled to {len(scored):,} semi-synthetic pairs ({audit_rate:.0%} audited)",
+          end=" ", flush=True)
+    return scored[["pair_id", "empathy", "attachment"]].copy(), truth
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=144_000)
@@ -203,17 +223,10 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    real = real_turn_pairs()
-    pairs = recycle(real, args.pairs)
-    # The planted confounding reads the real prompts' meaning (through the same embedding the estimate uses).
-    planter = causal.Embedder(embedding=args.embedding)
-    originals = pairs["prompt"].str.replace(r" \(copy \d+\)$", "", regex=True).tolist()
-    score = causal.personal_score(planter.embed(originals), planter.embed(PERSONAL_ANCHORS),
-                                  planter.embed(TASK_ANCHORS))
-    scored, truth = simulate(pairs, score, args.seed)
-    scored = causal.judge_labels(scored, truth, causal.JudgeNoise(), audit_rate=args.audit_rate, seed=args.seed)
-    print(f"{len(real):,} real turn-pairs recycled to {len(scored):,} semi-synthetic pairs "
-          f"({args.audit_rate:.0%} audited) in {time.perf_counter() - start:.0f} s", flush=True)
+    files = tempfile.TemporaryDirectory()
+    path = Path(files.name) / "scored_pairs.parquet"
+    scored, truth = semisynthetic_pairs(args.pairs, args.embedding, args.audit_rate, args.seed, path)
+    print(f"in {time.perf_counter() - start:.0f} s", flush=True)
 
     tree = Tree()
     models = cache_dir() / "models"  # the user's built models, before a run points the cache elsewhere
@@ -222,7 +235,7 @@ def main() -> None:
     runs = {}
     if args.backend in ("local", "both"):
         print(f"\nlocal ({args.workers} worker process{'es' if args.workers != 1 else ''}):", flush=True)
-        runs["local"] = run(scored, config, tree, models)
+        runs["local"] = run(path, config, tree, models)
         show("local", runs["local"], scored, truth)
     if args.backend in ("ray", "both"):
         import ray
@@ -233,7 +246,7 @@ def main() -> None:
         print(f"\nRay {ray.__version__}: a local Ray of {args.workers} CPUs started in {startup:.1f} s "
               "(not counted below)", flush=True)
         try:
-            runs["ray"] = run(scored, config.model_copy(update={"backend": "ray"}), tree, models)
+            runs["ray"] = run(path, config.model_copy(update={"backend": "ray"}), tree, models)
         finally:
             ray.shutdown()
         show(f"Ray ({args.workers} workers)", runs["ray"], scored, truth)

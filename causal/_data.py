@@ -13,6 +13,7 @@ from empathy_study.shared import CONSTRUCTS, JUDGE_COLUMN, expected_key
 from ._errors import CausalError
 
 REQUIRED = ("pair_id", "prompt", "model", "turn_index", *CONSTRUCTS)
+TEXTS = ("prompt", "prev_response", "response", "reply")  # a pair's texts: the estimate only embeds two (`confounders`)
 GOLD_COLUMNS = ("empathy_gold", "attachment_gold", "gold_prob")
 DRAWN = "gold_drawn"  # 1 where the pair was drawn into the blind audit sample (optional: models missing labels)
 SCALE = (1.0, 7.0)

@@ -51,7 +51,12 @@ def text_key(text: str) -> bytes:
 
 
 class EmbeddingCache:
-    """Append-only store: each run that embeds new texts adds one part file (keys + vectors)."""
+    """Append-only store: each run that embeds new texts adds one part file (keys + vectors).
+
+    The parts are read into memory on first use and held until `release`: `Embedder.embed` releases
+    them after each call, so an estimate does not carry every cached vector (two texts a pair: ~0.5 GB
+    at 144k pairs) through its later steps; the next call reads the parts again (a second or so).
+    """
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -81,6 +86,9 @@ class EmbeddingCache:
     def get(self, keys: Sequence[bytes]) -> np.ndarray:
         known = self._load()
         return np.stack([known[k] for k in keys]) if keys else np.zeros((0, DIMENSIONS), np.float32)
+
+    def release(self) -> None:
+        self._vectors = None
 
 
 class Embedder:
@@ -138,4 +146,6 @@ class Embedder:
                 self.embedded += len(chunk)
                 if on_progress:
                     on_progress(start + len(chunk), len(todo))
-        return self.cache.get(keys)
+        vectors = self.cache.get(keys)
+        self.cache.release()
+        return vectors

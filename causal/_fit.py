@@ -8,12 +8,13 @@ read it and return rows (and may leave per-unit arrays for the report's plots in
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
 
 from ._config import CausalConfig
-from ._data import StudyArrays
+from ._data import TEXTS, StudyArrays
 from ._errors import CausalError
 from ._features import Confounders
 from ._gold import (
@@ -51,12 +52,25 @@ class Fit:
         self.all, self.features_all, self.config, self.say = data, features, config, say
         self._choice = choice
         self.arm_mask = data.in_arm
-        self.data = data.subset(self.arm_mask)  # the judge-label analysis rows
-        self.features = features.subset(self.arm_mask)
         self.warnings: list[str] = []  # what the estimators found a reader must see
         self.arrays: dict[str, np.ndarray] = {}  # per-unit values estimators leave for the report's plots
         self.folds_all = fold_ids(data.clusters, config.folds, config.seed)
-        fold_ids(self.data.clusters, config.folds, config.seed)  # enough users among the judge-label rows
+        fold_ids(data.clusters[self.arm_mask], config.folds, config.seed)  # enough users among the judge-label rows
+
+    # The judge-label rows are copied on first use, and without the texts: the primary's refits
+    # (placebo) read only the full study, and no estimator reads a text (the confounders carry what
+    # the texts say). At 144k pairs (bench/estimate_scale.py) each copy of the in-arm rows' texts was
+    # ~0.35 GB (Arrow strings are copied, not shared) and of their confounders 0.35 GB.
+    @cached_property
+    def data(self) -> StudyArrays:
+        """The judge-label analysis rows (their frame without the text columns)."""
+        frame = self.all.frame
+        return replace(self.all, frame=frame.drop(columns=[c for c in TEXTS if c in frame.columns])).subset(self.arm_mask)
+
+    @cached_property
+    def features(self) -> Confounders:
+        """The confounders of the judge-label rows."""
+        return self.features_all.subset(self.arm_mask)
 
     @cached_property
     def choice(self) -> Choice:
