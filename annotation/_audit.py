@@ -91,8 +91,9 @@ def audit_features(scores: pd.DataFrame, high: float, low: float) -> pd.DataFram
     logprob-expected scores `empathy_expected` and `attachment_expected`.
 
     empathy_spread / attachment_spread: the SD across the judges (0 with one judge); uncertainty: the
-    mean gap between a judge's score and its expected score (0 without expected scores) — a judge whose
-    probability is spread over several points writes a score far from its probability-weighted mean;
+    mean gap between a judge's score and its expected score — a judge whose probability is spread over
+    several points writes a score far from its probability-weighted mean; 0 on a pair no judge recorded
+    logprobs for, which in a panel where some judges did reads as certainty (a known simplification);
     near_threshold: exp(−distance of the panel's empathy from the nearer treatment threshold), 1 on a
     threshold — a small error there moves the pair between arms; empathy / attachment: the panel mean.
     A pair no judge scored gets the largest need of any pair (`error_need`)."""

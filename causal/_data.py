@@ -133,9 +133,13 @@ def _panel(frame: pd.DataFrame, named: dict[str, dict[str, str]], rule: Treatmen
     treatment = np.column_stack([rule.assign(pd.Series(empathy[:, i])).to_numpy() for i in range(len(judges))])
     expected = {}
     if any(named.get(expected_key(c)) for c in CONSTRUCTS):
+        alone = sorted({j for c in CONSTRUCTS for j in named.get(expected_key(c), {}) if j not in judges})
+        if alone:
+            raise CausalError(f"expected-score columns of judge{'s' if len(alone) > 1 else ''} {', '.join(alone)} "
+                              "without score columns of their own: export again, or drop them")
         expected = {f"expected_{c}": np.column_stack([
-            frame[named[expected_key(c)][j]].to_numpy(dtype=float) if j in named[expected_key(c)] else np.full(n, np.nan)
-            for j in judges]) for c in CONSTRUCTS}
+            _check_scale(frame, named[expected_key(c)][j]).to_numpy(dtype=float) if j in named[expected_key(c)]
+            else np.full(n, np.nan) for j in judges]) for c in CONSTRUCTS}
     return PanelScores(judges, tuple(col for key in named for col in named[key].values()), empathy,
                        scores("attachment"), treatment, **expected)
 

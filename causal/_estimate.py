@@ -212,7 +212,8 @@ def _sensitivity(fit: Fit, rows: list[EffectRow], primary_ready: bool) -> dict:
         out["omitted_variable"][PRIMARY] = {
             **ovb_bounds(*params),
             "how": "Chernozhukov et al. (2022) bounds via econml's sensitivity_interval / RV: θ and its influence from "
-                   "the corrected estimator; σ² from its gold-label nuisances as a 1/π-weighted mean over the audited "
+                   "the reported row (the correction mixed with gold-only); σ² from the correction's own gold-label "
+                   "nuisances (not gold-only's) as a 1/π-weighted mean over the audited "
                    "pairs, ν² as the mean of 1/e + 1/(1 − e) over every pair; covariance clustered on the user; ρ = 1"}
     if "dr" in c.estimators:
         out["omitted_variable"]["dr"] = {

@@ -56,7 +56,10 @@ def gold_rows(fit: Fit, method: str) -> list[EffectRow]:
     rows = []
     for weighted, weight in a.weightings():
         estimate, se, _ = gold.estimate(a.clusters, weight)
-        shape = cluster_shape(a.clusters[a.audit.audited]) if method == "dr_gold_only" else cluster_shape(a.clusters)
+        shape = cluster_shape(a.clusters[a.audit.audited])
+        if method == "dr_gold_corrected" and not gold.gold_only_weight:
+            shape = cluster_shape(a.clusters)
+        # with some gold-only mixed in, its audited users' shape (a t reference when they are few) still holds
         note = ("the DR estimator on the audited pairs alone, with their human labels"
                 if method == "dr_gold_only" else
                 "judge-label DR moment corrected by the audited pairs' gold-minus-prediction gap (weighted by 1/π); "
@@ -71,8 +74,8 @@ def gold_rows(fit: Fit, method: str) -> list[EffectRow]:
 def _gold_only_share(gold: GoldFit) -> str:
     if gold.gold_only_problem is not None:
         return f"dr_gold_only not mixed in ({gold.gold_only_problem})"
-    return (f"mixed with dr_gold_only at the share {gold.gold_only_weight:.2f} that makes the variance least "
-            "(so the interval is not wider than gold-only's)")
+    return (f"mixed with dr_gold_only at the share {gold.gold_only_weight:.2f} that makes the unweighted row's SE "
+            "least (so that row's interval is not wider than gold-only's; a weighted row keeps the share)")
 
 
 @estimator("dr_gold_only")

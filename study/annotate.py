@@ -169,6 +169,12 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
             f"`make labelstudio-annotator NAME=…` and add it with "
             f"`empathy annotate add-annotator {study.root} EMAIL --url URL`")
     sample = load_sample(study)
+    pushed = state.audit if state.blind and state.audit.get("design") == "uniform" else {}
+    a = config.annotation
+    if a.audit == "uniform" and pushed and (a.audit_rate < pushed["rate"] or a.audit_seed != pushed["seed"]):
+        raise StudyError(f"blind audit tasks were pushed at audit_rate {pushed['rate']:g}, audit_seed {pushed['seed']}; "
+                         f"study.toml now says {a.audit_rate:g}, {a.audit_seed}: a lower rate or another seed would drop "
+                         "pairs already on the annotators' servers from the audit — only raise the rate")
     # A uniform audit draws at the configured rate; an active one starts from what was pushed before.
     design = current_design(study, config.annotation, sample["pair_id"], pushing=config.annotation.audit == "uniform")
     batches = []

@@ -172,3 +172,13 @@ def test_a_judges_expected_scores_narrow_the_interval_its_coarse_scores_leave():
         widths.append(se_expected / se_scores)
         print(f"\nseed {seed}: SE with expected scores {se_expected:.4f}, scores only {se_scores:.4f}")
     assert np.median(widths) < 0.95
+
+
+def test_expected_score_columns_are_checked_like_scores():
+    frame, _, _ = three_judge_study(n=300, seed=7, judges=("good",))
+    bad = frame.assign(**{"empathy_expected__good": 0.5})  # a probability, not a score
+    with pytest.raises(causal.CausalError, match="empathy_expected__good.*outside 1..7"):
+        prepare(bad, causal.TreatmentRule())
+    alone = frame.assign(**{"attachment_expected__other": 4.0})  # a judge with no score columns of its own
+    with pytest.raises(causal.CausalError, match="other without score columns"):
+        prepare(alone, causal.TreatmentRule())

@@ -244,3 +244,21 @@ def test_adding_an_annotator_keeps_the_rate_the_audit_was_pushed_at(tmp_path):
     state.annotators.append({"annotator": "annotator-2", "url": "http://127.0.0.1:10"})
     state.save("http://127.0.0.1:8080")
     assert json.loads(ws.annotation_state.read_text())["audit"] == {"design": "uniform", "rate": 0.15, "seed": 0}
+
+
+def test_a_lower_rate_or_another_seed_after_a_blind_push_is_refused(tmp_path):
+    """Blind tasks already on the annotators' servers at audit_rate 0.3: a push at 0.15, or under another
+    seed, would record a draw without some of them, so it stops with one error line."""
+    ws = active_study(tmp_path / "s", "audit_labels = 60")
+    text = ws.root.joinpath("study.toml").read_text().replace('audit = "active"', 'audit = "uniform"\naudit_rate = 0.3')
+    ws.root.joinpath("study.toml").write_text(text)
+    push(ws.root)
+    state = json.loads(ws.annotation_state.read_text())
+    state["pushed"] = state["blind"] = True  # as a push that reached the server records it
+    ws.annotation_state.write_text(json.dumps(state))
+    for changed in (text.replace("audit_rate = 0.3", "audit_rate = 0.15"),
+                    text.replace("audit_rate = 0.3", "audit_rate = 0.3\naudit_seed = 7")):
+        ws.root.joinpath("study.toml").write_text(changed)
+        said = " ".join(push(ws.root).output.split())
+        assert said.startswith("error:") and "only raise the rate" in said, said
+    assert json.loads(ws.annotation_state.read_text())["audit"] == {"design": "uniform", "rate": 0.3, "seed": 0}
