@@ -41,18 +41,16 @@ Usage: nice -n 10 python bench/active_audit.py --reps 200 --out bench/results/ac
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import warnings
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")  # before numpy loads BLAS: one thread, the cores are shared
 
 from real_text import real_turn_pairs  # noqa: E402  (bench/ is this script's folder, first on the path)
-from replications import run_replications, wilson  # noqa: E402
+from replications import replication_parser, run_replications, wilson  # noqa: E402
 
 # isort: split
 import numpy as np  # noqa: E402
@@ -332,14 +330,9 @@ def summarise(frame: pd.DataFrame) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=200)
-    parser.add_argument("--first", type=int, default=0, help="first replication (to resume or split a run)")
-    parser.add_argument("--n", type=int, default=2_000, help="pairs per study")
+    parser = replication_parser(__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=400, help="B: the uniform audit's expected labels")
     parser.add_argument("--audits", default=",".join(DEFAULT_AUDITS), help=f"comma-separated: {', '.join(AUDITS)}")
-    parser.add_argument("--out", type=Path, default=None, help="append each replication's records here (JSON lines)")
-    parser.add_argument("--summarise", type=Path, nargs="*", default=None, help="only print the tables of results files")
     args = parser.parse_args()
     if args.summarise:
         print(summarise(pd.concat([pd.read_json(path, lines=True) for path in args.summarise], ignore_index=True)))

@@ -32,7 +32,6 @@ Usage: nice python bench/estimator_coverage.py --design planted,nonlinear --reps
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -45,7 +44,7 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")  # before numpy loads BLAS: one thread, the cores are shared
 
 from real_text import real_turn_pairs  # noqa: E402  (bench/ is this script's folder, first on the path)
-from replications import run_replications, wilson  # noqa: E402
+from replications import replication_parser, run_replications, wilson  # noqa: E402
 
 # isort: split
 import numpy as np  # noqa: E402
@@ -238,18 +237,13 @@ def validation_record(frame: pd.DataFrame, source: str, hte: list[Path]) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=200)
-    parser.add_argument("--first", type=int, default=0, help="first replication (to resume or split a run)")
-    parser.add_argument("--n", type=int, default=2_000, help="pairs per study (the weighted design's population)")
+    parser = replication_parser(__doc__.splitlines()[0], "pairs per study (the weighted design's population)",
+                                "only print the tables of results files; a later file's record of the same design, "
+                                "row and replication replaces an earlier file's")
     parser.add_argument("--design", default=",".join(DESIGNS), help=f"comma-separated: {', '.join(DESIGNS)}")
-    parser.add_argument("--out", type=Path, default=None, help="append each replication's records here (JSON lines)")
     parser.add_argument("--runs", default="all", choices=["all", "gold"],
                         help="gold: only the simulated-judge estimate (the gold rows), to re-measure a changed "
                              "gold estimator without re-running the rest")
-    parser.add_argument("--summarise", type=Path, nargs="*", default=None,
-                        help="only print the tables of results files; a later file's record of the same design, "
-                             "row and replication replaces an earlier file's")
     parser.add_argument("--write-validation", action="store_true", help=f"with --summarise: write {VALIDATION.name}")
     parser.add_argument("--hte", type=Path, nargs="*", default=[],
                         help="with --write-validation: bench/hte_level.py results to record the heterogeneity test's level")

@@ -21,19 +21,17 @@ Usage: nice -n 10 python bench/panel_audit.py --reps 200 --out bench/results/pan
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import warnings
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")  # before numpy loads BLAS: one thread, the cores are shared
 
 from real_text import real_turn_pairs  # noqa: E402
-from replications import run_replications, wilson  # noqa: E402  (bench/ is this script's folder, first on the path)
+from replications import replication_parser, run_replications, wilson  # noqa: E402  (bench/ is this script's folder, first on the path)
 
 # isort: split
 import numpy as np  # noqa: E402
@@ -111,13 +109,8 @@ def table(summary: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=200)
-    parser.add_argument("--first", type=int, default=0, help="first replication (to resume or split a run)")
-    parser.add_argument("--n", type=int, default=2_000, help="pairs per study")
+    parser = replication_parser(__doc__.splitlines()[0])
     parser.add_argument("--audit-rate", type=float, default=0.25)
-    parser.add_argument("--out", type=Path, default=None, help="append each replication's record here (JSON lines)")
-    parser.add_argument("--summarise", type=Path, nargs="*", default=None, help="only print the table of results files")
     args = parser.parse_args()
     if args.summarise:
         records = [json.loads(line) for path in args.summarise for line in path.read_text().splitlines()

@@ -1,12 +1,13 @@
-"""What the replication benches share: the loop that runs replications, appends each one's records to a
-JSON-lines file as it finishes (a cut run keeps what it did) and prints progress; and the Wilson interval
-their coverage tables give.
+"""What the replication benches share: their command line (`replication_parser`), the loop that runs
+replications, appends each one's records to a JSON-lines file as it finishes (a cut run keeps what it
+did) and prints progress; and the Wilson interval their coverage tables give.
 
 Imported as a sibling module (`from replications import run_replications, wilson`), like real_text.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
@@ -14,6 +15,19 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+
+def replication_parser(description: str, n_help: str = "pairs per study",
+                       summarise_help: str = "only print the tables of results files") -> argparse.ArgumentParser:
+    """The options every replication bench takes: --reps, --first, --n, --out and --summarise; a bench
+    adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--first", type=int, default=0, help="first replication (to resume or split a run)")
+    parser.add_argument("--n", type=int, default=2_000, help=n_help)
+    parser.add_argument("--out", type=Path, default=None, help="append each replication's records here (JSON lines)")
+    parser.add_argument("--summarise", type=Path, nargs="*", default=None, help=summarise_help)
+    return parser
 
 
 def wilson(successes: int, trials: int) -> tuple[float, float]:
