@@ -31,7 +31,7 @@ from empathy_study.study.audit_design import (
 )
 from empathy_study.study.audit_plan import AuditReach, audit_reach
 from empathy_study.study.judging import load_sample, read_judgments
-from empathy_study.study.labels import read_labels, under
+from empathy_study.study.labels import current_scores, read_labels, under
 from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 
@@ -180,8 +180,7 @@ def push(study: Workspace, review: bool, small_audit: bool = False) -> Pushed:
     batches = []
     if config.annotation.audit == "active" and state.annotators:
         features = judge_features(study, config, sample["pair_id"])
-        gold = (annotation.gold_scores(under(read_labels(study), config.prompt_versions()))
-                if study.labels.exists() else None)
+        gold = current_scores(study, config)
         need_file = study.estimates / AUDIT_NEED
         weight = pd.read_parquet(need_file).set_index("pair_id")["weight"] if need_file.exists() else None
         batches = next_batch(design, config, features, gold, pushed_uniform=state.blind and design.design == "uniform",

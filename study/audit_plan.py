@@ -343,8 +343,7 @@ def _active_forecast(study: Workspace, config: StudyConfig, uniform_more: int) -
     features = judge_features(study, config, sample["pair_id"])
     if features[["empathy", "attachment"]].isna().all().all():
         return None, "no judge scores of the sampled pairs to set an active batch's need from"
-    gold = (annotation.gold_scores(labels_of.under(labels_of.read_labels(study), config.prompt_versions()))
-            if study.labels.exists() else None)
+    gold = labels_of.current_scores(study, config)
     current = design.probability.reindex(ids)
     need, how = batch_need(features, gold, 1 / current, table["weight"])
     residual = table["residual"].reindex(ids).to_numpy(dtype=float)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from empathy_study import annotation
 from empathy_study.study.audit_design import current_design
-from empathy_study.study.workspace import StudyError, Workspace
+from empathy_study.study.workspace import StudyConfig, StudyError, Workspace
 
 UNKNOWN_VERSION = "unknown"
 COLUMNS = ["pair_id", "construct", "annotator", "score", "mode", "prompt_version", "updated_at"]
@@ -113,6 +113,15 @@ def gold_matrix(labels: pd.DataFrame, construct: str, version: str) -> tuple[lis
     own = own[(own["construct"] == construct) & (own["prompt_version"] == version)]
     wide = own.pivot_table(index="annotator", columns="pair_id", values="score", aggfunc="last")
     return [str(c) for c in wide.columns], [str(a) for a in wide.index], wide.to_numpy(dtype=float)
+
+
+def current_scores(study: Workspace, config: StudyConfig) -> pd.DataFrame | None:
+    """The annotators' mean score of each labelled pair under the study's current rubrics (pair_id,
+    empathy_gold, attachment_gold) — what an active audit's next batch fits its error model on — or
+    None before any label exists."""
+    if not study.labels.exists():
+        return None
+    return annotation.gold_scores(under(read_labels(study), config.prompt_versions()))
 
 
 def gold_columns(study: Workspace, sample: pd.DataFrame, versions: dict[str, str], audit: annotation.AnnotationConfig,
