@@ -21,8 +21,9 @@ COVERAGE_FLOOR = 0.90
 # Bench designs each kind of row must have covered on (`weighted` rows: the stratified sample's design).
 UNWEIGHTED_DESIGNS = ("planted", "nonlinear", "ushape", "usershift")
 WEIGHTED_DESIGNS = ("weighted",)
-# Settings that change what a row's interval is; a study that differs in one is outside the evidence.
-SETTINGS = ("treat_high", "treat_low", "embedding", "embedding_dims", "prev_embedding_dims", "distance", "caliper",
+# Settings that change what a row's interval is; a study that differs in one is outside the evidence. The
+# embedding is recorded per row and design (the bench's rows were not all estimated with the same one).
+SETTINGS = ("treat_high", "treat_low", "embedding_dims", "prev_embedding_dims", "distance", "caliper",
             "propensity_caliper", "neighbours", "nuisance", "folds", "propensity_clip", "trim")
 
 
@@ -53,6 +54,11 @@ def row_status(label: str, weighted: bool, config: dict, evidence: dict | None =
     if short:
         return "exploratory", (f"its 95 % interval covered less than {COVERAGE_FLOOR:.0%} of the time on the bench "
                                f"design{'s' if len(short) > 1 else ''} {', '.join(short)}")
+    other = sorted({str(results[d].get("embedding", evidence.get("config", {}).get("embedding"))) for d in designs}
+                   - {config.get("embedding")})
+    if other:
+        return "exploratory", (f"covered on the bench with the prompt embedding {' and '.join(map(str, other))}, "
+                               f"not this study's {config.get('embedding')!r}")
     differs = differing_settings(config, evidence)
     if differs:
         return "exploratory", "validated under the bench's settings, which this study changes: " + "; ".join(differs)
@@ -66,7 +72,9 @@ def refuter_evidence(name: str, evidence: dict | None = None) -> str:
     figures = evidence.get("refuters", {}).get(name)
     if not figures:
         return "Its level and power have not been measured on the bench."
-    parts = [f"{case}: fails {entry['failed']:.0%} of {entry['reps']} runs" for case, entry in figures.items()]
+    parts = [f"{case}: fails {entry['failed']:.0%} of {entry['reps']} runs"
+             + (f" (estimated with the {entry['embedding']} embedding)" if "embedding" in entry else "")
+             for case, entry in figures.items()]
     return "Measured on the bench — " + "; ".join(parts) + "."
 
 
