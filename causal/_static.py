@@ -30,11 +30,12 @@ import sys
 import uuid
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from empathy_study.shared import cache_dir, file_sha256
+from empathy_study.shared import cache_dir, file_sha256, usable_cores
 
 STATIC_NAME = "all-MiniLM-L6-v2-static"  # the model's name in provenance and its cache folders
 ONNX_NAME = "all-MiniLM-L6-v2-onnx-int8"
@@ -204,41 +205,54 @@ class OnnxMiniLM:
 
     One text per run: dynamic quantisation picks each activation's int8 range over the whole input
     tensor, so in a batch a text's vector would depend on the texts beside it (measured: up to 0.037
-    per coordinate with 16 a batch), and a cached vector would depend on the run that made it; one at
-    a time costs about an eighth of the throughput. `threads` caps onnxruntime's threads (default: its
-    own choice); idle threads sleep rather than spin, which on a machine shared with other work costs
-    less than spinning for a core another process holds."""
+    per coordinate with 16 a batch), and a cached vector would depend on the run that made it.
+    So the cores are used by running `parallel` texts side by side (threads: onnxruntime releases
+    the GIL), each run on one core, rather than by splitting one short run across cores: 1.6x the
+    texts a second on two cores, the same vectors (docs/methods/embeddings.md). Idle onnxruntime
+    threads sleep rather than spin, which on a machine shared with other work costs less than
+    spinning for a core another process holds."""
 
-    def __init__(self, directory: Path, threads: int | None = None):
+    def __init__(self, directory: Path, parallel: int | None = None):
         import onnxruntime
         from tokenizers import Tokenizer
 
         self.directory = directory
+        self.parallel = parallel or usable_cores()
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
         options = onnxruntime.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), options,
                                                     providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.record = json.loads((directory / EXPORT_RECORD).read_text())
 
+    def _one(self, ids: list[int]) -> np.ndarray:
+        row = np.asarray([ids], dtype=np.int64)
+        feed = {"input_ids": row, "attention_mask": np.ones_like(row), "token_type_ids": np.zeros_like(row)}
+        pooled = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0][0].mean(axis=0)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
         out = np.empty((len(texts), 384), dtype=np.float32)
-        for row, encoding in enumerate(self.tokenizer.encode_batch(list(texts))):
-            ids = np.asarray([encoding.ids], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-            pooled = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0][0].mean(axis=0)
-            out[row] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        if self.parallel > 1 and len(ids) > 1:
+            with ThreadPoolExecutor(self.parallel) as pool:
+                for row, vector in enumerate(pool.map(self._one, ids)):
+                    out[row] = vector
+        else:
+            for row, one in enumerate(ids):
+                out[row] = self._one(one)
         return out
 
 
-def load_onnx_model(threads: int | None = None) -> OnnxMiniLM:
-    """The int8 ONNX MiniLM, exported first if this machine has none."""
+def load_onnx_model(parallel: int | None = None) -> OnnxMiniLM:
+    """The int8 ONNX MiniLM (`parallel` texts side by side, default one per usable core), exported
+    first if this machine has none."""
     path = onnx_model_dir()
     if not ((path / ONNX_FILE).exists() and (path / EXPORT_RECORD).exists()):
         export_onnx(path)
-    return OnnxMiniLM(path, threads)
+    return OnnxMiniLM(path, parallel)

@@ -15,8 +15,7 @@ from scipy import stats
 from empathy_study import causal
 from empathy_study.causal import _embeddings, _static
 from empathy_study.shared import file_sha256
-
-from .conftest import model_in_run_cache
+from tests.support.models import model_in_run_cache
 
 # bench/embed_throughput.py: ρ = 0.988 on 1,500 distinct prompts (the issue's target is 0.98).
 MIN_SPEARMAN = 0.98
@@ -58,11 +57,12 @@ def test_int8_export_ranks_distances_like_the_fp32_model(onnx_model, prompts):
 def test_a_texts_vector_does_not_depend_on_the_texts_embedded_with_it(onnx_model, prompts):
     """Dynamic quantisation sets each activation's range over the whole input: batched texts would
     change each other's vectors (0.037 per coordinate at 16 a batch), and the cache would keep
-    whichever came first."""
-    model = _static.load_onnx_model()
-    together = model.encode(prompts[:40])
-    alone = np.vstack([model.encode([p]) for p in prompts[:40]])
+    whichever came first. Texts run side by side on threads must each land in their own row."""
+    together = _static.load_onnx_model(parallel=3).encode(prompts[:40])
+    serial = _static.load_onnx_model(parallel=1)
+    alone = np.vstack([serial.encode([p]) for p in prompts[:40]])
     assert np.abs(together - alone).max() < 1e-6
+    assert np.abs(together - np.roll(alone, 1, axis=0)).max() > 0.1  # rows out of order would fail above
 
 
 def test_each_model_keeps_its_own_cache_and_provenance_name(onnx_model):
@@ -92,3 +92,7 @@ def test_a_missing_export_is_made_on_first_use(onnx_model, tmp_path, monkeypatch
     assert (_static.onnx_model_dir() / _static.ONNX_FILE).exists()
     # The same packaged weights and library versions give the same file.
     assert model.record["onnx_sha256"] == json.loads((onnx_model / _static.EXPORT_RECORD).read_text())["onnx_sha256"]
+
+
+def test_the_config_and_the_embedder_default_to_the_same_embedding():
+    assert causal.CausalConfig().embedding == causal.Embedder().embedding == _embeddings.DEFAULT_EMBEDDING == "minilm"
