@@ -129,7 +129,8 @@ def heterogeneity_records(result, design: str, rep: int, embedding: str) -> list
 
 
 def replicate(design: str, chosen: pd.DataFrame, score: np.ndarray, embedder, rep: int,
-              runs: tuple[str, ...] = RUNS, heterogeneity: bool = False) -> list[dict]:
+              runs: tuple[str, ...] = RUNS, heterogeneity: bool = False,
+              estimators: list[str] = TRUE_LABEL_ESTIMATORS) -> list[dict]:
     scored, truth = causal.simulate(chosen, score, seed=1_000 + rep, planted=planted_for(design))
     population_truth = truth
     if design == "weighted":
@@ -138,7 +139,7 @@ def replicate(design: str, chosen: pd.DataFrame, score: np.ndarray, embedder, re
     power_only = design in POWER_DESIGNS
     if "true labels" not in runs:
         return records + _gold_records(scored, truth, population_truth, design, embedder, rep)
-    estimators = ["dr"] if power_only else TRUE_LABEL_ESTIMATORS
+    estimators = ["dr"] if power_only else estimators
     refuters = ["leave_one_model_out"] if design == "gpt4only" else [] if design == "hidden" else \
         ["placebo", "leave_one_model_out"]
     config = causal.CausalConfig(seed=rep, estimators=estimators, refuters=refuters, heterogeneity=heterogeneity,
@@ -272,6 +273,16 @@ def heterogeneity_record(paths: list[Path]) -> dict:
     return {"designs": out, "source": "bench/hte_level.py; docs/hte-level.md"}
 
 
+# What one replication's record is of, per kind: a later record of the same replaces an earlier one.
+RECORD_KEYS = {"row": ["row"], "refuter": ["target", "refuter"], "hte": []}
+
+
+def latest_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each replication's last record of each row, refuter and heterogeneity test, whichever file it came from."""
+    return pd.concat([frame[frame["kind"] == kind].drop_duplicates(["design", "rep", *keys], keep="last")
+                      for kind, keys in RECORD_KEYS.items()], ignore_index=True)
+
+
 def validation_record(frame: pd.DataFrame, source: str, hte: list[Path]) -> dict:
     rows = frame[frame["kind"] == "row"]
     # One embedding per row and design: replications estimated with several are recorded as that mix.
@@ -299,11 +310,14 @@ def validation_record(frame: pd.DataFrame, source: str, hte: list[Path]) -> dict
 def main() -> None:
     parser = replication_parser(__doc__.splitlines()[0], "pairs per study (the weighted design's population)",
                                 "only print the tables of results files; a later file's record of the same design, "
-                                "row and replication replaces an earlier file's, whatever embedding estimated either")
+                                "replication and row (refuter, heterogeneity test) replaces an earlier file's, "
+                                "whatever embedding estimated either")
     parser.add_argument("--design", default=",".join(DESIGNS), help=f"comma-separated: {', '.join(DESIGNS)}")
-    parser.add_argument("--runs", default="all", choices=["all", "gold"],
+    parser.add_argument("--runs", default="all", choices=["all", "gold", "true"],
                         help="gold: only the simulated-judge estimate (the gold rows), to re-measure a changed "
-                             "gold estimator without re-running the rest")
+                             "gold estimator without re-running the rest; true: only the true-label estimate")
+    parser.add_argument("--estimators", default=",".join(TRUE_LABEL_ESTIMATORS),
+                        help="comma-separated estimators of the true-label run (the power designs run dr alone)")
     parser.add_argument("--embedding", default=causal.CausalConfig().embedding, choices=EMBEDDINGS,
                         help="the estimate's prompt embedding (the planted design always reads the fp32 reference)")
     parser.add_argument("--heterogeneity", action="store_true",
@@ -319,9 +333,7 @@ def main() -> None:
         if args.compare:
             print(embedding_comparison(frame, args.compare))
             return
-        rows = frame["kind"] == "row"
-        frame = pd.concat([frame[rows].drop_duplicates(["design", "row", "rep"], keep="last"), frame[~rows]],
-                          ignore_index=True)
+        frame = latest_records(frame)
         print(summarise(frame))
         if args.write_validation:
             record = validation_record(frame, " ".join(str(p) for p in args.summarise), args.hte)
@@ -340,8 +352,10 @@ def main() -> None:
                                       reference.embed(TASK_ANCHORS))
         embedder.embed(chosen["prompt"].tolist())  # once, before the replications: each reads the cache
         embedder.embed(chosen["prev_response"].fillna("").astype(str).tolist())
-        runs = RUNS if args.runs == "all" else ("simulated judge",)
-        records = run_replications(lambda rep: replicate(design, chosen, score, embedder, rep, runs, args.heterogeneity),
+        runs = {"all": RUNS, "gold": ("simulated judge",), "true": ("true labels",)}[args.runs]
+        estimators = args.estimators.split(",")
+        records = run_replications(lambda rep: replicate(design, chosen, score, embedder, rep, runs, args.heterogeneity,
+                                                         estimators),
                                    args.first, args.reps, args.out, f"{design}: ")
         print(summarise(pd.DataFrame(records)))
 

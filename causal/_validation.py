@@ -48,12 +48,16 @@ def row_status(label: str, weighted: bool, config: dict, evidence: dict | None =
     designs = WEIGHTED_DESIGNS if weighted else UNWEIGHTED_DESIGNS
     results = evidence.get("rows", {}).get(label + (" · weighted" if weighted else ""), {})
     missing = [d for d in designs if d not in results]
-    if missing:
-        return "exploratory", f"not run on the bench design{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
-    short = [f"{d} {results[d]['coverage']:.2f}" for d in designs if results[d]["coverage"] < COVERAGE_FLOOR]
+    unrun = f"not run on the bench design{'s' if len(missing) > 1 else ''} {', '.join(missing)}" if missing else ""
+    # A shortfall where it was run is the stronger reason, so it is said first.
+    short = [f"{d} {results[d]['coverage']:.2f}" for d in designs
+             if d in results and results[d]["coverage"] < COVERAGE_FLOOR]
     if short:
         return "exploratory", (f"its 95 % interval covered less than {COVERAGE_FLOOR:.0%} of the time on the bench "
-                               f"design{'s' if len(short) > 1 else ''} {', '.join(short)}")
+                               f"design{'s' if len(short) > 1 else ''} {', '.join(short)}"
+                               + (f"; {unrun}" if unrun else ""))
+    if missing:
+        return "exploratory", unrun
     other = sorted({str(results[d].get("embedding", evidence.get("config", {}).get("embedding"))) for d in designs}
                    - {config.get("embedding")})
     if other:
@@ -62,8 +66,9 @@ def row_status(label: str, weighted: bool, config: dict, evidence: dict | None =
     differs = differing_settings(config, evidence)
     if differs:
         return "exploratory", "validated under the bench's settings, which this study changes: " + "; ".join(differs)
-    coverage = ", ".join(f"{d} {results[d]['coverage']:.2f}" for d in designs)
-    return "validated", f"covered on every bench design ({coverage}; {evidence.get('reps', '?')} replications each)"
+    coverage = ", ".join(f"{d} {results[d]['coverage']:.2f} of {results[d].get('reps', evidence.get('reps', '?'))}"
+                         for d in designs)
+    return "validated", f"covered on every bench design ({coverage} replications)"
 
 
 def refuter_evidence(name: str, evidence: dict | None = None) -> str:

@@ -21,6 +21,18 @@ os.environ["MPLCONFIGDIR"] = os.path.join(_SCRATCH, "matplotlib")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_SCRATCH, "xdg-cache")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_embedding_in_run_cache():
+    """The default embedding's int8 export, copied into this run's cache when `make setup` built it (a
+    second or so), so the first test that embeds does not spend a minute exporting it again."""
+    from empathy_study.causal import _static
+    from tests.support.models import SETUP_MODELS, model_in_run_cache
+
+    if (SETUP_MODELS / _static.ONNX_NAME / _static.EXPORT_RECORD).exists():
+        model_in_run_cache(_static.onnx_model_dir(), _static.ONNX_NAME, _static.ONNX_FILE, _static.export_onnx,
+                           built_marker=_static.EXPORT_RECORD)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SCRATCH, ignore_errors=True)
 

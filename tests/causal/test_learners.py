@@ -49,15 +49,18 @@ def x_learner_uniform(studies):
     return row
 
 
-def test_x_learner_covers_the_planted_effect_and_agrees_with_dr(studies, x_learner_uniform):
-    """With poor overlap (5 % of propensities above 0.96) the plug-in X-learner, like TMLE, sits above
-    dr and is tighter (it does not divide by the propensity); both cover the truth."""
+def test_x_learner_sits_above_dr_and_the_truth_with_a_tighter_interval(studies, x_learner_uniform):
+    """With poor overlap (5 % of propensities above 0.96) the plug-in X-learner leans on the outcome
+    models, like TMLE. Over 60 replications of this design (bench/estimator_coverage.py --design planted
+    --runs true --estimators dr,x_learner --n 1500) it sat above the truth in all 60 and above dr in
+    60 (int8) and 59 (fp32), with an interval 0.2-0.67 of dr's width that covered the truth in only
+    0.38 and 0.40 of them (dr: 0.97). So its coverage is not asserted, and the report calls the row
+    exploratory with that figure (causal/validation.json)."""
     _, fit, truth = studies["uniform"]
     x, dr = x_learner_uniform, causal.ESTIMATORS["dr"](fit)[0]
     print(f"\ntruth {truth:.3f}; dr {dr.estimate:.3f} ± {dr.se:.3f}; x_learner {x.estimate:.3f} ± {x.se:.3f}")
-    assert x.ci_low < truth < x.ci_high
-    assert abs(x.estimate - dr.estimate) < 2 * dr.se  # the same confounders, another learner
-    assert 0.3 * dr.se < x.se < 2 * dr.se  # the bootstrap SE is of the size of the influence-function SE
+    assert x.estimate > truth and x.estimate > dr.estimate
+    assert 0.15 * dr.se < x.se < dr.se  # a bootstrap of refits, of the size the bench measured
 
 
 def test_x_learner_bootstrap_se_grows_with_fewer_users(studies, x_learner_uniform):
