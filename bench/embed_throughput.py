@@ -42,9 +42,9 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from empathy_study import causal, study  # noqa: E402
+from empathy_study.causal._embeddings import REFERENCE  # noqa: E402
 
 EMBEDDINGS = ("minilm-torch", "minilm", "fast")
-REFERENCE = "minilm-torch"
 
 
 def throughput(texts: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:

@@ -55,6 +55,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from empathy_study import causal  # noqa: E402
+from empathy_study.causal._embeddings import REFERENCE  # noqa: E402  (the planted designs read the prompts through it)
 from empathy_study.causal._semisynthetic import PERSONAL_ANCHORS, TASK_ANCHORS, sample_pairs  # noqa: E402
 
 ROWS_DESIGNS = ("planted", "nonlinear", "ushape", "usershift", "weighted")
@@ -65,7 +66,6 @@ GOLD_ESTIMATORS = ["dr_gold_only", "dr_gold_corrected"]
 AUDIT_RATE = 0.25
 RUNS = ("true labels", "simulated judge")  # the two estimates of a replication (--runs)
 STRATUM_RATES = (0.9, 0.35)  # weighted design: prompts above the personal score's 70th percentile, the rest
-REFERENCE = "minilm-torch"  # the embedding the planted designs read the prompts through
 EMBEDDINGS = ("minilm-torch", "minilm", "fast")
 VALIDATION = Path(__file__).resolve().parent.parent / "causal" / "validation.json"
 

@@ -238,15 +238,12 @@ class OnnxMiniLM:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
-        out = np.empty((len(texts), 384), dtype=np.float32)
         if self.parallel > 1 and len(ids) > 1:
             with ThreadPoolExecutor(self.parallel) as pool:
-                for row, vector in enumerate(pool.map(self._one, ids)):
-                    out[row] = vector
+                vectors = list(pool.map(self._one, ids))
         else:
-            for row, one in enumerate(ids):
-                out[row] = self._one(one)
-        return out
+            vectors = [self._one(one) for one in ids]
+        return np.array(vectors, dtype=np.float32).reshape(len(ids), 384)
 
 
 def load_onnx_model(parallel: int | None = None) -> OnnxMiniLM:
